@@ -1,0 +1,5 @@
+import sys
+
+from hopbench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Broker lifecycle: the embedded Kafka (Tansu) and RabbitMQ by URL."""

@@ -1,0 +1,77 @@
+"""RabbitMQ, reached by URL (default: the local server on 127.0.0.1:5672).
+
+The orchestrator declares every queue of a run before any service starts (a
+message published to a missing queue would vanish without a trace), and deletes
+them at the end. Queues also carry ``x-expires``, so a run killed hard leaves
+nothing behind for long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import aiormq
+from aiormq.abc import AbstractConnection
+
+from hopbench.errors import BrokerUnavailable
+
+QUEUE_EXPIRES_MS = 10 * 60 * 1000
+
+
+def redact(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def queue_arguments() -> dict[str, Any]:
+    return {"x-expires": QUEUE_EXPIRES_MS}
+
+
+class RabbitMqBroker:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.server_version = "unknown"
+        self._connection: AbstractConnection | None = None
+        self._queues: list[str] = []
+
+    async def connect(self) -> None:
+        try:
+            self._connection = await asyncio.wait_for(aiormq.connect(self.url), 5)
+        except (OSError, aiormq.exceptions.AMQPError, TimeoutError) as exc:
+            raise BrokerUnavailable(
+                f"RabbitMQ does not answer at {redact(self.url)} ({type(exc).__name__}: {exc}). "
+                "Start a local server (`rabbitmq-server -detached`, or "
+                "`docker run -d -p 5672:5672 rabbitmq:3`) or pass --rabbitmq-url"
+            ) from exc
+        version = self._connection.server_properties.get("version", b"unknown")
+        self.server_version = version.decode() if isinstance(version, bytes) else str(version)
+
+    async def declare_queues(self, names: list[str], durable: bool) -> None:
+        assert self._connection is not None
+        channel = await self._connection.channel()
+        try:
+            for name in names:
+                await channel.queue_declare(name, durable=durable, arguments=queue_arguments())
+                self._queues.append(name)
+        finally:
+            await channel.close()
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "rabbitmq", "version": self.server_version, "url": redact(self.url)}
+
+    async def close(self) -> None:
+        if self._connection is None:
+            return
+        with contextlib.suppress(Exception):  # cleanup must not mask the run's own error
+            channel = await self._connection.channel()
+            for name in self._queues:
+                await channel.queue_delete(name)
+            await channel.close()
+        await self._connection.close()
+        self._connection = None

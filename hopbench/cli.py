@@ -1,0 +1,211 @@
+"""The hopbench command line: ``validate`` a topology, ``run`` it over one or more modes."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+import pydantic
+
+from hopbench.errors import ConfigError, HopbenchError
+from hopbench.results import Results, RunResult
+from hopbench.runspec import LoadSpec, Settings
+from hopbench.topology import MODES, Topology, load_topology
+
+
+def _modes(text: str | None) -> list[str | None]:
+    if text is None:
+        return [None]
+    modes = list(MODES) if text == "all" else [m.strip() for m in text.split(",") if m.strip()]
+    for mode in modes:
+        if mode not in MODES:
+            raise ConfigError(f"--mode: {mode!r} is not one of {', '.join(MODES)} (or 'all')")
+    return list(modes)
+
+
+def _settings(assignments: list[str]) -> Settings:
+    values: dict[str, str] = {}
+    for assignment in assignments:
+        key, sep, value = assignment.partition("=")
+        if not sep:
+            raise ConfigError(f"--setting {assignment}: expected KEY=VALUE, e.g. kafka_acks=-1")
+        if key not in Settings.model_fields:
+            known = ", ".join(Settings.model_fields)
+            raise ConfigError(f"--setting {key}: not a setting; known: {known}")
+        values[key] = value
+    try:
+        return Settings.model_validate(values)
+    except pydantic.ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        raise ConfigError(f"--setting {err['loc'][0]}: {err['msg']}") from None
+
+
+def _load(args: argparse.Namespace) -> LoadSpec:
+    try:
+        return LoadSpec(
+            rate=args.rate,
+            duration_s=args.duration,
+            warmup_s=args.warmup,
+            payload_bytes=args.payload,
+            workers=args.workers,
+            max_in_flight=args.max_in_flight,
+        )
+    except pydantic.ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        flag = {"duration_s": "duration", "warmup_s": "warmup", "payload_bytes": "payload"}.get(
+            str(err["loc"][0]), str(err["loc"][0])
+        )
+        raise ConfigError(f"--{flag.replace('_', '-')}: {err['msg']}") from None
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    for mode in _modes(args.mode):
+        topology = load_topology(args.topology, args.set, mode)
+        print(describe(topology))
+    return 0
+
+
+def describe(topology: Topology) -> str:
+    lines = [f"{topology.source}: topology '{topology.name}' is valid"]
+    for name, svc in topology.services.items():
+        lines.append(
+            f"  service {name}: {svc.replicas} replica(s), cpu {svc.cpu_us} µs, "
+            f"io {svc.io_ms:g} ms, reply {svc.reply_bytes} B"
+        )
+    for edge in topology.edges:
+        lines.append(f"  edge[{edge.index}] {edge.name}: {edge.mode} {edge.pattern}")
+    lines.append(
+        "  completes at: " + ", ".join(topology.route_label(r) for r in topology.expected_routes())
+    )
+    return "\n".join(lines)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from hopbench.orchestrator import RunRequest, run_topology
+    from hopbench.table import render
+
+    load = _load(args)
+    settings = _settings(args.setting)
+    topologies = [load_topology(args.topology, args.set, mode) for mode in _modes(args.mode)]
+    args.out.mkdir(parents=True, exist_ok=True)
+    results_path = args.out / "results.json"
+    results = Results()
+    failures: list[str] = []
+
+    def progress(message: str) -> None:
+        print(f"  {message}", file=sys.stderr, flush=True)
+
+    for topology in topologies:
+        print(f"== {topology.name} over {topology.mode_label}", file=sys.stderr, flush=True)
+        request = RunRequest(
+            topology=topology,
+            load=load,
+            out_dir=args.out,
+            settings=settings,
+            rabbitmq_url=args.rabbitmq_url,
+            grace_s=args.grace,
+            progress=progress,
+        )
+        try:
+            run: RunResult = asyncio.run(run_topology(request))
+        except HopbenchError as exc:  # one mode failing keeps the others' numbers
+            failures.append(f"{topology.name} over {topology.mode_label}: {exc}")
+            print(f"  failed: {exc}", file=sys.stderr, flush=True)
+            continue
+        results.runs.append(run)
+        results.write(results_path)  # after every run: an interrupted command keeps them
+        for note in run.notes:
+            progress(f"note: {note}")
+    if results.runs:
+        print()
+        print(render(results.runs))
+        print(f"\nresults: {results_path}")
+    for failure in failures:
+        print(f"hopbench: error: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hopbench",
+        description="Measure what each style of service-to-service communication costs.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def topology_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("topology", type=Path, help="a topology YAML file")
+        p.add_argument(
+            "--mode",
+            help=f"set every edge to one mode: {', '.join(MODES)}; "
+            "a comma list or 'all' runs once per mode",
+        )
+        p.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="PATH=VALUE",
+            help="override one field, e.g. services.worker.replicas=2 or "
+            "edges.gateway->worker.mode=kafka",
+        )
+
+    validate = sub.add_parser("validate", help="check a topology file and show what it runs")
+    topology_args(validate)
+    validate.set_defaults(func=cmd_validate)
+
+    run = sub.add_parser("run", help="run a topology under open-loop load and measure it")
+    topology_args(run)
+    run.add_argument("--rate", type=float, default=200.0, help="messages per second (default 200)")
+    run.add_argument("--duration", type=float, default=10.0, help="measured seconds (default 10)")
+    run.add_argument(
+        "--warmup", type=float, default=2.0, help="unmeasured seconds first (default 2)"
+    )
+    run.add_argument("--payload", type=int, default=100, help="payload bytes (default 100)")
+    run.add_argument("--workers", type=int, default=1, help="load worker processes (default 1)")
+    run.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=10_000,
+        help="requests a worker may have outstanding (default 10000)",
+    )
+    run.add_argument(
+        "--grace",
+        type=float,
+        default=5.0,
+        help="seconds sinks may take after the last send (default 5)",
+    )
+    run.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a transport setting, e.g. kafka_acks=-1 or rabbitmq_confirms=true",
+    )
+    run.add_argument("--rabbitmq-url", default="amqp://guest:guest@127.0.0.1:5672/")
+    run.add_argument("--out", type=Path, default=Path("results"), help="output folder")
+    run.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        status: int = args.func(args)
+    except HopbenchError as exc:
+        print(f"hopbench: error: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except KeyboardInterrupt:
+        print("hopbench: interrupted; every process it started has been stopped", file=sys.stderr)
+        return 130
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""The one error tree of hopbench. Everything a user can cause is one of these.
+
+    HopbenchError            exit status 1 unless a subclass says otherwise
+    ├── ConfigError          a topology, suite or override is wrong (exit 2)
+    ├── BrokerUnavailable    a broker could not be started or reached
+    └── RunError             a service or load worker failed during a run
+
+Errors from pydantic, aiokafka, aio-pika, grpc or aiohttp are mapped to these at
+the boundary (``raise ... from exc``); the CLI prints the message, never a traceback.
+"""
+
+from __future__ import annotations
+
+
+class HopbenchError(Exception):
+    exit_status = 1
+
+
+class ConfigError(HopbenchError):
+    exit_status = 2
+
+
+class BrokerUnavailable(HopbenchError):
+    pass
+
+
+class RunError(HopbenchError):
+    pass

@@ -1,0 +1,64 @@
+"""One load worker: ``python -m hopbench.loadgen --spec FILE --worker N``.
+
+It connects, says "ready", waits for "start" (with the shared start time, so
+several workers keep one schedule), runs, and reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from hopbench.control import ChildChannel, run_child
+from hopbench.loadgen.schedule import ConstantSchedule
+from hopbench.loadgen.worker import LoadWorker
+from hopbench.runspec import RunSpec
+from hopbench.services.transports import make_transports
+from hopbench.services.transports.base import Process
+from hopbench.topology import LOADGEN
+
+
+def build_worker(process: Process, transport: str | None = None) -> LoadWorker:
+    topology = process.spec.resolved
+    transports = make_transports(process, [topology.entry_edge], transport)
+    return LoadWorker(
+        topology,
+        process.spec.run_id,
+        process.replica,
+        transports[topology.entry_edge.mode],
+        process.spec.load.payload_bytes,
+        process.spec.load.max_in_flight,
+    )
+
+
+def schedule_for(process: Process, start_ns: int) -> ConstantSchedule:
+    load = process.spec.load
+    return ConstantSchedule(
+        start_ns, load.rate, load.duration_s, load.warmup_s, process.replica, load.workers
+    )
+
+
+async def drive(channel: ChildChannel, process: Process) -> None:
+    worker = build_worker(process)
+    await worker.transport.start()
+    try:
+        channel.emit("ready")
+        async for command in channel.commands():
+            if command["cmd"] == "start":
+                report = await worker.run(schedule_for(process, int(command["start_ns"])))
+                channel.emit("report", worker=report.to_json(), recorder=worker.recorder.to_json())
+    finally:
+        await worker.transport.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m hopbench.loadgen")
+    parser.add_argument("--spec", type=Path, required=True)
+    parser.add_argument("--worker", type=int, required=True)
+    args = parser.parse_args()
+    process = Process(RunSpec.read(args.spec), LOADGEN, args.worker)
+    run_child(lambda channel: drive(channel, process))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""The one recorder every mode uses: where a flow ends, ``complete`` is called.
+
+Latency is ``completion − intended send`` (coordinated-omission-correct) and
+service time is ``completion − actual send``, each in an HdrHistogram of µs with 3
+significant figures. Every sequence number seen is kept in a bitmap per load
+worker, so ``completed``, ``lost`` and ``duplicated`` are exact after merging.
+Warm-up messages are counted but not measured.
+"""
+
+from __future__ import annotations
+
+import base64
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+from hopbench.proto.hopbench_pb2 import Envelope
+
+LOWEST_US = 1
+HIGHEST_US = 3_600_000_000  # one hour: anything longer is counted as out of range
+SIGNIFICANT_FIGURES = 3
+
+
+def new_histogram() -> HdrHistogram:
+    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES)
+
+
+class SeqBitmap:
+    """Sequence numbers seen, as a growable bitmap (1 bit a message)."""
+
+    __slots__ = ("bits",)
+
+    def __init__(self, bits: bytearray | None = None) -> None:
+        self.bits = bits if bits is not None else bytearray()
+
+    def add(self, seq: int) -> bool:
+        """Mark seq; False if it was already marked (a duplicate)."""
+        byte, bit = divmod(seq, 8)
+        if byte >= len(self.bits):
+            self.bits.extend(bytes(max(byte + 1 - len(self.bits), len(self.bits))))
+        mask = 1 << bit
+        if self.bits[byte] & mask:
+            return False
+        self.bits[byte] |= mask
+        return True
+
+    def as_int(self) -> int:
+        return int.from_bytes(self.bits, "little")
+
+    def encode(self) -> str:
+        return base64.b64encode(zlib.compress(bytes(self.bits))).decode("ascii")
+
+    @classmethod
+    def decode(cls, text: str) -> SeqBitmap:
+        return cls(bytearray(zlib.decompress(base64.b64decode(text))))
+
+
+def record(histogram: HdrHistogram, value_us: int) -> bool:
+    """Record one value; False when HdrHistogram refused it (out of range)."""
+    return bool(histogram.record_value(max(value_us, LOWEST_US)))
+
+
+@dataclass
+class RouteRecord:
+    """What one recorder saw on one route."""
+
+    latency: HdrHistogram = field(default_factory=new_histogram)
+    service_time: HdrHistogram = field(default_factory=new_histogram)
+    seen: dict[int, SeqBitmap] = field(default_factory=dict)  # worker -> seqs
+    completed: int = 0
+    warmup_completed: int = 0
+    duplicated: int = 0
+    negative: int = 0  # completion before intended send: a clock problem, never hidden
+    out_of_range: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "latency": self.latency.encode().decode("ascii"),
+            "service_time": self.service_time.encode().decode("ascii"),
+            "seen": {str(w): bm.encode() for w, bm in self.seen.items()},
+            "completed": self.completed,
+            "warmup_completed": self.warmup_completed,
+            "duplicated": self.duplicated,
+            "negative": self.negative,
+            "out_of_range": self.out_of_range,
+        }
+
+
+class Recorder:
+    """Completions seen by one process, keyed by route (a tuple of edge indices)."""
+
+    def __init__(self) -> None:
+        self.routes: dict[tuple[int, ...], RouteRecord] = {}
+        self.foreign = 0  # messages of another run: ignored, counted
+
+    def complete(self, route: tuple[int, ...], env: Envelope, now_ns: int) -> None:
+        rec = self.routes.get(route)
+        if rec is None:
+            rec = self.routes[route] = RouteRecord()
+        seen = rec.seen.get(env.worker)
+        if seen is None:
+            seen = rec.seen[env.worker] = SeqBitmap()
+        if not seen.add(env.seq):
+            rec.duplicated += 1
+            return
+        if env.warmup:
+            rec.warmup_completed += 1
+            return
+        rec.completed += 1
+        latency_us = (now_ns - env.intended_ns) // 1000
+        if latency_us < 0:
+            rec.negative += 1
+        ok = record(rec.latency, latency_us)
+        ok = record(rec.service_time, (now_ns - env.sent_ns) // 1000) and ok
+        if not ok:
+            rec.out_of_range += 1
+
+    def completed_count(self) -> int:
+        return sum(r.completed + r.warmup_completed for r in self.routes.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "routes": {",".join(map(str, k)): v.to_json() for k, v in self.routes.items()},
+            "foreign": self.foreign,
+        }

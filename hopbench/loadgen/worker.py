@@ -1,0 +1,149 @@
+"""One load worker: follows its schedule, never waits for a reply to send the next.
+
+"Sent" is the moment the message is handed to the entry edge's transport
+(``sent_ns``); for a request-reply entry the reply is the completion, recorded
+here, for an asynchronous entry the sinks record it. A failed send or request is
+an error, remembered by sequence number so that ``lost`` stays exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+
+from hopbench.loadgen.recorder import Recorder, SeqBitmap, new_histogram, record
+from hopbench.loadgen.schedule import ConstantSchedule
+from hopbench.loadgen.ticker import Ticker
+from hopbench.proto.hopbench_pb2 import Envelope
+from hopbench.services.transports.base import Transport, TransportError
+from hopbench.topology import LOADGEN, Topology
+
+log = logging.getLogger(__name__)
+# A message due this soon is sent now: a wake-up costs about as much.
+EARLY_SEND_NS = 20_000
+
+
+@dataclass
+class WorkerReport:
+    worker: int
+    sent: int = 0  # every message this worker attempted, warm-up included
+    first_measured_seq: int = 0
+    failed: SeqBitmap = field(default_factory=SeqBitmap)
+    measure_start_ns: int = 0
+    last_sent_ns: int = 0
+    in_flight_waits: int = 0  # sends that waited because max_in_flight was reached
+    send_lag: HdrHistogram = field(default_factory=new_histogram)  # actual - intended, µs
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "worker": self.worker,
+            "sent": self.sent,
+            "first_measured_seq": self.first_measured_seq,
+            "failed": self.failed.encode(),
+            "measure_start_ns": self.measure_start_ns,
+            "last_sent_ns": self.last_sent_ns,
+            "in_flight_waits": self.in_flight_waits,
+            "send_lag": self.send_lag.encode().decode("ascii"),
+        }
+
+
+class LoadWorker:
+    def __init__(
+        self,
+        topology: Topology,
+        run_id: str,
+        worker: int,
+        transport: Transport,
+        payload_bytes: int,
+        max_in_flight: int,
+    ) -> None:
+        self.entry = topology.entry_edge
+        self.records_replies = self.entry.is_sync and topology.records_completion(LOADGEN)
+        self.flow = topology.name
+        self.run_id = run_id
+        self.worker = worker
+        self.transport = transport
+        self.payload = os.urandom(payload_bytes)
+        self.max_in_flight = max_in_flight
+        self.recorder = Recorder()
+        self.report = WorkerReport(worker)
+        self._in_flight = 0
+        self._slot_free = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self, schedule: ConstantSchedule) -> WorkerReport:
+        report = self.report
+        report.first_measured_seq = schedule.first_measured_seq
+        report.measure_start_ns = schedule.measure_start_ns
+        total = schedule.total
+        seq = 0
+        ticker = Ticker()
+        try:
+            while seq < total:
+                intended_ns = schedule.intended_ns(seq)
+                if intended_ns - time.monotonic_ns() > EARLY_SEND_NS:
+                    await ticker.until(intended_ns)
+                    continue
+                await self._wait_for_slot()
+                self._send(seq, intended_ns, schedule)
+                seq += 1
+                if seq % 64 == 0:
+                    await asyncio.sleep(0)  # let replies in when far behind schedule
+        finally:
+            ticker.close()
+        report.sent = seq
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        return report
+
+    async def _wait_for_slot(self) -> None:
+        if self._in_flight >= self.max_in_flight:
+            self.report.in_flight_waits += 1
+            while self._in_flight >= self.max_in_flight:
+                self._slot_free.clear()
+                await self._slot_free.wait()
+
+    def _send(self, seq: int, intended_ns: int, schedule: ConstantSchedule) -> None:
+        sent_ns = time.monotonic_ns()
+        env = Envelope(
+            id=(self.worker << 40) | seq,
+            flow=self.flow,
+            worker=self.worker,
+            seq=seq,
+            intended_ns=intended_ns,
+            sent_ns=sent_ns,
+            trace_id=random.getrandbits(64),
+            warmup=intended_ns < schedule.measure_start_ns,
+            run_id=self.run_id,
+            payload=self.payload,
+        )
+        record(self.report.send_lag, (sent_ns - intended_ns) // 1000)
+        self.report.last_sent_ns = sent_ns
+        self._in_flight += 1
+        task = asyncio.create_task(self._deliver(env))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(self, env: Envelope) -> None:
+        try:
+            if self.entry.is_sync:
+                reply = await self.transport.request(self.entry, env)
+                if self.records_replies:
+                    self.recorder.complete((), reply, time.monotonic_ns())
+            else:
+                await self.transport.publish(self.entry, env)
+        except TransportError:
+            self.report.failed.add(env.seq)
+        except Exception:  # a transport bug: still an error, never a silent loss
+            log.exception("unexpected error sending %s", self.entry.name)
+            self.report.failed.add(env.seq)
+        finally:
+            self._in_flight -= 1
+            self._slot_free.set()

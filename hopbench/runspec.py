@@ -1,0 +1,70 @@
+"""The run spec: everything a child process (service replica or load worker) needs.
+
+The orchestrator writes it as JSON into the run directory; children read it at
+start. Pydantic lives here, at the edge; the hot path uses the resolved
+``Topology`` and the plain ``Settings`` fields.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hopbench.topology import Topology
+
+
+class Settings(BaseModel):
+    """Transport settings that change the answer; all are written into the results."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    request_timeout_s: float = Field(10.0, gt=0)
+    http_connections: int = Field(32, ge=1, description="pooled connections per caller and target")
+    grpc_channels: int = Field(1, ge=1, description="channels per caller and target replica")
+    kafka_acks: int = Field(1, description="producer acks: 0, 1 or -1 (all)")
+    kafka_linger_ms: int = Field(0, ge=0)
+    kafka_fetch_max_wait_ms: int = Field(5, ge=0, description="see FINDINGS: Tansu waits it out")
+    rabbitmq_confirms: bool = Field(False, description="publisher confirms awaited per message")
+    rabbitmq_durable: bool = Field(False, description="durable queues, persistent messages")
+    prefetch: int = Field(
+        100, ge=1, description="messages one broker consumer handles at once (Kafka and RabbitMQ)"
+    )
+
+
+class LoadSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rate: float = Field(gt=0, description="target messages per second, all workers together")
+    duration_s: float = Field(gt=0)
+    warmup_s: float = Field(ge=0)
+    payload_bytes: int = Field(ge=0)
+    workers: int = Field(1, ge=1)
+    max_in_flight: int = Field(10_000, ge=1)
+
+
+class RunSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    run_id: str
+    topology: dict[str, Any]
+    settings: Settings = Settings()
+    load: LoadSpec
+    # mode -> service -> one "host:port" per replica (http and grpc servers)
+    endpoints: dict[str, dict[str, list[str]]] = {}
+    kafka_bootstrap: str | None = None
+    rabbitmq_url: str | None = None
+
+    @cached_property
+    def resolved(self) -> Topology:
+        return Topology.from_dict(self.topology)
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(self.model_dump(mode="json"), indent=2))
+
+    @classmethod
+    def read(cls, path: Path) -> RunSpec:
+        return cls.model_validate_json(path.read_text())

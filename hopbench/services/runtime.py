@@ -1,0 +1,141 @@
+"""The generic service: receive, work, forward along the out-edges, reply or record.
+
+Every service in every topology is this class; its behaviour comes from the
+topology (work per message, out-edges) and its transports from the edges' modes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Mapping
+
+from hopbench.loadgen.recorder import Recorder
+from hopbench.proto.hopbench_pb2 import Envelope
+from hopbench.services.transports.base import Transport, TransportError, channel_of
+from hopbench.services.work import do_work
+from hopbench.topology import Edge, Topology
+
+log = logging.getLogger(__name__)
+
+
+class ServiceRuntime:
+    def __init__(
+        self,
+        topology: Topology,
+        service: str,
+        replica: int,
+        run_id: str,
+        transports: Mapping[str, Transport],
+    ) -> None:
+        self.spec = topology.services[service]
+        self.replica = replica
+        self.run_id = run_id
+        self.transports = transports
+        self.recorder = Recorder()
+        self.errors = 0
+        self.handled = 0
+        self.in_edges = topology.in_edges(service)
+        out_edges = topology.out_edges(service)
+        self.sync_out = tuple(e for e in out_edges if e.is_sync)
+        # one publish per channel: pub-sub edges of one source share it
+        channels: dict[str, Edge] = {}
+        for edge in out_edges:
+            if not edge.is_sync:
+                channels.setdefault(channel_of(edge), edge)
+        self.publish_out = tuple(channels.values())
+        self.records_completion = topology.records_completion(service)
+        self.reply_payload = os.urandom(self.spec.reply_bytes)
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def start(self) -> None:
+        for edge in self.in_edges:
+            self.transports[edge.mode].serve(edge, self.handle)
+        for transport in self._distinct_transports():
+            await transport.start()
+
+    async def close(self, drain_timeout_s: float = 10.0) -> None:
+        """Stop receiving, let in-flight messages finish, close the transports."""
+        for transport in self._distinct_transports():
+            await transport.stop_serving()
+        try:
+            await asyncio.wait_for(self._idle.wait(), drain_timeout_s)
+        except TimeoutError:
+            log.warning(
+                "%d messages still in flight after %.0f s", self._in_flight, drain_timeout_s
+            )
+        for transport in self._distinct_transports():
+            await transport.close()
+
+    def _distinct_transports(self) -> list[Transport]:
+        return list(dict.fromkeys(self.transports.values()))
+
+    async def handle(self, edge: Edge, env: Envelope) -> Envelope | None:
+        received_ns = time.monotonic_ns()
+        if env.run_id != self.run_id:
+            self.recorder.foreign += 1
+            raise TransportError(f"message of run {env.run_id!r} on {edge.name}: ignored")
+        self._in_flight += 1
+        self._idle.clear()
+        try:
+            return await self._handle(edge, env, received_ns)
+        except TransportError as exc:
+            self.errors += 1
+            if edge.is_sync:
+                raise
+            log.warning("%s: %s", edge.name, exc)
+            return None
+        finally:
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._idle.set()
+
+    async def _handle(self, edge: Edge, env: Envelope, received_ns: int) -> Envelope | None:
+        hop = env.hops.add(
+            edge=edge.index, service=self.spec.name, replica=self.replica, received_ns=received_ns
+        )
+        await do_work(self.spec.cpu_us, self.spec.io_ms)
+        hop.forwarded_ns = time.monotonic_ns()
+        replies: list[Envelope] = []
+        if self.sync_out:
+            if len(self.sync_out) == 1:
+                first = self.sync_out[0]
+                replies = [await self.transports[first.mode].request(first, env)]
+            else:
+                replies = list(
+                    await asyncio.gather(
+                        *(self.transports[e.mode].request(e, env) for e in self.sync_out)
+                    )
+                )
+        for out in self.publish_out:
+            await self.transports[out.mode].publish(out, env)
+        self.handled += 1
+        if not edge.is_sync:
+            if self.records_completion:
+                route = tuple(h.edge for h in env.hops)
+                self.recorder.complete(route, env, time.monotonic_ns())
+            return None
+        return self._reply(env, replies)
+
+    def _reply(self, env: Envelope, replies: list[Envelope]) -> Envelope:
+        known = len(env.hops)
+        reply = Envelope(
+            id=env.id,
+            flow=env.flow,
+            worker=env.worker,
+            seq=env.seq,
+            intended_ns=env.intended_ns,
+            sent_ns=env.sent_ns,
+            trace_id=env.trace_id,
+            warmup=env.warmup,
+            run_id=env.run_id,
+            payload=self.reply_payload,
+        )
+        reply.hops.extend(env.hops)
+        for sub in replies:
+            reply.hops.extend(sub.hops[known:])
+        return reply

@@ -1,0 +1,146 @@
+"""Kafka: publish-subscribe over aiokafka.
+
+One topic per publishing service; each subscribing service reads it in its own
+consumer group, so every subscriber gets every message and the replicas of one
+subscriber share it. A publish returns once the broker acknowledged it (per
+``kafka_acks``), so a failed produce is an error, not a silent loss. Consumers
+hand each record to a handler task, at most ``prefetch`` at once, as RabbitMQ's
+prefetch does, so the two brokers get the same consumer concurrency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from hopbench.proto.hopbench_pb2 import Envelope
+from hopbench.services.transports.base import (
+    Handler,
+    Process,
+    Transport,
+    TransportError,
+    group_name,
+    topic_name,
+)
+from hopbench.topology import Edge
+
+log = logging.getLogger(__name__)
+ASSIGNMENT_TIMEOUT_S = 30.0
+
+
+class KafkaTransport(Transport):
+    mode = "kafka"
+
+    def __init__(self, process: Process) -> None:
+        super().__init__(process)
+        bootstrap = process.spec.kafka_bootstrap
+        if bootstrap is None:
+            raise TransportError("a kafka edge needs a broker, and the run has none")
+        self.bootstrap = bootstrap
+        self._producer: AIOKafkaProducer | None = None
+        self._consumers: list[AIOKafkaConsumer] = []
+        self._pollers: list[asyncio.Task[None]] = []
+        self._handling: set[asyncio.Task[None]] = set()
+        self._client_id = f"{process.service}-{process.replica}"
+
+    async def start(self) -> None:
+        if self.publishes():
+            await self._start_producer()
+        for edge, handler in self.handlers.values():
+            consumer = AIOKafkaConsumer(
+                topic_name(self.process.spec, edge),
+                bootstrap_servers=self.bootstrap,
+                group_id=group_name(self.process.spec, edge),
+                client_id=self._client_id,
+                auto_offset_reset="earliest",  # topics are new per run: nothing is skipped
+                fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
+                # join in ~3 s, not 5-8 s: this broker waits out the rebalance timeout
+                session_timeout_ms=6000,
+                rebalance_timeout_ms=2000,
+                heartbeat_interval_ms=500,
+            )
+            try:
+                await consumer.start()
+                await self._await_assignment(consumer, edge)
+            except KafkaError as exc:
+                await consumer.stop()
+                raise TransportError(f"{edge.name}: Kafka consumer: {exc}") from exc
+            self._consumers.append(consumer)
+            self._pollers.append(asyncio.create_task(self._poll(consumer, edge, handler)))
+
+    async def _await_assignment(self, consumer: AIOKafkaConsumer, edge: Edge) -> None:
+        deadline = asyncio.get_running_loop().time() + ASSIGNMENT_TIMEOUT_S
+        while not consumer.assignment():
+            if asyncio.get_running_loop().time() > deadline:
+                raise TransportError(
+                    f"{edge.name}: no partition assigned after {ASSIGNMENT_TIMEOUT_S} s"
+                )
+            await asyncio.sleep(0.05)
+
+    async def _poll(self, consumer: AIOKafkaConsumer, edge: Edge, handler: Handler) -> None:
+        slots = asyncio.Semaphore(self.settings.prefetch)
+        async for record in consumer:
+            await slots.acquire()
+            task = asyncio.create_task(self._handle(record.value, edge, handler, slots))
+            self._handling.add(task)
+            task.add_done_callback(self._handling.discard)
+
+    @staticmethod
+    async def _handle(value: bytes, edge: Edge, handler: Handler, slots: asyncio.Semaphore) -> None:
+        try:
+            await handler(edge, Envelope.FromString(value))
+        except Exception:  # the runtime counts its own errors; never kill the poller
+            log.exception("%s: handler failed", edge.name)
+        finally:
+            slots.release()
+
+    async def _start_producer(self) -> None:
+        acks = "all" if self.settings.kafka_acks < 0 else self.settings.kafka_acks
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            client_id=self._client_id,
+            acks=acks,
+            linger_ms=self.settings.kafka_linger_ms,
+            enable_idempotence=False,
+        )
+        try:
+            await producer.start()
+        except KafkaError as exc:
+            await producer.stop()
+            raise TransportError(
+                f"Kafka producer could not connect to {self.bootstrap}: {exc}"
+            ) from exc
+        self._producer = producer
+
+    async def publish(self, edge: Edge, env: Envelope) -> None:
+        if self._producer is None:
+            raise TransportError(f"{edge.name}: the Kafka producer is not started")
+        try:
+            ack = await self._producer.send(
+                topic_name(self.process.spec, edge), env.SerializeToString()
+            )
+            await ack
+        except KafkaError as exc:
+            raise TransportError(f"{edge.name}: Kafka produce failed: {exc}") from exc
+
+    async def stop_serving(self) -> None:
+        for poller in self._pollers:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+        self._pollers.clear()
+        if self._handling:
+            await asyncio.gather(*list(self._handling), return_exceptions=True)
+        for consumer in self._consumers:
+            await consumer.stop()
+        self._consumers.clear()
+
+    async def close(self) -> None:
+        await self.stop_serving()
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None

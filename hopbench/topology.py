@@ -1,0 +1,306 @@
+"""Topologies: the file format (pydantic), its checks, and the resolved graph.
+
+A topology names services and the edges between them. The load generator is the
+reserved source ``loadgen``; the target of its one edge is the entry service.
+
+Completion — where a message's flow ends and latency is recorded — follows from
+the graph, never from the transport: a message that arrives over an asynchronous
+edge (or is sent by the load generator) roots a *call tree* of synchronous edges.
+If no service in that tree forwards asynchronously, the flow ends at the root when
+its calls return; otherwise it continues at each asynchronous target. A *route* is
+the tuple of edge indices by which a message reached the service that records it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+
+from hopbench.errors import ConfigError
+from hopbench.yamlsource import Located, load_yaml, raise_validation_error
+
+LOADGEN = "loadgen"
+Mode = Literal["http", "grpc", "kafka", "rabbitmq"]
+Pattern = Literal["request-reply", "fire-and-forget", "publish-subscribe"]
+MODES: tuple[Mode, ...] = ("http", "grpc", "kafka", "rabbitmq")
+
+# What each mode carries in this version, and what a switched edge falls back to.
+NATURAL_PATTERN: dict[str, Pattern] = {
+    "http": "request-reply",
+    "grpc": "request-reply",
+    "kafka": "publish-subscribe",
+    "rabbitmq": "fire-and-forget",
+}
+UNSUPPORTED_HINT: dict[str, str] = {
+    "http": "HTTP edges are request-reply (the caller waits for the response)",
+    "grpc": "gRPC edges are request-reply (unary calls)",
+    "kafka": "Kafka edges are publish-subscribe (a topic read by one consumer group per "
+    "subscribing service)",
+    "rabbitmq": "RabbitMQ edges are fire-and-forget to a queue (replicas compete for messages)",
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WorkSpec(_Strict):
+    cpu_us: int = Field(0, ge=0, le=10_000_000, description="busy CPU work per message, µs")
+    io_ms: float = Field(0.0, ge=0, le=60_000, description="awaited delay per message, ms")
+    reply_bytes: int = Field(100, ge=0, le=16 * 1024 * 1024, description="reply payload size")
+
+
+class ServiceSpec(_Strict):
+    replicas: int = Field(1, ge=1, le=64)
+    work: WorkSpec = WorkSpec()
+
+
+class EdgeSpec(_Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    source: str = Field(alias="from")
+    to: str
+    mode: Mode
+    pattern: Pattern | None = None
+
+
+class TopologySpec(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+    services: dict[str, ServiceSpec] = Field(min_length=1)
+    edges: list[EdgeSpec] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    replicas: int
+    cpu_us: int
+    io_ms: float
+    reply_bytes: int
+
+
+@dataclass(frozen=True)
+class Edge:
+    index: int
+    source: str
+    target: str
+    mode: str
+    pattern: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.source}->{self.target}"
+
+    @property
+    def is_sync(self) -> bool:
+        return self.pattern == "request-reply"
+
+
+Route = tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Topology:
+    name: str
+    services: dict[str, Service]
+    edges: tuple[Edge, ...]
+    source: str = "<memory>"
+
+    # --- graph queries ------------------------------------------------------------
+    def out_edges(self, service: str) -> tuple[Edge, ...]:
+        return tuple(e for e in self.edges if e.source == service)
+
+    def in_edges(self, service: str) -> tuple[Edge, ...]:
+        return tuple(e for e in self.edges if e.target == service)
+
+    @property
+    def entry_edge(self) -> Edge:
+        return self.out_edges(LOADGEN)[0]
+
+    @cached_property
+    def _continues(self) -> dict[str, bool]:
+        """Does a message in this service's call tree go on asynchronously?"""
+        memo: dict[str, bool] = {}
+
+        def visit(name: str) -> bool:
+            if name not in memo:
+                outs = self.out_edges(name)
+                memo[name] = any(not e.is_sync for e in outs) or any(
+                    visit(e.target) for e in outs if e.is_sync
+                )
+            return memo[name]
+
+        for name in (LOADGEN, *self.services):
+            visit(name)
+        return memo
+
+    def records_completion(self, service: str) -> bool:
+        """Whether a message rooted at service ends there (see module docstring)."""
+        return not self._continues[service]
+
+    def expected_routes(self) -> list[Route]:
+        """Every route on which one sent message is expected to complete once."""
+        routes: list[Route] = []
+
+        def root(name: str, path: Route) -> None:
+            if self.records_completion(name):
+                routes.append(path)
+            for node, node_path in self._call_tree(name, path):
+                for edge in self.out_edges(node):
+                    if not edge.is_sync:
+                        root(edge.target, (*node_path, edge.index))
+
+        root(LOADGEN, ())
+        return routes
+
+    def _call_tree(self, name: str, path: Route) -> Iterator[tuple[str, Route]]:
+        yield name, path
+        for edge in self.out_edges(name):
+            if edge.is_sync:
+                yield from self._call_tree(edge.target, (*path, edge.index))
+
+    def route_label(self, route: Route) -> str:
+        """'loadgen>gateway>worker': the services a message passed to reach its recorder."""
+        if not route:
+            return f"{LOADGEN} (reply)"
+        names = [LOADGEN] + [self.edges[i].target for i in route]
+        return ">".join(names)
+
+    @property
+    def modes(self) -> set[str]:
+        return {e.mode for e in self.edges}
+
+    @property
+    def mode_label(self) -> str:
+        modes = self.modes
+        return next(iter(modes)) if len(modes) == 1 else "mixed"
+
+    # --- (de)serialization for child processes -----------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "source": self.source,
+            "services": {
+                s.name: {
+                    "replicas": s.replicas,
+                    "work": {"cpu_us": s.cpu_us, "io_ms": s.io_ms, "reply_bytes": s.reply_bytes},
+                }
+                for s in self.services.values()
+            },
+            "edges": [
+                {"from": e.source, "to": e.target, "mode": e.mode, "pattern": e.pattern}
+                for e in self.edges
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Topology:
+        fields = {k: v for k, v in data.items() if k != "source"}
+        return resolve(TopologySpec.model_validate(fields), source=data.get("source", "<memory>"))
+
+
+def resolve(spec: TopologySpec, source: str, located: Located | None = None) -> Topology:
+    """Check the graph and build the resolved topology (errors name file and line)."""
+
+    def fail(path: tuple[str | int, ...], message: str) -> ConfigError:
+        if located is None:
+            return ConfigError(f"{source}: {'.'.join(map(str, path))}: {message}")
+        return located.error(path, message)
+
+    if LOADGEN in spec.services:
+        raise fail(("services", LOADGEN), f"'{LOADGEN}' is reserved for the load generator")
+    known = set(spec.services)
+    edges: list[Edge] = []
+    seen: dict[tuple[str, str], int] = {}
+    for i, e in enumerate(spec.edges):
+        if e.source != LOADGEN and e.source not in known:
+            raise fail(("edges", i, "from"), _unknown(e.source, known, with_loadgen=True))
+        if e.to not in known:
+            raise fail(("edges", i, "to"), _unknown(e.to, known, with_loadgen=False))
+        if e.source == e.to:
+            raise fail(("edges", i, "to"), f"an edge from '{e.source}' to itself is a cycle")
+        if (e.source, e.to) in seen:
+            raise fail(
+                ("edges", i),
+                f"duplicate edge {e.source}->{e.to} (first at edges[{seen[e.source, e.to]}])",
+            )
+        seen[e.source, e.to] = i
+        pattern = e.pattern or NATURAL_PATTERN[e.mode]
+        if pattern != NATURAL_PATTERN[e.mode]:
+            raise fail(
+                ("edges", i, "pattern"),
+                f"{pattern} over {e.mode} is not supported yet: {UNSUPPORTED_HINT[e.mode]}; "
+                f"use pattern {NATURAL_PATTERN[e.mode]} or another mode",
+            )
+        edges.append(Edge(i, e.source, e.to, e.mode, pattern))
+
+    entries = [e for e in edges if e.source == LOADGEN]
+    if len(entries) != 1:
+        where = ("edges", entries[1].index) if entries else ("edges",)
+        raise fail(
+            where,
+            f"a topology has exactly one edge from '{LOADGEN}' (the entry); found {len(entries)}",
+        )
+    _check_acyclic_and_reachable(edges, known, fail)
+    services = {
+        name: Service(name, s.replicas, s.work.cpu_us, s.work.io_ms, s.work.reply_bytes)
+        for name, s in spec.services.items()
+    }
+    return Topology(spec.name, services, tuple(edges), source)
+
+
+def _unknown(name: str, known: set[str], *, with_loadgen: bool) -> str:
+    allowed = sorted(known | ({LOADGEN} if with_loadgen else set()))
+    return f"'{name}' is not a service of this topology; known: {', '.join(allowed)}"
+
+
+def _check_acyclic_and_reachable(edges: list[Edge], known: set[str], fail: Any) -> None:
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+
+    def visit(name: str) -> None:
+        state[name] = 1
+        for e in edges:
+            if e.source != name:
+                continue
+            if state.get(e.target) == 1:
+                raise fail(
+                    ("edges", e.index),
+                    f"edge {e.source}->{e.target} closes a cycle; a topology must be acyclic",
+                )
+            if e.target not in state:
+                visit(e.target)
+        state[name] = 2
+
+    visit(LOADGEN)
+    unreachable = sorted(known - set(state))
+    if unreachable:
+        raise fail(
+            ("services", unreachable[0]),
+            f"service '{unreachable[0]}' is not reached from '{LOADGEN}' by any edge",
+        )
+
+
+def load_topology(
+    path: Path, overrides: list[str] | None = None, mode: str | None = None
+) -> Topology:
+    """Read, override (--set, --mode), validate and resolve a topology file."""
+    from hopbench.overrides import apply_mode, apply_sets  # avoid an import cycle
+
+    located = load_yaml(path)
+    if not isinstance(located.data, dict):
+        raise ConfigError(f"{path}: a topology is a YAML mapping with name, services and edges")
+    apply_sets(located, overrides or [])
+    if mode is not None:
+        apply_mode(located, mode)
+    try:
+        spec = TopologySpec.model_validate(located.data)
+    except pydantic.ValidationError as exc:
+        raise_validation_error(located, exc)
+        raise AssertionError("unreachable") from exc
+    return resolve(spec, str(path), located)
