@@ -21,13 +21,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hopbench.broker.procs import free_port
 from hopbench.broker.rabbitmq import RabbitMqBroker
 from hopbench.broker.tansu import TansuBroker
 from hopbench.children import Child
+from hopbench.provision import allocate_endpoints, queues, topics
 from hopbench.results import ProcessResult, RunResult, build_result
 from hopbench.runspec import LoadSpec, RunSpec, Settings
-from hopbench.services.transports.base import queue_name, topic_name
 from hopbench.topology import LOADGEN, Topology
 
 DEFAULT_RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -71,7 +70,7 @@ async def run_topology(request: RunRequest) -> RunResult:
     async with contextlib.AsyncExitStack() as stack:
         kafka_bootstrap = None
         if "kafka" in topology.modes:
-            tansu = TansuBroker(run_dir / "tansu.log")
+            tansu = TansuBroker(run_dir / "tansu.log", cluster_id=f"hopbench-{run_id}")
             stack.push_async_callback(tansu.stop)
             say("starting the embedded Kafka broker (Tansu)")
             await tansu.start()
@@ -91,16 +90,16 @@ async def run_topology(request: RunRequest) -> RunResult:
             topology=topology.to_dict(),
             settings=request.settings,
             load=load,
-            endpoints=_allocate_endpoints(topology),
+            endpoints=allocate_endpoints(topology),
             kafka_bootstrap=kafka_bootstrap,
             rabbitmq_url=rabbitmq_url,
         )
         for name, info in brokers.items():
             info["settings"] = _broker_settings(name, request.settings)
         if kafka_bootstrap is not None:
-            await tansu.create_topics(_topics(spec))
+            await tansu.create_topics(topics(spec))
         if rabbitmq_url is not None:
-            await rabbit.declare_queues(_queues(spec), durable=request.settings.rabbitmq_durable)
+            await rabbit.declare_queues(queues(spec), durable=request.settings.rabbitmq_durable)
         spec_path = run_dir / "spec.json"
         spec.write(spec_path)
 
@@ -192,32 +191,6 @@ async def _drain(
 
 async def _kill_all(children: list[Child]) -> None:
     await asyncio.gather(*(c.kill() for c in children))
-
-
-def _allocate_endpoints(topology: Topology) -> dict[str, dict[str, list[str]]]:
-    endpoints: dict[str, dict[str, list[str]]] = {}
-    for edge in topology.edges:
-        if edge.mode in {"http", "grpc"}:
-            by_service = endpoints.setdefault(edge.mode, {})
-            if edge.target not in by_service:
-                replicas = topology.services[edge.target].replicas
-                by_service[edge.target] = [f"127.0.0.1:{free_port()}" for _ in range(replicas)]
-    return endpoints
-
-
-def _topics(spec: RunSpec) -> dict[str, int]:
-    """Topic -> partitions: enough for the largest subscriber group to share it."""
-    topology = spec.resolved
-    partitions: dict[str, int] = {}
-    for edge in topology.edges:
-        if edge.mode == "kafka":
-            name = topic_name(spec, edge)
-            partitions[name] = max(partitions.get(name, 1), topology.services[edge.target].replicas)
-    return partitions
-
-
-def _queues(spec: RunSpec) -> list[str]:
-    return [queue_name(spec, e) for e in spec.resolved.edges if e.mode == "rabbitmq"]
 
 
 def _broker_settings(name: str, settings: Settings) -> dict[str, Any]:

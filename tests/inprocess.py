@@ -1,8 +1,8 @@
-"""Run a whole topology in one event loop on the in-memory transport.
+"""Run a whole topology in one event loop: the logic tests' harness.
 
-Unit tests of the logic above the transports (routing, completion, counting,
-merging) use this; the same services and load worker run as child processes over
-real brokers in the integration tests.
+With ``Brokers()`` left empty it runs on the in-memory transport (unit tests of
+routing, completion and counting); given real broker addresses it runs the real
+transports in-process (integration tests). One set of test bodies serves both.
 """
 
 from __future__ import annotations
@@ -10,36 +10,78 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from dataclasses import dataclass
 
+from hopbench.broker.rabbitmq import RabbitMqBroker
+from hopbench.broker.tansu import TansuBroker
 from hopbench.loadgen.__main__ import build_worker, schedule_for
+from hopbench.provision import allocate_endpoints, queues, topics
 from hopbench.results import ProcessResult, RunResult, build_result
-from hopbench.runspec import LoadSpec, RunSpec
+from hopbench.runspec import LoadSpec, RunSpec, Settings
 from hopbench.services.__main__ import build_service
+from hopbench.services.runtime import ServiceRuntime
 from hopbench.services.transports.base import Process
 from hopbench.services.transports.inmemory import HUBS
 from hopbench.topology import LOADGEN, Topology
 
 
-async def run_in_memory(topology: Topology, load: LoadSpec, settle_s: float = 0.2) -> RunResult:
-    spec = RunSpec(run_id=uuid.uuid4().hex[:8], topology=topology.to_dict(), load=load)
+@dataclass
+class Brokers:
+    """Real brokers to use; with neither, everything runs on the in-memory transport."""
+
+    tansu: TansuBroker | None = None
+    rabbitmq_url: str | None = None
+    real: bool = False
+
+
+async def run_in_process(
+    topology: Topology,
+    load: LoadSpec,
+    brokers: Brokers | None = None,
+    settings: Settings | None = None,
+    settle_s: float = 0.2,
+) -> RunResult:
+    brokers = brokers or Brokers()
+    override = None if brokers.real else "inmemory"
+    spec = RunSpec(
+        run_id=uuid.uuid4().hex[:8],
+        topology=topology.to_dict(),
+        settings=settings or Settings(),
+        load=load,
+        endpoints=allocate_endpoints(topology) if brokers.real else {},
+        kafka_bootstrap=brokers.tansu.bootstrap if brokers.tansu else None,
+        rabbitmq_url=brokers.rabbitmq_url,
+    )
+    rabbit = RabbitMqBroker(brokers.rabbitmq_url) if brokers.rabbitmq_url else None
+    if brokers.tansu is not None and "kafka" in topology.modes:
+        await brokers.tansu.create_topics(topics(spec))
+    if rabbit is not None and "rabbitmq" in topology.modes:
+        await rabbit.connect()
+        await rabbit.declare_queues(queues(spec), durable=False)
     services = [
-        build_service(Process(spec, name, replica), "inmemory")
+        build_service(Process(spec, name, replica), override)
         for name, svc in topology.services.items()
         for replica in range(svc.replicas)
     ]
-    workers = [build_worker(Process(spec, LOADGEN, w), "inmemory") for w in range(load.workers)]
-    for service in services:
-        await service.start()
-    for worker in workers:
-        await worker.transport.start()
-    start_ns = time.monotonic_ns() + 10_000_000
-    reports = await asyncio.gather(
-        *(w.run(schedule_for(Process(spec, LOADGEN, w.worker), start_ns)) for w in workers)
-    )
-    await asyncio.sleep(settle_s)
-    for service in services:
-        await service.close()
-    HUBS.pop(spec.run_id, None)
+    workers = [build_worker(Process(spec, LOADGEN, w), override) for w in range(load.workers)]
+    try:
+        for service in services:
+            await service.start()
+        for worker in workers:
+            await worker.transport.start()
+        start_ns = time.monotonic_ns() + 10_000_000
+        reports = await asyncio.gather(
+            *(w.run(schedule_for(Process(spec, LOADGEN, w.worker), start_ns)) for w in workers)
+        )
+        await _settle(services, topology, sum(r.sent for r in reports), settle_s)
+    finally:
+        for worker in workers:
+            await worker.transport.close()
+        for service in services:
+            await service.close()
+        HUBS.pop(spec.run_id, None)
+        if rabbit is not None:
+            await rabbit.close()
     recorders = {f"{s.spec.name}/{s.replica}": s.recorder.to_json() for s in services}
     recorders.update({f"loadgen/{w.worker}": w.recorder.to_json() for w in workers})
     return build_result(
@@ -55,3 +97,15 @@ async def run_in_memory(topology: Topology, load: LoadSpec, settle_s: float = 0.
         environment={},
         notes=[],
     )
+
+
+async def _settle(
+    services: list[ServiceRuntime], topology: Topology, sent: int, limit_s: float
+) -> None:
+    """Wait until the sinks hold every completion, for at most limit_s."""
+    expected = sent * len([r for r in topology.expected_routes() if r])
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if sum(s.recorder.completed_count() for s in services) >= expected:
+            return
+        await asyncio.sleep(0.02)

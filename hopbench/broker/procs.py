@@ -7,6 +7,8 @@ import contextlib
 import os
 import signal
 import socket
+import subprocess
+import time
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -43,3 +45,15 @@ async def terminate(proc: asyncio.subprocess.Process, grace_s: float = 5.0) -> N
             return
         except TimeoutError:
             continue
+
+
+def terminate_popen(proc: subprocess.Popen[bytes], grace_s: float = 5.0) -> None:
+    """The same for a process started with subprocess (not bound to any event loop)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        deadline = time.monotonic() + grace_s
+        while proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.02)

@@ -8,10 +8,11 @@ Topics are created explicitly: this build does not auto-create them.
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from pathlib import Path
 from typing import Any
 
-from hopbench.broker.procs import free_port, terminate, wait_for_port
+from hopbench.broker.procs import free_port, terminate_popen, wait_for_port
 from hopbench.errors import BrokerUnavailable
 
 HOST = "127.0.0.1"
@@ -32,11 +33,12 @@ def tansu_binary() -> tuple[str, str]:
 
 
 class TansuBroker:
-    def __init__(self, log_path: Path) -> None:
+    def __init__(self, log_path: Path, cluster_id: str = "hopbench") -> None:
         self.log_path = log_path
+        self.cluster_id = cluster_id  # on its command line: `ps` tells whose broker it is
         self.port = 0
         self.version = ""
-        self._proc: asyncio.subprocess.Process | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -50,17 +52,14 @@ class TansuBroker:
         binary, self.version = tansu_binary()
         self.port = free_port(HOST)
         url = f"tcp://{HOST}:{self.port}"
+        argv = [binary, "broker", "--cluster-id", self.cluster_id, "--listener-url", url,
+                "--advertised-listener-url", url,
+                "--storage-engine", "memory://tansu/"]  # fmt: skip
         with self.log_path.open("wb") as log:
-            self._proc = await asyncio.create_subprocess_exec(
-                binary,
-                "broker",
-                "--listener-url",
-                url,
-                "--advertised-listener-url",
-                url,
-                "--storage-engine",
-                "memory://tansu/",
-                stdin=asyncio.subprocess.DEVNULL,
+            # A plain Popen, not bound to an event loop: a test session can share one broker.
+            self._proc = subprocess.Popen(  # noqa: ASYNC220 - a fork+exec, microseconds
+                argv,
+                stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
                 start_new_session=True,  # its own group: Ctrl-C reaches the orchestrator only
@@ -101,5 +100,5 @@ class TansuBroker:
 
     async def stop(self) -> None:
         if self._proc is not None:
-            await terminate(self._proc)
+            await asyncio.get_running_loop().run_in_executor(None, terminate_popen, self._proc)
             self._proc = None

@@ -1,0 +1,111 @@
+"""`hopbench run` end to end: real processes, real brokers, exact counts, and
+nothing left running afterwards, also when interrupted with Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import TOPOLOGIES
+
+pytestmark = pytest.mark.integration
+
+
+def hopbench(*argv: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hopbench", *argv], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def leftovers(out: Path) -> list[str]:
+    """Processes of these runs still alive: children name the run dir, Tansu its run id."""
+    marks = [str(out)] + [f"hopbench-{d.name.rsplit('-', 1)[-1]}" for d in out.glob("runs/*")]
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if any(mark in cmdline for mark in marks) and "pytest" not in cmdline:
+            found.append(cmdline)
+    return found
+
+
+def runs(out: Path) -> list[dict[str, Any]]:
+    data = json.loads((out / "results.json").read_text())
+    assert data["schema"] == "hopbench.results/1"
+    result: list[dict[str, Any]] = data["runs"]
+    return result
+
+
+def test_chain_over_every_mode_counts_every_message(tmp_path: Path, rabbitmq_url: str) -> None:
+    done = hopbench("run", str(TOPOLOGIES / "chain.yaml"), "--mode", "all", "--rate", "200",
+                    "--duration", "3", "--warmup", "1", "--out", str(tmp_path),
+                    "--rabbitmq-url", rabbitmq_url)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    results = runs(tmp_path)
+    assert [r["mode"] for r in results] == ["http", "grpc", "kafka", "rabbitmq"]
+    for run in results:
+        assert run["sent"] == 600, run["mode"]
+        assert run["completed"] == run["expected"] == run["sent"], run["mode"]
+        assert (run["lost"], run["duplicated"], run["errors"]) == (0, 0, 0), run["mode"]
+        assert 100 < run["latency_us"]["p50"] < 50_000, run["mode"]  # plausible: 0.1-50 ms
+        assert run["latency_us"]["count"] == run["completed"]
+        assert {e["mode"] for e in run["edges"]} == {run["mode"]}
+        assert run["achieved_rate"] == pytest.approx(200, rel=0.02)
+    assert results[2]["brokers"]["kafka"]["settings"]["fetch_max_wait_ms"] == 5
+    assert results[3]["brokers"]["rabbitmq"]["settings"]["publisher_confirms"] is False
+    assert {e["pattern"] for e in results[2]["edges"]} == {"publish-subscribe"}
+    for mode in ("http", "grpc", "kafka", "rabbitmq"):
+        assert f"chain     {mode}" in done.stdout  # the comparison table
+    assert leftovers(tmp_path) == []
+
+
+def test_fanout_over_kafka_every_subscriber_gets_every_message(tmp_path: Path) -> None:
+    done = hopbench("run", str(TOPOLOGIES / "fanout.yaml"), "--rate", "200", "--duration", "2",
+                    "--warmup", "1", "--out", str(tmp_path))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (run,) = runs(tmp_path)
+    assert run["expected"] == 3 * run["sent"] == run["completed"]
+    assert {r["route"]: r["completed"] for r in run["routes"]} == {
+        "loadgen>publisher>billing": run["sent"],
+        "loadgen>publisher>shipping": run["sent"],
+        "loadgen>publisher>analytics": run["sent"],
+    }
+    analytics = next(r for r in run["routes"] if r["route"].endswith("analytics"))
+    assert analytics["recorded_by"] == ["analytics/0", "analytics/1"]
+    assert leftovers(tmp_path) == []
+
+
+def test_ctrl_c_stops_every_process_it_started(tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hopbench", "run", str(TOPOLOGIES / "chain.yaml"), "--mode",
+         "kafka", "--rate", "100", "--duration", "60", "--out", str(tmp_path)],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if line.strip().startswith("load:"):
+                break
+        time.sleep(1)
+        assert leftovers(tmp_path), "the run should be under way"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 130
+        assert "Traceback" not in proc.stderr.read()
+        assert leftovers(tmp_path) == []
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()

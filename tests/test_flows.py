@@ -1,0 +1,78 @@
+"""Routing, completion and exact counting: each body runs in memory and for real.
+
+The in-memory run checks the logic above the transports; the real run (marked
+integration) checks that every transport keeps the same delivery semantics over
+real HTTP, gRPC, Tansu and RabbitMQ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from hopbench.runspec import LoadSpec
+from hopbench.topology import load_topology
+from tests.conftest import TOPOLOGIES
+from tests.inprocess import Brokers, run_in_process
+
+LOAD = LoadSpec(rate=400, duration_s=0.5, warmup_s=0.25, payload_bytes=64)
+
+
+@pytest.mark.parametrize("mode", ["http", "grpc", "kafka", "rabbitmq"])
+def test_chain_every_message_completes_once(mode: str, brokers: Brokers) -> None:
+    topology = load_topology(TOPOLOGIES / "chain.yaml", mode=mode)
+    result = asyncio.run(run_in_process(topology, LOAD, brokers, settle_s=5))
+    assert result.sent == 200
+    assert result.warmup.sent == 100
+    assert result.completed == result.expected == result.sent
+    assert (result.lost, result.duplicated, result.errors) == (0, 0, 0)
+    assert result.warmup.lost == 0
+    assert result.latency_us.count == result.completed
+    # service time never exceeds latency: the actual send is after the intended one
+    assert result.service_time_us.max <= result.latency_us.max
+    assert result.negative_latencies == 0
+    expected_route = "loadgen (reply)" if mode in {"http", "grpc"} else "loadgen>gateway>worker"
+    assert [r.route for r in result.routes] == [expected_route]
+
+
+def test_fanout_every_subscriber_gets_every_message(brokers: Brokers) -> None:
+    topology = load_topology(TOPOLOGIES / "fanout.yaml")
+    assert topology.modes == {"kafka"}
+    result = asyncio.run(run_in_process(topology, LOAD, brokers, settle_s=5))
+    assert len(result.routes) == 3
+    assert result.expected == 3 * result.sent
+    assert result.completed == result.expected
+    assert (result.lost, result.duplicated) == (0, 0)
+    for route in result.routes:
+        assert route.completed == result.sent
+    # analytics has two replicas in one consumer group: each message handled by one
+    handled = {p.name: p.handled for p in result.processes}
+    total = result.sent + result.warmup.sent
+    assert handled["analytics/0"] + handled["analytics/1"] == total
+    assert handled["billing/0"] == handled["shipping/0"] == total
+
+
+def test_competing_consumers_handle_each_message_once(brokers: Brokers) -> None:
+    topology = load_topology(
+        TOPOLOGIES / "chain.yaml", overrides=["services.worker.replicas=2"], mode="rabbitmq"
+    )
+    result = asyncio.run(run_in_process(topology, LOAD, brokers, settle_s=5))
+    assert result.completed == result.sent
+    assert (result.lost, result.duplicated) == (0, 0)
+    handled = {p.name: p.handled for p in result.processes}
+    assert handled["worker/0"] + handled["worker/1"] == result.sent + result.warmup.sent
+    assert handled["worker/0"] > 0
+    assert handled["worker/1"] > 0
+    assert result.routes[0].recorded_by == ["worker/0", "worker/1"]
+
+
+def test_sync_entry_with_async_tail_completes_at_the_sink(brokers: Brokers) -> None:
+    topology = load_topology(
+        TOPOLOGIES / "chain.yaml", overrides=["edges.gateway->worker.mode=rabbitmq"]
+    )
+    assert topology.mode_label == "mixed"
+    result = asyncio.run(run_in_process(topology, LOAD, brokers, settle_s=5))
+    assert [r.route for r in result.routes] == ["loadgen>gateway>worker"]
+    assert result.completed == result.sent
+    assert result.lost == 0
