@@ -55,7 +55,7 @@ from typing import Any, Protocol
 
 import aio_pika
 import aiormq
-import pika  # type: ignore[import-untyped]
+import pika
 import uvloop
 from aio_pika.abc import (
     AbstractChannel,

@@ -39,7 +39,8 @@ class WorkerReport:
     measure_start_ns: int = 0
     last_sent_ns: int = 0
     in_flight_waits: int = 0  # sends that waited because max_in_flight was reached
-    send_lag: HdrHistogram = field(default_factory=new_histogram)  # actual - intended, µs
+    # actual - intended send, µs, measured window only
+    send_lag: HdrHistogram = field(default_factory=new_histogram)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -112,6 +113,7 @@ class LoadWorker:
 
     def _send(self, seq: int, intended_ns: int, schedule: ConstantSchedule) -> None:
         sent_ns = time.monotonic_ns()
+        warmup = intended_ns < schedule.measure_start_ns
         env = Envelope(
             id=(self.worker << 40) | seq,
             flow=self.flow,
@@ -120,11 +122,12 @@ class LoadWorker:
             intended_ns=intended_ns,
             sent_ns=sent_ns,
             trace_id=random.getrandbits(64),
-            warmup=intended_ns < schedule.measure_start_ns,
+            warmup=warmup,
             run_id=self.run_id,
             payload=self.payload,
         )
-        record(self.report.send_lag, (sent_ns - intended_ns) // 1000)
+        if not warmup:
+            record(self.report.send_lag, (sent_ns - intended_ns) // 1000)
         self.report.last_sent_ns = sent_ns
         self._in_flight += 1
         task = asyncio.create_task(self._deliver(env))
