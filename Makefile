@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: venv
-	$(BIN)/hopbench run topologies/chain.yaml --mode all --rate 200 --duration 10 --warmup 2 --out results/demo
+	$(BIN)/hopbench run topologies/chain.yaml --mode all --rate 500 --duration 10 --warmup 2 --out results/demo
 
 lint: venv
 	$(BIN)/ruff check .

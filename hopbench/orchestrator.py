@@ -112,7 +112,8 @@ async def run_topology(request: RunRequest) -> RunResult:
                     await Child.spawn(
                         f"{name}/{replica}",
                         "hopbench.services",
-                        ["--spec", str(spec_path), "--service", name, "--replica", str(replica)],
+                        # service and replica first: `ps` shows them even when it truncates
+                        ["--service", name, "--replica", str(replica), "--spec", str(spec_path)],
                         run_dir / f"{name}-{replica}.log",
                     )
                 )
@@ -125,7 +126,7 @@ async def run_topology(request: RunRequest) -> RunResult:
                 await Child.spawn(
                     f"{LOADGEN}/{w}",
                     "hopbench.loadgen",
-                    ["--spec", str(spec_path), "--worker", str(w)],
+                    ["--worker", str(w), "--spec", str(spec_path)],
                     run_dir / f"loadgen-{w}.log",
                 )
             )

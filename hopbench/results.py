@@ -38,6 +38,12 @@ class EdgeResult(BaseModel):
     pattern: str
 
 
+class HopResult(BaseModel):
+    service: str
+    transit_us: Percentiles  # from the previous send (the load generator's, or a hop's)
+    work_us: Percentiles  # in the service, until it forwarded or replied
+
+
 class RouteResult(BaseModel):
     route: str  # the services a message passed to reach its recorder
     recorded_by: list[str]
@@ -46,6 +52,7 @@ class RouteResult(BaseModel):
     lost: int
     duplicated: int
     latency_us: Percentiles
+    hops: list[HopResult]
 
 
 class ProcessResult(BaseModel):
@@ -199,6 +206,16 @@ def build_result(
                 lost=r.lost,
                 duplicated=r.duplicated,
                 latency_us=Percentiles(**summarize(r.latency)),
+                hops=[
+                    HopResult(
+                        service=name,
+                        transit_us=Percentiles(**summarize(transit)),
+                        work_us=Percentiles(**summarize(work)),
+                    )
+                    for name, transit, work in zip(
+                        topology.hop_services(r.route), r.hop_transit, r.hop_work, strict=False
+                    )
+                ],
             )
             for r in routes
         ],

@@ -165,6 +165,16 @@ class Topology:
             if edge.is_sync:
                 yield from self._call_tree(edge.target, (*path, edge.index))
 
+    def hop_services(self, route: Route) -> list[str]:
+        """The services a message recorded on this route passed through, in order.
+
+        On a request-reply route the callees' hops come back in the reply, so the
+        recorder sees the whole call tree: depth first, in edge order.
+        """
+        if not route:
+            return [name for name, _ in self._call_tree(LOADGEN, ())][1:]
+        return [self.edges[i].target for i in route]
+
     def route_label(self, route: Route) -> str:
         """'loadgen>gateway>worker': the services a message passed to reach its recorder."""
         if not route:

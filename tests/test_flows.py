@@ -34,6 +34,11 @@ def test_chain_every_message_completes_once(mode: str, brokers: Brokers) -> None
     assert result.negative_latencies == 0
     expected_route = "loadgen (reply)" if mode in {"http", "grpc"} else "loadgen>gateway>worker"
     assert [r.route for r in result.routes] == [expected_route]
+    # the hop breakdown covers both services, for every completion
+    hops = result.routes[0].hops
+    assert [h.service for h in hops] == ["gateway", "worker"]
+    assert all(h.transit_us.count == h.work_us.count == result.completed for h in hops)
+    assert hops[1].work_us.p50 >= 50  # worker: cpu_us 50
 
 
 def test_fanout_every_subscriber_gets_every_message(brokers: Brokers) -> None:

@@ -52,6 +52,15 @@ class RouteTotals:
     out_of_range: int = 0
     latency: HdrHistogram = field(default_factory=new_histogram)
     service_time: HdrHistogram = field(default_factory=new_histogram)
+    hop_transit: list[HdrHistogram] = field(default_factory=list)
+    hop_work: list[HdrHistogram] = field(default_factory=list)
+
+
+def _add_all(into: list[HdrHistogram], encoded: list[str]) -> None:
+    while len(into) < len(encoded):
+        into.append(new_histogram())
+    for hist, text in zip(into, encoded, strict=False):
+        hist.decode_and_add(text)
 
 
 @dataclass
@@ -95,6 +104,8 @@ def merge(
             t.out_of_range += data["out_of_range"]
             t.latency.decode_and_add(data["latency"])
             t.service_time.decode_and_add(data["service_time"])
+            _add_all(t.hop_transit, data["hop_transit"])
+            _add_all(t.hop_work, data["hop_work"])
             for worker, encoded in data["seen"].items():
                 bits = SeqBitmap.decode(encoded).as_int()
                 before = received.get(int(worker), 0)

@@ -74,6 +74,19 @@ class RouteRecord:
     duplicated: int = 0
     negative: int = 0  # completion before intended send: a clock problem, never hidden
     out_of_range: int = 0
+    # per hop along the route: transit into it (from the previous send) and work in it
+    hop_transit: list[HdrHistogram] = field(default_factory=list)
+    hop_work: list[HdrHistogram] = field(default_factory=list)
+
+    def record_hops(self, env: Envelope) -> None:
+        while len(self.hop_transit) < len(env.hops):
+            self.hop_transit.append(new_histogram())
+            self.hop_work.append(new_histogram())
+        previous_ns = env.sent_ns
+        for i, hop in enumerate(env.hops):
+            record(self.hop_transit[i], (hop.received_ns - previous_ns) // 1000)
+            record(self.hop_work[i], (hop.forwarded_ns - hop.received_ns) // 1000)
+            previous_ns = hop.forwarded_ns
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -85,6 +98,8 @@ class RouteRecord:
             "duplicated": self.duplicated,
             "negative": self.negative,
             "out_of_range": self.out_of_range,
+            "hop_transit": [h.encode().decode("ascii") for h in self.hop_transit],
+            "hop_work": [h.encode().decode("ascii") for h in self.hop_work],
         }
 
 
@@ -116,6 +131,7 @@ class Recorder:
         ok = record(rec.service_time, (now_ns - env.sent_ns) // 1000) and ok
         if not ok:
             rec.out_of_range += 1
+        rec.record_hops(env)
 
     def completed_count(self) -> int:
         return sum(r.completed + r.warmup_completed for r in self.routes.values())
