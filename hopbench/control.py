@@ -15,14 +15,34 @@ import ctypes
 import json
 import logging
 import os
+import resource
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import uvloop
 
 _PR_SET_PDEATHSIG = 1
+
+
+def usage() -> dict[str, float]:
+    """CPU seconds (user + system) and peak RSS of this process."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return {"cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_mb": ru.ru_maxrss / 1024}
+
+
+def proc_usage(pid: int) -> dict[str, float] | None:
+    """The same, read from /proc for a process that is not ours to ask (Linux)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    hwm = next((line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")), "0")
+    return {"cpu_s": (int(stat[11]) + int(stat[12])) / ticks, "peak_rss_mb": int(hwm) / 1024}
 
 
 def die_with_parent() -> None:
@@ -47,7 +67,9 @@ class ChildChannel:
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
 
     def emit(self, event: str, **data: Any) -> None:
-        sys.stdout.buffer.write(json.dumps({"event": event, **data}).encode() + b"\n")
+        """One event; every event carries the process's CPU and memory use so far."""
+        message = {"event": event, "usage": usage(), **data}
+        sys.stdout.buffer.write(json.dumps(message).encode() + b"\n")
         sys.stdout.buffer.flush()
 
     async def commands(self) -> AsyncIterator[dict[str, Any]]:

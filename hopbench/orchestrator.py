@@ -24,8 +24,9 @@ from typing import Any
 from hopbench.broker.rabbitmq import RabbitMqBroker
 from hopbench.broker.tansu import TansuBroker
 from hopbench.children import Child
+from hopbench.control import proc_usage
 from hopbench.provision import allocate_endpoints, queues, topics
-from hopbench.results import ProcessResult, RunResult, build_result
+from hopbench.results import RunResult, build_result, process_result
 from hopbench.runspec import LoadSpec, RunSpec, Settings
 from hopbench.topology import LOADGEN, Topology
 
@@ -69,6 +70,7 @@ async def run_topology(request: RunRequest) -> RunResult:
 
     async with contextlib.AsyncExitStack() as stack:
         kafka_bootstrap = None
+        tansu: TansuBroker | None = None
         if "kafka" in topology.modes:
             tansu = TansuBroker(run_dir / "tansu.log", cluster_id=f"hopbench-{run_id}")
             stack.push_async_callback(tansu.stop)
@@ -96,7 +98,7 @@ async def run_topology(request: RunRequest) -> RunResult:
         )
         for name, info in brokers.items():
             info["settings"] = _broker_settings(name, request.settings)
-        if kafka_bootstrap is not None:
+        if tansu is not None:
             await tansu.create_topics(topics(spec))
         if rabbitmq_url is not None:
             await rabbit.declare_queues(queues(spec), durable=request.settings.rabbitmq_durable)
@@ -117,7 +119,7 @@ async def run_topology(request: RunRequest) -> RunResult:
                         run_dir / f"{name}-{replica}.log",
                     )
                 )
-        await asyncio.gather(*(c.expect("ready", READY_TIMEOUT_S) for c in services))
+        ready = await asyncio.gather(*(c.expect("ready", READY_TIMEOUT_S) for c in services))
 
         workers: list[Child] = []
         stack.push_async_callback(_kill_all, workers)
@@ -130,7 +132,8 @@ async def run_topology(request: RunRequest) -> RunResult:
                     run_dir / f"loadgen-{w}.log",
                 )
             )
-        await asyncio.gather(*(c.expect("ready", READY_TIMEOUT_S) for c in workers))
+        ready += await asyncio.gather(*(c.expect("ready", READY_TIMEOUT_S) for c in workers))
+        broker_ready = proc_usage(tansu.pid) if tansu and tansu.pid else None
 
         say(f"load: {load.rate:g}/s for {load.warmup_s:g} s warm-up + {load.duration_s:g} s")
         start_ns = time.monotonic_ns() + 200_000_000
@@ -143,13 +146,20 @@ async def run_topology(request: RunRequest) -> RunResult:
 
         await _drain(topology, services, worker_reports, request.grace_s, notes)
         service_reports = await asyncio.gather(*(c.finish(30.0) for c in services))
+        broker_end = proc_usage(tansu.pid) if tansu and tansu.pid else None
 
     recorders = {c.name: r["recorder"] for c, r in zip(services, service_reports, strict=True)}
     recorders.update({c.name: r["recorder"] for c, r in zip(workers, worker_reports, strict=True)})
+    children = [*services, *workers]
+    reports = [*service_reports, *worker_reports]
     processes = [
-        ProcessResult(name=c.name, handled=r["handled"], errors=r["errors"])
-        for c, r in zip(services, service_reports, strict=True)
+        process_result(
+            c.name, up["usage"], r["usage"], handled=r.get("handled", 0), errors=r.get("errors", 0)
+        )
+        for c, up, r in zip(children, ready, reports, strict=True)
     ]
+    if broker_end is not None:
+        processes.append(process_result("kafka-broker", broker_ready, broker_end))
     return build_result(
         spec,
         started_at=started_at,

@@ -56,9 +56,24 @@ class RouteResult(BaseModel):
 
 
 class ProcessResult(BaseModel):
-    name: str  # "gateway/0", "loadgen/0"
+    name: str  # "gateway/0", "loadgen/0", "kafka-broker"
     handled: int = 0
     errors: int = 0
+    cpu_s: float = 0.0  # CPU seconds (user + system) from ready to the end of the run
+    peak_rss_mb: float = 0.0
+
+
+def process_result(
+    name: str, ready: dict[str, Any] | None, end: dict[str, Any] | None, **counts: int
+) -> ProcessResult:
+    """A process's row from its usage at ready and at the end (either may be unknown)."""
+    cpu = (end or {}).get("cpu_s", 0.0) - (ready or {}).get("cpu_s", 0.0)
+    return ProcessResult(
+        name=name,
+        cpu_s=round(max(cpu, 0.0), 3),
+        peak_rss_mb=round((end or {}).get("peak_rss_mb", 0.0), 1),
+        **counts,
+    )
 
 
 class Warmup(BaseModel):
@@ -181,7 +196,7 @@ def build_result(
         sent=sent.sent,
         expected=sum(r.expected for r in routes),
         completed=completed,
-        errors=sent.errors + sum(p.errors for p in processes if not p.name.startswith("loadgen")),
+        errors=sent.errors + sum(p.errors for p in processes),
         lost=sum(r.lost for r in routes),
         duplicated=sum(r.duplicated for r in routes),
         negative_latencies=sum(r.negative for r in routes),
