@@ -137,6 +137,8 @@ async def run_topology(request: RunRequest) -> RunResult:
 
         say(f"load: {load.rate:g}/s for {load.warmup_s:g} s warm-up + {load.duration_s:g} s")
         start_ns = time.monotonic_ns() + 200_000_000
+        for child in services:
+            child.send("start", origin_ns=start_ns + int(load.warmup_s * 1e9))
         for child in workers:
             child.send("start", start_ns=start_ns)
         run_limit = load.warmup_s + load.duration_s + request.settings.request_timeout_s + 60
@@ -186,17 +188,26 @@ async def _drain(
     sent = sum(r["worker"]["sent"] for r in worker_reports)
     expected = sent * len(sinks)
     recording = [c for c in services if topology.records_completion(c.name.split("/")[0])]
-    deadline = time.monotonic() + grace_s
+    # Completions within the grace period are on time; within a second grace period
+    # they still count, as `late`; after that the rest is lost.
+    grace_ends = time.monotonic() + grace_s
+    late_ends = grace_ends + grace_s
+    late = False
     while True:
         counts = await asyncio.gather(*(c.ask("progress", "progress", 10) for c in recording))
         if sum(c["completed"] for c in counts) >= expected:
             return
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if now > late_ends:
             notes.append(
-                f"sinks were still short of {expected} completions {grace_s:g} s after "
+                f"sinks were still short of {expected} completions {2 * grace_s:g} s after "
                 "the last send; the missing ones count as lost"
             )
             return
+        if now > grace_ends and not late:
+            late = True
+            for child in recording:
+                child.send("late_after", t_ns=time.monotonic_ns())
         await asyncio.sleep(0.05)
 
 

@@ -13,7 +13,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from hopbench.loadgen.merge import histogram_from, merge, summarize
-from hopbench.loadgen.recorder import new_histogram
+from hopbench.loadgen.recorder_hist import new_histogram
+from hopbench.loadgen.series import merge_series
 from hopbench.runspec import RunSpec
 
 SCHEMA = "hopbench.results/1"
@@ -44,6 +45,19 @@ class HopResult(BaseModel):
     work_us: Percentiles  # in the service, until it forwarded or replied
 
 
+class TimePoint(BaseModel):
+    """One second of the run; t_s counts from the start of the measured window."""
+
+    t_s: int
+    sent: int
+    completed: int
+    errors: int
+    in_flight: int  # the most requests outstanding at once, summed over load workers
+    p50_us: float
+    p99_us: float
+    max_us: float
+
+
 class RouteResult(BaseModel):
     route: str  # the services a message passed to reach its recorder
     recorded_by: list[str]
@@ -51,6 +65,8 @@ class RouteResult(BaseModel):
     completed: int
     lost: int
     duplicated: int
+    out_of_order: int
+    late: int
     latency_us: Percentiles
     hops: list[HopResult]
 
@@ -107,6 +123,8 @@ class RunResult(BaseModel):
     duplicated: int
     negative_latencies: int
     out_of_range: int
+    out_of_order: int
+    late: int
     in_flight_waits: int
     warmup: Warmup
     latency_us: Percentiles
@@ -115,6 +133,7 @@ class RunResult(BaseModel):
     generator_limited: bool
     routes: list[RouteResult]
     processes: list[ProcessResult]
+    timeline: list[TimePoint]
     histograms: dict[str, str]  # encoded HdrHistograms: latency, service_time, send_lag
     brokers: dict[str, Any]
     settings: dict[str, Any]
@@ -175,7 +194,8 @@ def build_result(
             f"the load generator was the limit: send lag p99 {lag['p99']:.0f} µs, "
             f"achieved {achieved:.0f}/s of {load.rate:.0f}/s"
         )
-    foreign = sum(r.get("foreign", 0) for r in recorders.values())
+    series = list(recorders.values())
+    foreign = sum(r.get("foreign", 0) for r in series)
     if foreign:
         notes.append(f"{foreign} messages of another run were received and ignored")
 
@@ -201,6 +221,8 @@ def build_result(
         duplicated=sum(r.duplicated for r in routes),
         negative_latencies=sum(r.negative for r in routes),
         out_of_range=sum(r.out_of_range for r in routes),
+        out_of_order=sum(r.out_of_order for r in routes),
+        late=sum(r.late for r in routes),
         in_flight_waits=sum(w["in_flight_waits"] for w in workers),
         warmup=Warmup(
             sent=sent.warmup_sent,
@@ -220,6 +242,8 @@ def build_result(
                 completed=r.completed,
                 lost=r.lost,
                 duplicated=r.duplicated,
+                out_of_order=r.out_of_order,
+                late=r.late,
                 latency_us=Percentiles(**summarize(r.latency)),
                 hops=[
                     HopResult(
@@ -235,6 +259,9 @@ def build_result(
             for r in routes
         ],
         processes=processes,
+        timeline=[
+            TimePoint(**row) for row in merge_series([r["series"] for r in recorders.values()])
+        ],
         histograms={
             "latency": latency.encode().decode("ascii"),
             "service_time": service_time.encode().decode("ascii"),

@@ -70,6 +70,8 @@ async def run_in_process(
         for worker in workers:
             await worker.transport.start()
         start_ns = time.monotonic_ns() + 10_000_000
+        for service in services:
+            service.recorder.start(start_ns + int(load.warmup_s * 1e9))
         reports = await asyncio.gather(
             *(w.run(schedule_for(Process(spec, LOADGEN, w.worker), start_ns)) for w in workers)
         )

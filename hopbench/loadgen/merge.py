@@ -12,7 +12,8 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from hopbench.loadgen.recorder import SeqBitmap, new_histogram
+from hopbench.loadgen.recorder import SeqBitmap
+from hopbench.loadgen.recorder_hist import new_histogram
 from hopbench.topology import Route, Topology
 
 
@@ -50,6 +51,8 @@ class RouteTotals:
     warmup_lost: int = 0
     negative: int = 0
     out_of_range: int = 0
+    out_of_order: int = 0
+    late: int = 0
     latency: HdrHistogram = field(default_factory=new_histogram)
     service_time: HdrHistogram = field(default_factory=new_histogram)
     hop_transit: list[HdrHistogram] = field(default_factory=list)
@@ -102,6 +105,8 @@ def merge(
             t.duplicated += data["duplicated"]
             t.negative += data["negative"]
             t.out_of_range += data["out_of_range"]
+            t.out_of_order += data["out_of_order"]
+            t.late += data["late"]
             t.latency.decode_and_add(data["latency"])
             t.service_time.decode_and_add(data["service_time"])
             _add_all(t.hop_transit, data["hop_transit"])

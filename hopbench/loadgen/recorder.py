@@ -16,15 +16,9 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from hopbench.loadgen.recorder_hist import new_histogram, record
+from hopbench.loadgen.series import SecondSeries
 from hopbench.proto.hopbench_pb2 import Envelope
-
-LOWEST_US = 1
-HIGHEST_US = 3_600_000_000  # one hour: anything longer is counted as out of range
-SIGNIFICANT_FIGURES = 3
-
-
-def new_histogram() -> HdrHistogram:
-    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES)
 
 
 class SeqBitmap:
@@ -57,11 +51,6 @@ class SeqBitmap:
         return cls(bytearray(zlib.decompress(base64.b64decode(text))))
 
 
-def record(histogram: HdrHistogram, value_us: int) -> bool:
-    """Record one value; False when HdrHistogram refused it (out of range)."""
-    return bool(histogram.record_value(max(value_us, LOWEST_US)))
-
-
 @dataclass
 class RouteRecord:
     """What one recorder saw on one route."""
@@ -74,6 +63,9 @@ class RouteRecord:
     duplicated: int = 0
     negative: int = 0  # completion before intended send: a clock problem, never hidden
     out_of_range: int = 0
+    out_of_order: int = 0  # arrived after a later message of the same load worker
+    late: int = 0  # completed after the grace period (still counted, still measured)
+    newest_seq: dict[int, int] = field(default_factory=dict)  # worker -> highest seq seen
     # per hop along the route: transit into it (from the previous send) and work in it
     hop_transit: list[HdrHistogram] = field(default_factory=list)
     hop_work: list[HdrHistogram] = field(default_factory=list)
@@ -98,6 +90,8 @@ class RouteRecord:
             "duplicated": self.duplicated,
             "negative": self.negative,
             "out_of_range": self.out_of_range,
+            "out_of_order": self.out_of_order,
+            "late": self.late,
             "hop_transit": [h.encode().decode("ascii") for h in self.hop_transit],
             "hop_work": [h.encode().decode("ascii") for h in self.hop_work],
         }
@@ -106,9 +100,15 @@ class RouteRecord:
 class Recorder:
     """Completions seen by one process, keyed by route (a tuple of edge indices)."""
 
-    def __init__(self) -> None:
+    def __init__(self, origin_ns: int = 0) -> None:
         self.routes: dict[tuple[int, ...], RouteRecord] = {}
         self.foreign = 0  # messages of another run: ignored, counted
+        self.series = SecondSeries(origin_ns)
+        self.late_after_ns: int | None = None  # set when the grace period runs out
+
+    def start(self, origin_ns: int) -> None:
+        """The measured window starts at origin_ns: the time series counts from it."""
+        self.series.origin_ns = origin_ns
 
     def complete(self, route: tuple[int, ...], env: Envelope, now_ns: int) -> None:
         rec = self.routes.get(route)
@@ -120,6 +120,11 @@ class Recorder:
         if not seen.add(env.seq):
             rec.duplicated += 1
             return
+        newest = rec.newest_seq.get(env.worker, -1)
+        if env.seq < newest:
+            rec.out_of_order += 1
+        else:
+            rec.newest_seq[env.worker] = env.seq
         if env.warmup:
             rec.warmup_completed += 1
             return
@@ -127,11 +132,15 @@ class Recorder:
         latency_us = (now_ns - env.intended_ns) // 1000
         if latency_us < 0:
             rec.negative += 1
+        if self.late_after_ns is not None and now_ns > self.late_after_ns:
+            rec.late += 1
         ok = record(rec.latency, latency_us)
         ok = record(rec.service_time, (now_ns - env.sent_ns) // 1000) and ok
         if not ok:
             rec.out_of_range += 1
         rec.record_hops(env)
+        self.series.count("completed", now_ns)
+        self.series.latency(now_ns, latency_us)
 
     def completed_count(self) -> int:
         return sum(r.completed + r.warmup_completed for r in self.routes.values())
@@ -140,4 +149,5 @@ class Recorder:
         return {
             "routes": {",".join(map(str, k)): v.to_json() for k, v in self.routes.items()},
             "foreign": self.foreign,
+            "series": self.series.to_json(),
         }

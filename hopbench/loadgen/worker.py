@@ -18,7 +18,8 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from hopbench.loadgen.recorder import Recorder, SeqBitmap, new_histogram, record
+from hopbench.loadgen.recorder import Recorder, SeqBitmap
+from hopbench.loadgen.recorder_hist import new_histogram, record
 from hopbench.loadgen.schedule import ConstantSchedule
 from hopbench.loadgen.ticker import Ticker
 from hopbench.proto.hopbench_pb2 import Envelope
@@ -83,6 +84,7 @@ class LoadWorker:
         report = self.report
         report.first_measured_seq = schedule.first_measured_seq
         report.measure_start_ns = schedule.measure_start_ns
+        self.recorder.start(schedule.measure_start_ns)
         total = schedule.total
         seq = 0
         ticker = Ticker()
@@ -130,9 +132,15 @@ class LoadWorker:
             record(self.report.send_lag, (sent_ns - intended_ns) // 1000)
         self.report.last_sent_ns = sent_ns
         self._in_flight += 1
+        self.recorder.series.count("sent", sent_ns)
+        self.recorder.series.maximum("in_flight", sent_ns, self._in_flight)
         task = asyncio.create_task(self._deliver(env))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _failed(self, env: Envelope) -> None:
+        self.report.failed.add(env.seq)
+        self.recorder.series.count("errors", time.monotonic_ns())
 
     async def _deliver(self, env: Envelope) -> None:
         try:
@@ -143,10 +151,10 @@ class LoadWorker:
             else:
                 await self.transport.publish(self.entry, env)
         except TransportError:
-            self.report.failed.add(env.seq)
+            self._failed(env)
         except Exception:  # a transport bug: still an error, never a silent loss
             log.exception("unexpected error sending %s", self.entry.name)
-            self.report.failed.add(env.seq)
+            self._failed(env)
         finally:
             self._in_flight -= 1
             self._slot_free.set()

@@ -33,7 +33,11 @@ async def serve(channel: ChildChannel, process: Process) -> None:
         await runtime.start()
         channel.emit("ready")
         async for command in channel.commands():
-            if command["cmd"] == "progress":
+            if command["cmd"] == "start":
+                runtime.recorder.start(int(command["origin_ns"]))
+            elif command["cmd"] == "late_after":
+                runtime.recorder.late_after_ns = int(command["t_ns"])
+            elif command["cmd"] == "progress":
                 channel.emit("progress", completed=runtime.recorder.completed_count())
     finally:
         await runtime.close()
