@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pydantic
 from hopbench.errors import ConfigError, HopbenchError
 from hopbench.results import Results, RunResult
 from hopbench.runspec import LoadSpec, Settings
-from hopbench.topology import MODES, Topology, load_topology
+from hopbench.topology import LOADGEN, MODES, Topology, load_topology
 
 
 def _modes(text: str | None) -> list[str | None]:
@@ -50,8 +51,12 @@ def _load(args: argparse.Namespace) -> LoadSpec:
             duration_s=args.duration,
             warmup_s=args.warmup,
             payload_bytes=args.payload,
-            workers=args.workers,
+            workers=args.workers or default_workers(),
             max_in_flight=args.max_in_flight,
+            arrival=args.arrival,
+            seed=args.seed,
+            concurrency=args.concurrency,
+            think_ms=args.think_ms,
         )
     except pydantic.ValidationError as exc:
         err = exc.errors(include_url=False)[0]
@@ -59,6 +64,21 @@ def _load(args: argparse.Namespace) -> LoadSpec:
             str(err["loc"][0]), str(err["loc"][0])
         )
         raise ConfigError(f"--{flag.replace('_', '-')}: {err['msg']}") from None
+
+
+def default_workers() -> int:
+    """What the machine can spare: a quarter of its cores, at least one."""
+    return max(1, (os.cpu_count() or 1) // 4)
+
+
+def check_load(topology: Topology, load: LoadSpec) -> None:
+    if load.closed and not (topology.entry_edge.is_sync and topology.records_completion(LOADGEN)):
+        raise ConfigError(
+            f"--concurrency: a closed loop waits for each message to complete, but "
+            f"'{topology.name}' over {topology.mode_label} completes at "
+            f"{topology.route_label(topology.expected_routes()[0])}, not at the load "
+            "generator; use an open loop (--rate) or request-reply edges"
+        )
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -90,6 +110,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     load = _load(args)
     settings = _settings(args.setting)
     topologies = [load_topology(args.topology, args.set, mode) for mode in _modes(args.mode)]
+    for topology in topologies:
+        check_load(topology, load)
     args.out.mkdir(parents=True, exist_ok=True)
     results_path = args.out / "results.json"
     results = Results()
@@ -164,7 +186,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--warmup", type=float, default=2.0, help="unmeasured seconds first (default 2)"
     )
     run.add_argument("--payload", type=int, default=100, help="payload bytes (default 100)")
-    run.add_argument("--workers", type=int, default=1, help="load worker processes (default 1)")
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="load worker processes (default: a quarter of the cores, at least 1)",
+    )
+    run.add_argument(
+        "--arrival",
+        choices=["constant", "poisson"],
+        default="constant",
+        help="open-loop gaps: even, or exponential (default constant)",
+    )
+    run.add_argument("--seed", type=int, default=0, help="seed of Poisson arrivals (default 0)")
+    run.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="closed loop with this many users instead of a rate",
+    )
+    run.add_argument(
+        "--think-ms",
+        type=float,
+        default=0.0,
+        help="closed loop: pause after each reply (default 0)",
+    )
     run.add_argument(
         "--max-in-flight",
         type=int,

@@ -115,6 +115,7 @@ class RunResult(BaseModel):
     warmup_s: float
     payload_bytes: int
     workers: int
+    load: dict[str, Any]  # the whole load model: arrival, seed, concurrency, think time...
     sent: int
     expected: int
     completed: int
@@ -181,11 +182,13 @@ def build_result(
 
     measure_start = min((w["measure_start_ns"] for w in workers), default=0)
     last_sent = max((w["last_sent_ns"] for w in workers), default=0)
-    elapsed_s = max(load.duration_s, (last_sent - measure_start) / 1e9 + 1 / load.rate)
+    gap_s = 0.0 if load.closed else 1 / load.rate
+    elapsed_s = max(load.duration_s, (last_sent - measure_start) / 1e9 + gap_s)
     achieved = sent.sent / elapsed_s
     completed = sum(r.completed for r in routes)
     lag = summarize(send_lag)
-    generator_limited = (
+    # a closed loop has no schedule to keep: its rate is whatever the system allows
+    generator_limited = not load.closed and (
         lag["p99"] > SEND_LAG_P99_LIMIT_US or achieved < ACHIEVED_RATE_FLOOR * load.rate
     )
     notes = list(notes)
@@ -213,6 +216,7 @@ def build_result(
         warmup_s=load.warmup_s,
         payload_bytes=load.payload_bytes,
         workers=load.workers,
+        load=load.model_dump(mode="json"),
         sent=sent.sent,
         expected=sum(r.expected for r in routes),
         completed=completed,

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hopbench.loadgen.schedule import Arrival
 from hopbench.topology import Topology
 
 
@@ -44,6 +45,16 @@ class LoadSpec(BaseModel):
     payload_bytes: int = Field(ge=0)
     workers: int = Field(1, ge=1)
     max_in_flight: int = Field(10_000, ge=1)
+    arrival: Arrival = "constant"
+    seed: int = Field(0, description="Poisson arrivals are drawn from this seed")
+    concurrency: int | None = Field(
+        None, ge=1, description="closed loop: this many users in all (rate is then unused)"
+    )
+    think_ms: float = Field(0.0, ge=0, description="closed loop: pause after each reply")
+
+    @property
+    def closed(self) -> bool:
+        return self.concurrency is not None
 
 
 class RunSpec(BaseModel):

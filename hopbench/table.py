@@ -42,7 +42,7 @@ def row(run: RunResult) -> list[str]:
         run.topology,
         run.mode,
         _pattern(run),
-        f"{run.target_rate:g}",
+        f"C={run.load['concurrency']}" if run.load.get("concurrency") else f"{run.target_rate:g}",
         f"{run.achieved_rate:.0f}" + ("!" if run.generator_limited else ""),
         str(run.sent),
         str(run.completed),

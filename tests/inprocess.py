@@ -73,7 +73,7 @@ async def run_in_process(
         for service in services:
             service.recorder.start(start_ns + int(load.warmup_s * 1e9))
         reports = await asyncio.gather(
-            *(w.run(schedule_for(Process(spec, LOADGEN, w.worker), start_ns)) for w in workers)
+            *(w.drive(schedule_for(Process(spec, LOADGEN, w.worker), start_ns)) for w in workers)
         )
         await _settle(services, topology, sum(r.sent for r in reports), settle_s)
     finally:

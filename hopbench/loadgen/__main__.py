@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from hopbench.control import ChildChannel, run_child
-from hopbench.loadgen.schedule import ConstantSchedule
+from hopbench.loadgen.schedule import ClosedSchedule, OpenSchedule
 from hopbench.loadgen.worker import LoadWorker
 from hopbench.runspec import RunSpec
 from hopbench.services.transports import make_transports
@@ -31,10 +31,17 @@ def build_worker(process: Process, transport: str | None = None) -> LoadWorker:
     )
 
 
-def schedule_for(process: Process, start_ns: int) -> ConstantSchedule:
+def schedule_for(process: Process, start_ns: int) -> OpenSchedule | ClosedSchedule:
     load = process.spec.load
-    return ConstantSchedule(
-        start_ns, load.rate, load.duration_s, load.warmup_s, process.replica, load.workers
+    w, workers = process.replica, load.workers
+    if load.concurrency is not None:
+        # users split across workers; the first ones take the remainder
+        users = load.concurrency // workers + (1 if w < load.concurrency % workers else 0)
+        return ClosedSchedule(
+            start_ns, load.duration_s, load.warmup_s, max(users, 1), load.think_ms / 1000
+        )
+    return OpenSchedule(
+        start_ns, load.rate, load.duration_s, load.warmup_s, w, workers, load.arrival, load.seed
     )
 
 
@@ -45,7 +52,7 @@ async def drive(channel: ChildChannel, process: Process) -> None:
         channel.emit("ready")
         async for command in channel.commands():
             if command["cmd"] == "start":
-                report = await worker.run(schedule_for(process, int(command["start_ns"])))
+                report = await worker.drive(schedule_for(process, int(command["start_ns"])))
                 channel.emit("report", worker=report.to_json(), recorder=worker.recorder.to_json())
     finally:
         await worker.transport.close()

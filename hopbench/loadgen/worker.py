@@ -13,6 +13,7 @@ import logging
 import os
 import random
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +21,7 @@ from hdrh.histogram import HdrHistogram
 
 from hopbench.loadgen.recorder import Recorder, SeqBitmap
 from hopbench.loadgen.recorder_hist import new_histogram, record
-from hopbench.loadgen.schedule import ConstantSchedule
+from hopbench.loadgen.schedule import ClosedSchedule, OpenSchedule
 from hopbench.loadgen.ticker import Ticker
 from hopbench.proto.hopbench_pb2 import Envelope
 from hopbench.services.transports.base import Transport, TransportError
@@ -80,31 +81,64 @@ class LoadWorker:
         self._slot_free = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def run(self, schedule: ConstantSchedule) -> WorkerReport:
-        report = self.report
-        report.first_measured_seq = schedule.first_measured_seq
-        report.measure_start_ns = schedule.measure_start_ns
-        self.recorder.start(schedule.measure_start_ns)
-        total = schedule.total
+    async def drive(self, schedule: OpenSchedule | ClosedSchedule) -> WorkerReport:
+        if isinstance(schedule, ClosedSchedule):
+            return await self.run_closed(schedule)
+        return await self.run(schedule)
+
+    async def run(self, schedule: OpenSchedule) -> WorkerReport:
+        """Open loop: send on schedule, whatever the replies do."""
+        self._begin(schedule.measure_start_ns)
         seq = 0
         ticker = Ticker()
         try:
-            while seq < total:
-                intended_ns = schedule.intended_ns(seq)
+            for intended_ns in schedule.arrivals():
                 if intended_ns - time.monotonic_ns() > EARLY_SEND_NS:
                     await ticker.until(intended_ns)
-                    continue
                 await self._wait_for_slot()
-                self._send(seq, intended_ns, schedule)
+                self._spawn(self._deliver(self._envelope(seq, intended_ns)))
                 seq += 1
                 if seq % 64 == 0:
                     await asyncio.sleep(0)  # let replies in when far behind schedule
         finally:
             ticker.close()
-        report.sent = seq
+        return await self._finish(seq)
+
+    async def run_closed(self, schedule: ClosedSchedule) -> WorkerReport:
+        """Closed loop: each user waits for its reply (and thinks) before sending again."""
+        self._begin(schedule.measure_start_ns)
+        next_seq = 0
+
+        async def user() -> None:
+            nonlocal next_seq
+            await asyncio.sleep(max(0, schedule.start_ns - time.monotonic_ns()) / 1e9)
+            while (now := time.monotonic_ns()) < schedule.end_ns:
+                seq, next_seq = next_seq, next_seq + 1
+                await self._deliver(self._envelope(seq, now))
+                if schedule.think_s > 0:
+                    await asyncio.sleep(schedule.think_s)
+
+        await asyncio.gather(*(user() for _ in range(schedule.concurrency)))
+        return await self._finish(next_seq)
+
+    def _begin(self, measure_start_ns: int) -> None:
+        self.report.measure_start_ns = measure_start_ns
+        self.recorder.start(measure_start_ns)
+        self._first_measured: int | None = None
+
+    async def _finish(self, sent: int) -> WorkerReport:
+        self.report.sent = sent
+        self.report.first_measured_seq = (
+            sent if self._first_measured is None else self._first_measured
+        )
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
-        return report
+        return self.report
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _wait_for_slot(self) -> None:
         if self._in_flight >= self.max_in_flight:
@@ -113,9 +147,11 @@ class LoadWorker:
                 self._slot_free.clear()
                 await self._slot_free.wait()
 
-    def _send(self, seq: int, intended_ns: int, schedule: ConstantSchedule) -> None:
+    def _envelope(self, seq: int, intended_ns: int) -> Envelope:
         sent_ns = time.monotonic_ns()
-        warmup = intended_ns < schedule.measure_start_ns
+        warmup = intended_ns < self.report.measure_start_ns
+        if not warmup and self._first_measured is None:
+            self._first_measured = seq
         env = Envelope(
             id=(self.worker << 40) | seq,
             flow=self.flow,
@@ -134,9 +170,7 @@ class LoadWorker:
         self._in_flight += 1
         self.recorder.series.count("sent", sent_ns)
         self.recorder.series.maximum("in_flight", sent_ns, self._in_flight)
-        task = asyncio.create_task(self._deliver(env))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        return env
 
     def _failed(self, env: Envelope) -> None:
         self.report.failed.add(env.seq)
