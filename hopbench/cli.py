@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pydantic
 
-from hopbench.errors import ConfigError, HopbenchError
+from hopbench.errors import ConfigError, HopbenchError, RunError
 from hopbench.results import Results, RunResult
 from hopbench.runspec import LoadSpec, Settings
+from hopbench.sweep import Knee, Probe, find_max, summarize_cells
 from hopbench.topology import LOADGEN, MODES, Topology, load_topology
 
 
@@ -104,50 +105,117 @@ def describe(topology: Topology) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from hopbench.orchestrator import RunRequest, run_topology
-    from hopbench.table import render
-
     load = _load(args)
     settings = _settings(args.setting)
     topologies = [load_topology(args.topology, args.set, mode) for mode in _modes(args.mode)]
     for topology in topologies:
         check_load(topology, load)
+    if args.find_max and (load.closed or args.rates):
+        raise ConfigError("--find-max searches the rate itself: drop --rates and --concurrency")
+    rates = _rates(args.rates) if args.rates else [load.rate]
     args.out.mkdir(parents=True, exist_ok=True)
-    results_path = args.out / "results.json"
-    results = Results()
-    failures: list[str] = []
+    session = Session(args, settings, args.out / "results.json")
+    asyncio.run(session.run_all(topologies, load, rates))
+    return session.report()
 
-    def progress(message: str) -> None:
+
+def _rates(text: str) -> list[float]:
+    try:
+        rates = [float(r) for r in text.split(",") if r.strip()]
+    except ValueError:
+        raise ConfigError(f"--rates: {text!r} is not a comma list of numbers") from None
+    if not rates or min(rates) <= 0:
+        raise ConfigError(f"--rates: {text!r}: rates are positive numbers")
+    return rates
+
+
+class Session:
+    """Every run of one command: results written after each, failures kept apart."""
+
+    def __init__(self, args: argparse.Namespace, settings: Settings, path: Path) -> None:
+        self.args = args
+        self.settings = settings
+        self.path = path
+        self.results = Results()
+        self.failures: list[str] = []
+
+    def say(self, message: str) -> None:
         print(f"  {message}", file=sys.stderr, flush=True)
 
-    for topology in topologies:
-        print(f"== {topology.name} over {topology.mode_label}", file=sys.stderr, flush=True)
+    async def run_one(self, topology: Topology, load: LoadSpec) -> RunResult | None:
+        from hopbench.orchestrator import RunRequest, run_topology
+
+        what = f"{topology.name} over {topology.mode_label}"
+        rate = f"C={load.concurrency}" if load.closed else f"{load.rate:g}/s"
+        print(f"== {what} at {rate}", file=sys.stderr, flush=True)
         request = RunRequest(
             topology=topology,
             load=load,
-            out_dir=args.out,
-            settings=settings,
-            rabbitmq_url=args.rabbitmq_url,
-            grace_s=args.grace,
-            progress=progress,
+            out_dir=self.args.out,
+            settings=self.settings,
+            rabbitmq_url=self.args.rabbitmq_url,
+            grace_s=self.args.grace,
+            progress=self.say,
         )
         try:
-            run: RunResult = asyncio.run(run_topology(request))
-        except HopbenchError as exc:  # one mode failing keeps the others' numbers
-            failures.append(f"{topology.name} over {topology.mode_label}: {exc}")
-            print(f"  failed: {exc}", file=sys.stderr, flush=True)
-            continue
-        results.runs.append(run)
-        results.write(results_path)  # after every run: an interrupted command keeps them
+            run = await run_topology(request)
+        except HopbenchError as exc:  # one run failing keeps the others' numbers
+            self.failures.append(f"{what}: {exc}")
+            self.say(f"failed: {exc}")
+            return None
+        self.results.runs.append(run)
+        self.results.cells = summarize_cells(self.results.runs) if self.args.repeat > 1 else []
+        self.results.write(self.path)  # after every run: an interrupted command keeps them
         for note in run.notes:
-            progress(f"note: {note}")
-    if results.runs:
-        print()
-        print(render(results.runs))
-        print(f"\nresults: {results_path}")
-    for failure in failures:
-        print(f"hopbench: error: {failure}", file=sys.stderr)
-    return 1 if failures else 0
+            self.say(f"note: {note}")
+        return run
+
+    async def run_all(self, topologies: list[Topology], load: LoadSpec, rates: list[float]) -> None:
+        for topology in topologies:
+            if self.args.find_max:
+                await self.search(topology, load)
+                continue
+            for rate in rates:
+                for _ in range(self.args.repeat):
+                    await self.run_one(topology, load.model_copy(update={"rate": rate}))
+
+    async def search(self, topology: Topology, load: LoadSpec) -> None:
+        async def run_at(rate: float) -> RunResult:
+            run = await self.run_one(topology, load.model_copy(update={"rate": rate}))
+            if run is None:
+                raise RunError(f"{topology.name} over {topology.mode_label}: a probe failed")
+            return run
+
+        def on_probe(run: RunResult, probe: Probe) -> None:
+            self.say(f"probe {probe.rate:g}/s: {'kept up' if probe.passed else probe.reason}")
+
+        try:
+            best, probes = await find_max(
+                run_at, start_rate=load.rate, slo_p99_ms=self.args.slo_p99_ms, on_probe=on_probe
+            )
+        except RunError as exc:
+            self.failures.append(str(exc))
+            return
+        knee = Knee(topology.name, topology.mode_label, self.args.slo_p99_ms, best, probes)
+        self.results.max_sustainable.append(knee.to_json())
+        self.results.write(self.path)
+
+    def report(self) -> int:
+        from hopbench.table import render, render_cells, render_knees
+
+        if self.results.runs:
+            print()
+            print(render(self.results.runs))
+            if self.results.cells:
+                print()
+                print(render_cells(self.results.cells))
+            if self.results.max_sustainable:
+                print()
+                print(render_knees(self.results.max_sustainable))
+            print(f"\nresults: {self.path}")
+        for failure in self.failures:
+            print(f"hopbench: error: {failure}", file=sys.stderr)
+        return 1 if self.failures else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -229,6 +297,21 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="a transport setting, e.g. kafka_acks=-1 or rabbitmq_confirms=true",
+    )
+    run.add_argument("--rates", metavar="R1,R2,...", help="run each rate in turn (a sweep)")
+    run.add_argument(
+        "--repeat", type=int, default=1, help="run each cell N times; report the median and spread"
+    )
+    run.add_argument(
+        "--find-max",
+        action="store_true",
+        help="search for the highest rate that keeps up, starting at --rate",
+    )
+    run.add_argument(
+        "--slo-p99-ms",
+        type=float,
+        default=None,
+        help="with --find-max: p99 latency a rate must stay within",
     )
     run.add_argument("--rabbitmq-url", default="amqp://guest:guest@127.0.0.1:5672/")
     run.add_argument("--out", type=Path, default=Path("results"), help="output folder")

@@ -145,6 +145,10 @@ class RunResult(BaseModel):
 class Results(BaseModel):
     schema_: str = SCHEMA
     runs: list[RunResult] = []
+    # with --repeat: median, min and max of each metric over a cell's runs
+    cells: list[dict[str, Any]] = []
+    # with --find-max: the highest rate that kept up, and every probe as evidence
+    max_sustainable: list[dict[str, Any]] = []
 
     model_config = ConfigDict(populate_by_name=True)
 
@@ -198,6 +202,11 @@ def build_result(
             f"achieved {achieved:.0f}/s of {load.rate:.0f}/s"
         )
     series = list(recorders.values())
+    timeline = [TimePoint(**row) for row in merge_series([r["series"] for r in series])]
+    # Throughput is what completed inside the measured window: past capacity an open
+    # loop still completes everything eventually, during the grace period.
+    in_window = sum(p.completed for p in timeline if 0 <= p.t_s < load.duration_s)
+    completion_rate = round(in_window / max(len(routes), 1) / load.duration_s, 1)
     foreign = sum(r.get("foreign", 0) for r in series)
     if foreign:
         notes.append(f"{foreign} messages of another run were received and ignored")
@@ -211,7 +220,7 @@ def build_result(
         started_at=started_at,
         target_rate=load.rate,
         achieved_rate=round(achieved, 1),
-        completion_rate=round(completed / len(routes) / elapsed_s, 1) if routes else 0.0,
+        completion_rate=completion_rate,
         duration_s=load.duration_s,
         warmup_s=load.warmup_s,
         payload_bytes=load.payload_bytes,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from hopbench.results import RunResult
 
@@ -81,3 +82,46 @@ def render(runs: Sequence[RunResult]) -> str:
             "! the load generator, not the system, was the limit in this run (see notes)."
         )
     return "\n".join([*lines, "", *footer])
+
+
+def _grid(header: list[str], rows: list[list[str]]) -> str:
+    table = [header, *rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in
+                       enumerate(zip(r, widths, strict=True))) for r in table]  # fmt: skip
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def render_cells(cells: Sequence[dict[str, Any]]) -> str:
+    """Repeats: the median of each metric, with its range across the repeats."""
+
+    def spread(metric: dict[str, float], scale: float = 1000) -> str:
+        return (
+            f"{metric['median'] / scale:.2f} "
+            f"[{metric['min'] / scale:.2f}-{metric['max'] / scale:.2f}]"
+        )
+
+    rows = [
+        [
+            c["cell"],
+            str(c["repeats"]),
+            spread(c["metrics"]["achieved_rate"], 1),
+            spread(c["metrics"]["p50_us"]),
+            spread(c["metrics"]["p99_us"]),
+            spread(c["metrics"]["max_us"]),
+        ]
+        for c in cells
+    ]
+    header = ["cell", "runs", "achieved/s", "p50 ms", "p99 ms", "max ms"]
+    return "median [min-max] over repeats\n" + _grid(header, rows)
+
+
+def render_knees(knees: Sequence[dict[str, Any]]) -> str:
+    rows = []
+    for k in knees:
+        best = k["max_sustainable_rate"]
+        slo = f"p99 <= {k['slo_p99_ms']:g} ms" if k["slo_p99_ms"] is not None else "keeps up"
+        rows.append([f"{k['topology']} {k['mode']}", slo,
+                     f"{best:g}/s" if best else "none found", str(len(k["evidence"]))])  # fmt: skip
+    return "max sustainable rate\n" + _grid(["flow", "criterion", "rate", "probes"], rows)
