@@ -129,6 +129,9 @@ def _rates(text: str) -> list[float]:
     return rates
 
 
+from hopbench.orchestrator import Pause  # noqa: E402 - after the helpers it needs
+
+
 class Session:
     """Every run of one command: results written after each, failures kept apart."""
 
@@ -138,6 +141,7 @@ class Session:
         self.path = path
         self.results = Results()
         self.failures: list[str] = []
+        self.pauses = [Pause.parse(p) for p in args.pause]
 
     def say(self, message: str) -> None:
         print(f"  {message}", file=sys.stderr, flush=True)
@@ -155,6 +159,7 @@ class Session:
             settings=self.settings,
             rabbitmq_url=self.args.rabbitmq_url,
             grace_s=self.args.grace,
+            pauses=self.pauses,
             progress=self.say,
         )
         try:
@@ -312,6 +317,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="with --find-max: p99 latency a rate must stay within",
+    )
+    run.add_argument(
+        "--pause",
+        action="append",
+        default=[],
+        metavar="SERVICE/N@AT:SECONDS",
+        help="freeze a replica during the run, e.g. worker/0@5:1 (a stall)",
     )
     run.add_argument("--rabbitmq-url", default="amqp://guest:guest@127.0.0.1:5672/")
     run.add_argument("--out", type=Path, default=Path("results"), help="output folder")

@@ -14,6 +14,7 @@ import importlib.metadata
 import os
 import platform
 import secrets
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from hopbench.broker.rabbitmq import RabbitMqBroker
 from hopbench.broker.tansu import TansuBroker
 from hopbench.children import Child
 from hopbench.control import proc_usage
+from hopbench.errors import ConfigError
 from hopbench.provision import allocate_endpoints, queues, topics
 from hopbench.results import RunResult, build_result, process_result
 from hopbench.runspec import LoadSpec, RunSpec, Settings
@@ -55,7 +57,43 @@ class RunRequest:
     settings: Settings = field(default_factory=lambda: Settings())
     rabbitmq_url: str = DEFAULT_RABBITMQ_URL
     grace_s: float = 5.0  # how long sinks may take to finish after the last send
+    pauses: list[Pause] = field(default_factory=list)
     progress: Callable[[str], None] = lambda message: None
+
+
+@dataclass(frozen=True)
+class Pause:
+    """Freeze one process (SIGSTOP) for a while during the measured window: a stall."""
+
+    target: str  # "worker/0"
+    at_s: float  # seconds after the measured window starts
+    for_s: float
+
+    @classmethod
+    def parse(cls, text: str) -> Pause:
+        target, _, when = text.partition("@")
+        at, _, length = when.partition(":")
+        try:
+            pause = cls(target, float(at), float(length))
+        except ValueError:
+            raise ConfigError(
+                f"--pause {text}: expected SERVICE/REPLICA@AT:SECONDS, e.g. worker/0@5:1"
+            ) from None
+        if "/" not in target or pause.at_s < 0 or pause.for_s <= 0:
+            raise ConfigError(
+                f"--pause {text}: expected SERVICE/REPLICA@AT:SECONDS, e.g. worker/0@5:1"
+            )
+        return pause
+
+
+async def _pause(child: Child, pause: Pause, measure_start_ns: int, notes: list[str]) -> None:
+    await asyncio.sleep(max(0, measure_start_ns - time.monotonic_ns()) / 1e9 + pause.at_s)
+    child.proc.send_signal(signal.SIGSTOP)
+    try:
+        await asyncio.sleep(pause.for_s)
+    finally:
+        child.proc.send_signal(signal.SIGCONT)  # also when the run is cut short
+    notes.append(f"{pause.target} was paused for {pause.for_s:g} s at t={pause.at_s:g} s")
 
 
 async def run_topology(request: RunRequest) -> RunResult:
@@ -141,6 +179,15 @@ async def run_topology(request: RunRequest) -> RunResult:
             child.send("start", origin_ns=start_ns + int(load.warmup_s * 1e9))
         for child in workers:
             child.send("start", start_ns=start_ns)
+        by_name = {c.name: c for c in services}
+        for pause in request.pauses:
+            if pause.target not in by_name:
+                known = ", ".join(by_name)
+                raise ConfigError(f"--pause {pause.target}: no such process; known: {known}")
+            task = asyncio.create_task(
+                _pause(by_name[pause.target], pause, start_ns + int(load.warmup_s * 1e9), notes)
+            )
+            stack.push_async_callback(_cancel, task)
         run_limit = load.warmup_s + load.duration_s + request.settings.request_timeout_s + 60
         worker_reports = await asyncio.gather(*(c.expect("report", run_limit) for c in workers))
         for child in workers:
@@ -209,6 +256,12 @@ async def _drain(
             for child in recording:
                 child.send("late_after", t_ns=time.monotonic_ns())
         await asyncio.sleep(0.05)
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 async def _kill_all(children: list[Child]) -> None:
