@@ -2,8 +2,8 @@
 
 Seconds are counted from ``origin_ns`` (the start of the measured window, so the
 warm-up is negative). A second's latency histogram stays live while completions
-may still land in it and is then kept only in encoded form: a ten-minute run costs
-a few hundred small strings, not a few hundred live histograms.
+may still land in it and is then kept only in encoded form, and the histogram is
+reused: a ten-minute run costs a few hundred small strings and four histograms.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ class SecondSeries:
         self.maxima: dict[str, dict[int, int]] = defaultdict(dict)
         self._live: dict[int, HdrHistogram] = {}
         self._closed: dict[int, str] = {}
+        self._spare: list[HdrHistogram] = []
         self._newest = -(1 << 62)
 
     def second(self, now_ns: int) -> int:
@@ -43,11 +44,9 @@ class SecondSeries:
         k = self.second(now_ns)
         hist = self._live.get(k)
         if hist is None:
+            hist = self._spare.pop() if self._spare else new_histogram()
             if k in self._closed:  # very late: reopen it, rare
-                hist = new_histogram()
                 hist.decode_and_add(self._closed.pop(k))
-            else:
-                hist = new_histogram()
             self._live[k] = hist
             if k > self._newest:
                 self._newest = k
@@ -56,7 +55,12 @@ class SecondSeries:
 
     def _close_before(self, oldest_live: int) -> None:
         for k in [k for k in self._live if k < oldest_live]:
-            self._closed[k] = self._live.pop(k).encode().decode("ascii")
+            hist = self._live.pop(k)
+            self._closed[k] = hist.encode().decode("ascii")
+            # Reuse it: a histogram and its encoder form a reference cycle holding two
+            # large count arrays, which only a full collection would free.
+            hist.reset()
+            self._spare.append(hist)
 
     def to_json(self) -> dict[str, Any]:
         latency = dict(self._closed)
@@ -71,21 +75,26 @@ class SecondSeries:
 
 def merge_series(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per second across processes: counts summed, maxima summed (one per
-    process: the in-flight counts of several workers add up), latency merged."""
+    process: the in-flight counts of several workers add up), latency merged.
+
+    One histogram is reused second by second, so a long run costs no more memory
+    to merge than a short one.
+    """
     counts: dict[str, dict[int, int]] = defaultdict(lambda: defaultdict(int))
-    latency: dict[int, HdrHistogram] = {}
+    encoded: dict[int, list[str]] = defaultdict(list)
     for one in series:
         for name, by_second in [*one["counts"].items(), *one["maxima"].items()]:
             for k, v in by_second.items():
                 counts[name][int(k)] += v
-        for k, encoded in one["latency"].items():
-            hist = latency.setdefault(int(k), new_histogram())
-            hist.decode_and_add(encoded)
-    seconds = sorted({k for c in counts.values() for k in c} | set(latency))
+        for k, text in one["latency"].items():
+            encoded[int(k)].append(text)
+    hist = new_histogram()
     rows = []
-    for k in seconds:
-        hist = latency.get(k)
-        has = hist is not None and hist.get_total_count() > 0
+    for k in sorted({k for c in counts.values() for k in c} | set(encoded)):
+        hist.reset()
+        for text in encoded.get(k, ()):
+            hist.decode_and_add(text)
+        has = hist.get_total_count() > 0
         rows.append(
             {
                 "t_s": k,
@@ -93,9 +102,9 @@ def merge_series(series: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "completed": counts["completed"].get(k, 0),
                 "errors": counts["errors"].get(k, 0),
                 "in_flight": counts["in_flight"].get(k, 0),
-                "p50_us": hist.get_value_at_percentile(50) if has and hist else 0,
-                "p99_us": hist.get_value_at_percentile(99) if has and hist else 0,
-                "max_us": hist.get_max_value() if has and hist else 0,
+                "p50_us": hist.get_value_at_percentile(50) if has else 0,
+                "p99_us": hist.get_value_at_percentile(99) if has else 0,
+                "max_us": hist.get_max_value() if has else 0,
             }
         )
     return rows
