@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test test-slow lint bench proto clean
+.PHONY: venv demo test test-slow lint bench bench-quick proto clean
 
 venv: $(STAMP)
 
@@ -29,8 +29,18 @@ test: lint
 test-slow: venv
 	$(BIN)/python -m pytest -m slow
 
+# Ratios against baselines measured in the same run; figures land in bench/RESULTS.md.
+# bench-memory alone takes about 12 minutes.
 bench: venv
-	$(BIN)/python bench/rabbitmq_clients.py
+	$(BIN)/python -m bench.generator_capacity
+	$(BIN)/python -m bench.overhead
+	$(BIN)/python -m bench.coordinated_omission
+	$(BIN)/python -m bench.rabbitmq_clients
+	$(BIN)/python -m bench.memory
+
+bench-quick: venv
+	$(BIN)/python -m bench.generator_capacity
+	$(BIN)/python -m bench.coordinated_omission
 
 proto: venv
 	$(BIN)/python -m hopbench.proto.generate

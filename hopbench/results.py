@@ -127,6 +127,7 @@ class RunResult(BaseModel):
     out_of_order: int
     late: int
     in_flight_waits: int
+    unsent: int  # due in the schedule but never sent: the load generator fell behind
     warmup: Warmup
     latency_us: Percentiles
     service_time_us: Percentiles
@@ -195,10 +196,13 @@ def build_result(
     # Sends held back at the explicit in-flight limit are the system pushing back,
     # not the generator falling short: that is reported on its own.
     in_flight_waits = sum(w["in_flight_waits"] for w in workers)
-    generator_limited = (
-        not load.closed
-        and in_flight_waits == 0
-        and (lag["p99"] > SEND_LAG_P99_LIMIT_US or achieved < ACHIEVED_RATE_FLOOR * load.rate)
+    unsent = sum(w.get("unsent", 0) for w in workers)
+    generator_limited = not load.closed and (
+        unsent > 0
+        or (
+            in_flight_waits == 0
+            and (lag["p99"] > SEND_LAG_P99_LIMIT_US or achieved < ACHIEVED_RATE_FLOOR * load.rate)
+        )
     )
     notes = list(notes)
     if in_flight_waits:
@@ -207,6 +211,8 @@ def build_result(
             f"({load.max_in_flight} per worker): the system pushed back; latency still "
             "counts from the intended send"
         )
+    if unsent:
+        notes.append(f"{unsent} messages due in the schedule were never sent")
     if generator_limited:
         notes.append(
             f"the load generator was the limit: send lag p99 {lag['p99']:.0f} µs, "
@@ -248,6 +254,7 @@ def build_result(
         out_of_order=sum(r.out_of_order for r in routes),
         late=sum(r.late for r in routes),
         in_flight_waits=in_flight_waits,
+        unsent=unsent,
         warmup=Warmup(
             sent=sent.warmup_sent,
             errors=sent.warmup_errors,

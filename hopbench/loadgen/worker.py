@@ -30,6 +30,8 @@ from hopbench.topology import LOADGEN, Topology
 log = logging.getLogger(__name__)
 # A message due this soon is sent now: a wake-up costs about as much.
 EARLY_SEND_NS = 20_000
+# An open loop this far past the end of its schedule stops sending.
+BEHIND_LIMIT_NS = 1_000_000_000
 
 
 @dataclass
@@ -41,6 +43,7 @@ class WorkerReport:
     measure_start_ns: int = 0
     last_sent_ns: int = 0
     in_flight_waits: int = 0  # sends that waited because max_in_flight was reached
+    unsent: int = 0  # due, but never sent: the worker fell too far behind its schedule
     # actual - intended send, µs, measured window only
     send_lag: HdrHistogram = field(default_factory=new_histogram)
 
@@ -53,6 +56,7 @@ class WorkerReport:
             "measure_start_ns": self.measure_start_ns,
             "last_sent_ns": self.last_sent_ns,
             "in_flight_waits": self.in_flight_waits,
+            "unsent": self.unsent,
             "send_lag": self.send_lag.encode().decode("ascii"),
         }
 
@@ -91,10 +95,16 @@ class LoadWorker:
         self._begin(schedule.measure_start_ns)
         seq = 0
         ticker = Ticker()
+        give_up_ns = schedule.end_ns + BEHIND_LIMIT_NS
+        arrivals = schedule.arrivals()
         try:
-            for intended_ns in schedule.arrivals():
+            for intended_ns in arrivals:
                 if intended_ns - time.monotonic_ns() > EARLY_SEND_NS:
                     await ticker.until(intended_ns)
+                elif seq % 64 == 0 and time.monotonic_ns() > give_up_ns:
+                    # hopelessly behind: what was never sent is counted, not sent late
+                    self.report.unsent = 1 + sum(1 for _ in arrivals)
+                    break
                 await self._wait_for_slot()
                 self._spawn(self._deliver(self._envelope(seq, intended_ns)))
                 seq += 1
