@@ -65,6 +65,7 @@ from fastapi import FastAPI, Request, Response
 from hdrh.histogram import HdrHistogram
 
 from hopbench.broker.tansu import TansuBroker
+from hopbench.loadgen.ticker import Ticker
 
 MODES = ("http", "grpc", "kafka", "rabbitmq")
 SYNC_MODES = ("http", "grpc")
@@ -515,13 +516,19 @@ def _schedule(rate: float, duration_s: float, warmup_s: float) -> Iterator[tuple
         yield t0 + offset_ns, offset_ns >= warmup_ns
 
 
+_TICKERS: dict[asyncio.AbstractEventLoop, Ticker] = {}
+
+
 async def _sleep_until(when_ns: int) -> None:
-    """Never early; the loop's timers have 1 ms resolution, so may be up to ~1 ms late."""
-    while True:
-        delay_ns = when_ns - time.monotonic_ns()
-        if delay_ns <= 0:
-            return
-        await asyncio.sleep(delay_ns / 1e9)
+    """Pace as hopbench does (a thread sleeping precisely, not the loop's 1 ms timers),
+    so that the latency ratio compares the transports, not the pacing."""
+    if when_ns - time.monotonic_ns() <= 20_000:
+        return
+    loop = asyncio.get_running_loop()
+    ticker = _TICKERS.get(loop)
+    if ticker is None:
+        ticker = _TICKERS[loop] = Ticker()
+    await ticker.until(when_ns)
 
 
 def _latency(hist: Any) -> Latency:

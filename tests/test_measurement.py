@@ -65,3 +65,19 @@ def test_one_and_two_workers_agree_and_merge_every_sample(tmp_path: Path) -> Non
     assert runs[2]["workers"] == 2
     ratio = runs[2]["latency_us"]["p50"] / runs[1]["latency_us"]["p50"]
     assert 0.5 < ratio < 2, ratio  # within the noise of a shared 2-core machine
+
+
+def test_a_paused_service_shows_in_p99_and_the_timeline(tmp_path: Path) -> None:
+    data = hopbench(tmp_path, str(TOPOLOGIES / "chain.yaml"), "--mode", "http", "--rate",
+                    "200", "--duration", "4", "--warmup", "1", "--pause", "worker/0@1:1",
+                    "--max-in-flight", "32")  # fmt: skip
+    (run,) = data["runs"]
+    assert run["completed"] == run["sent"] == 800
+    assert run["latency_us"]["p99"] > 700_000  # ~a tenth of the schedule fell in the stall
+    assert run["service_time_us"]["p90"] * 5 < run["latency_us"]["p90"]  # CO-affected view
+    stalled = [p for p in run["timeline"] if p["p99_us"] > 500_000]
+    assert stalled
+    assert all(1 <= p["t_s"] <= 3 for p in stalled)
+    assert "worker/0 was paused for 1 s at t=1 s" in run["notes"]
+    assert not run["generator_limited"]  # the in-flight waits are the system pushing back
+    assert run["in_flight_waits"] > 0
