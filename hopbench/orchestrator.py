@@ -273,6 +273,7 @@ def _broker_settings(name: str, settings: Settings) -> dict[str, Any]:
         return {
             "acks": settings.kafka_acks,
             "linger_ms": settings.kafka_linger_ms,
+            "batch_bytes": settings.kafka_batch_bytes,
             "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
             "consumer_concurrency": settings.prefetch,
             "idempotence": False,

@@ -28,6 +28,12 @@ class Settings(BaseModel):
     grpc_channels: int = Field(1, ge=1, description="channels per caller and target replica")
     kafka_acks: int = Field(1, description="producer acks: 0, 1 or -1 (all)")
     kafka_linger_ms: int = Field(0, ge=0)
+    kafka_batch_bytes: int = Field(
+        1 << 20,
+        ge=1024,
+        description="producer batch size: aiokafka sends one batch per partition at a time, "
+        "so a full 16 KB default batch makes every sender wait",
+    )
     kafka_fetch_max_wait_ms: int = Field(5, ge=0, description="see FINDINGS: Tansu waits it out")
     rabbitmq_confirms: bool = Field(False, description="publisher confirms awaited per message")
     rabbitmq_durable: bool = Field(False, description="durable queues, persistent messages")

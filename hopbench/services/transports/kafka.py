@@ -105,6 +105,7 @@ class KafkaTransport(Transport):
             client_id=self._client_id,
             acks=acks,
             linger_ms=self.settings.kafka_linger_ms,
+            max_batch_size=self.settings.kafka_batch_bytes,
             enable_idempotence=False,
         )
         try:
