@@ -27,7 +27,7 @@ from hopbench.broker.tansu import TansuBroker
 from hopbench.children import Child
 from hopbench.control import proc_usage
 from hopbench.errors import ConfigError
-from hopbench.provision import allocate_endpoints, queues, topics
+from hopbench.provision import allocate_endpoints, exchanges, queues, topics
 from hopbench.results import RunResult, build_result, process_result
 from hopbench.runspec import LoadSpec, RunSpec, Settings
 from hopbench.topology import LOADGEN, Topology
@@ -139,7 +139,9 @@ async def run_topology(request: RunRequest) -> RunResult:
         if tansu is not None:
             await tansu.create_topics(topics(spec))
         if rabbitmq_url is not None:
-            await rabbit.declare_queues(queues(spec), durable=request.settings.rabbitmq_durable)
+            await rabbit.declare_queues(
+                queues(spec), request.settings.rabbitmq_durable, exchanges(spec)
+            )
         spec_path = run_dir / "spec.json"
         spec.write(spec_path)
 

@@ -4,8 +4,10 @@ Paths are dotted: ``services.worker.replicas=2``, ``services.worker.work.cpu_us=
 ``edges[1].mode=kafka`` (or ``edges.1.mode``), and edges by name:
 ``edges.gateway->worker.mode=kafka``. Values are parsed as YAML scalars.
 
-Changing an edge's mode without also setting its pattern gives the edge that
-mode's natural pattern, and the results record the pattern that ran.
+Changing an edge's mode keeps its pattern where the new mode carries it (an edge
+with no pattern takes the new mode's natural one); publish-subscribe moved to HTTP
+or gRPC becomes fire-and-forget, one send per subscriber edge. The results record
+the pattern that ran.
 """
 
 from __future__ import annotations
@@ -25,8 +27,17 @@ def apply_mode(located: Located, mode: str) -> None:
     for i, edge in enumerate(_edges(located, f"--mode {mode}")):
         if isinstance(edge, dict):
             edge["mode"] = mode
-            edge.pop("pattern", None)
+            _fit_pattern(edge)
             located.overridden[("edges", i, "mode")] = f"--mode {mode}"
+
+
+def _fit_pattern(edge: dict[str, Any]) -> None:
+    """Keep the edge's pattern if its new mode carries it, else its fallback."""
+    from hopbench.topology import FALLBACK_PATTERN, UNSUPPORTED
+
+    pattern = edge.get("pattern")
+    if pattern is not None and (edge.get("mode"), pattern) in UNSUPPORTED:
+        edge["pattern"] = FALLBACK_PATTERN[pattern]
 
 
 def apply_sets(located: Located, assignments: list[str]) -> None:
@@ -53,7 +64,7 @@ def apply_sets(located: Located, assignments: list[str]) -> None:
     edges = _edges(located, "--set")
     for index in mode_changes:
         if index not in explicit_patterns and isinstance(edges[index], dict):
-            edges[index].pop("pattern", None)
+            _fit_pattern(edges[index])
 
 
 def _edges(located: Located, flag: str) -> list[Any]:

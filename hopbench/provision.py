@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from hopbench.broker.procs import free_port
 from hopbench.runspec import RunSpec
-from hopbench.services.transports.base import queue_name, topic_name
-from hopbench.topology import Topology
+from hopbench.services.transports.base import exchange_name, queue_name, reply_topic, topic_name
+from hopbench.topology import LOADGEN, Topology
 
 
 def allocate_endpoints(topology: Topology) -> dict[str, dict[str, list[str]]]:
@@ -20,15 +20,35 @@ def allocate_endpoints(topology: Topology) -> dict[str, dict[str, list[str]]]:
 
 
 def topics(spec: RunSpec) -> dict[str, int]:
-    """Topic -> partitions: enough for the largest subscriber group to share it."""
+    """Topic -> partitions: enough for the largest subscriber group to share it,
+    plus a one-partition reply topic for every process that calls over Kafka."""
     topology = spec.resolved
     partitions: dict[str, int] = {}
     for edge in topology.edges:
-        if edge.mode == "kafka":
-            name = topic_name(spec, edge)
-            partitions[name] = max(partitions.get(name, 1), topology.services[edge.target].replicas)
+        if edge.mode != "kafka":
+            continue
+        name = topic_name(spec, edge)
+        partitions[name] = max(partitions.get(name, 1), topology.services[edge.target].replicas)
+        if edge.is_sync:
+            for replica in range(_replicas(spec, edge.source)):
+                partitions[reply_topic(spec, edge.source, replica)] = 1
     return partitions
+
+
+def _replicas(spec: RunSpec, service: str) -> int:
+    if service == LOADGEN:
+        return spec.load.workers
+    return spec.resolved.services[service].replicas
 
 
 def queues(spec: RunSpec) -> list[str]:
     return [queue_name(spec, e) for e in spec.resolved.edges if e.mode == "rabbitmq"]
+
+
+def exchanges(spec: RunSpec) -> dict[str, list[str]]:
+    """Fanout exchange -> the subscriber queues bound to it."""
+    bound: dict[str, list[str]] = {}
+    for edge in spec.resolved.edges:
+        if edge.mode == "rabbitmq" and edge.pattern == "publish-subscribe":
+            bound.setdefault(exchange_name(spec, edge), []).append(queue_name(spec, edge))
+    return bound

@@ -3,12 +3,14 @@
 A topology names services and the edges between them. The load generator is the
 reserved source ``loadgen``; the target of its one edge is the entry service.
 
-Completion — where a message's flow ends and latency is recorded — follows from
-the graph, never from the transport: a message that arrives over an asynchronous
-edge (or is sent by the load generator) roots a *call tree* of synchronous edges.
-If no service in that tree forwards asynchronously, the flow ends at the root when
-its calls return; otherwise it continues at each asynchronous target. A *route* is
-the tuple of edge indices by which a message reached the service that records it.
+Completion — where latency is recorded — follows from the graph, never from the
+transport. A message that arrives over an asynchronous edge (or is sent by the load
+generator) roots a *call tree* of request-reply edges. The root records a completion
+when its calls return if the tree made at least one call (a round trip: in a hybrid,
+the user-facing latency) or if nothing goes on asynchronously from it (a sink).
+Every asynchronous edge out of the tree roots a new tree at its target, which
+completes by the same rule. A *route* is the tuple of edge indices by which a message
+reached the service that records it; one sent message completes once per route.
 """
 
 from __future__ import annotations
@@ -30,20 +32,23 @@ Mode = Literal["http", "grpc", "kafka", "rabbitmq"]
 Pattern = Literal["request-reply", "fire-and-forget", "publish-subscribe"]
 MODES: tuple[Mode, ...] = ("http", "grpc", "kafka", "rabbitmq")
 
-# What each mode carries in this version, and what a switched edge falls back to.
+# A pattern-less edge takes its mode's natural pattern.
 NATURAL_PATTERN: dict[str, Pattern] = {
     "http": "request-reply",
     "grpc": "request-reply",
     "kafka": "publish-subscribe",
     "rabbitmq": "fire-and-forget",
 }
-UNSUPPORTED_HINT: dict[str, str] = {
-    "http": "HTTP edges are request-reply (the caller waits for the response)",
-    "grpc": "gRPC edges are request-reply (unary calls)",
-    "kafka": "Kafka edges are publish-subscribe (a topic read by one consumer group per "
-    "subscribing service)",
-    "rabbitmq": "RabbitMQ edges are fire-and-forget to a queue (replicas compete for messages)",
+# The cells of the pattern x mode matrix that cannot be, and why.
+UNSUPPORTED: dict[tuple[str, str], str] = {
+    ("http", "publish-subscribe"): "HTTP delivers each request to one server; for one-to-many "
+    "use kafka or rabbitmq publish-subscribe, or one fire-and-forget HTTP edge per subscriber",
+    ("grpc", "publish-subscribe"): "a gRPC call reaches one server; for one-to-many use kafka "
+    "or rabbitmq publish-subscribe, or one fire-and-forget gRPC edge per subscriber",
 }
+# What an edge's pattern becomes when --mode or --set moves it to a mode that cannot
+# carry it: each subscriber is its own edge, so each still gets every message.
+FALLBACK_PATTERN: dict[str, Pattern] = {"publish-subscribe": "fire-and-forget"}
 
 
 class _Strict(BaseModel):
@@ -141,8 +146,10 @@ class Topology:
         return memo
 
     def records_completion(self, service: str) -> bool:
-        """Whether a message rooted at service ends there (see module docstring)."""
-        return not self._continues[service]
+        """Whether a message rooted at service completes there (see module docstring):
+        its call tree made a round trip, or nothing goes on asynchronously from it."""
+        has_calls = any(e.is_sync for e in self.out_edges(service))
+        return has_calls or not self._continues[service]
 
     def expected_routes(self) -> list[Route]:
         """Every route on which one sent message is expected to complete once."""
@@ -242,11 +249,10 @@ def resolve(spec: TopologySpec, source: str, located: Located | None = None) -> 
             )
         seen[e.source, e.to] = i
         pattern = e.pattern or NATURAL_PATTERN[e.mode]
-        if pattern != NATURAL_PATTERN[e.mode]:
+        if (e.mode, pattern) in UNSUPPORTED:
             raise fail(
                 ("edges", i, "pattern"),
-                f"{pattern} over {e.mode} is not supported yet: {UNSUPPORTED_HINT[e.mode]}; "
-                f"use pattern {NATURAL_PATTERN[e.mode]} or another mode",
+                f"{pattern} over {e.mode} cannot be: {UNSUPPORTED[e.mode, pattern]}",
             )
         edges.append(Edge(i, e.source, e.to, e.mode, pattern))
 

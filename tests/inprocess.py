@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from hopbench.broker.rabbitmq import RabbitMqBroker
 from hopbench.broker.tansu import TansuBroker
 from hopbench.loadgen.__main__ import build_worker, schedule_for
-from hopbench.provision import allocate_endpoints, queues, topics
+from hopbench.provision import allocate_endpoints, exchanges, queues, topics
 from hopbench.results import ProcessResult, RunResult, build_result
 from hopbench.runspec import LoadSpec, RunSpec, Settings
 from hopbench.services.__main__ import build_service
@@ -57,7 +57,7 @@ async def run_in_process(
         await brokers.tansu.create_topics(topics(spec))
     if rabbit is not None and "rabbitmq" in topology.modes:
         await rabbit.connect()
-        await rabbit.declare_queues(queues(spec), durable=False)
+        await rabbit.declare_queues(queues(spec), False, exchanges(spec))
     services = [
         build_service(Process(spec, name, replica), override)
         for name, svc in topology.services.items()

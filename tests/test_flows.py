@@ -72,12 +72,15 @@ def test_competing_consumers_handle_each_message_once(brokers: Brokers) -> None:
     assert result.routes[0].recorded_by == ["worker/0", "worker/1"]
 
 
-def test_sync_entry_with_async_tail_completes_at_the_sink(brokers: Brokers) -> None:
+def test_sync_entry_with_async_tail_completes_twice(brokers: Brokers) -> None:
     topology = load_topology(
         TOPOLOGIES / "chain.yaml", overrides=["edges.gateway->worker.mode=rabbitmq"]
     )
     assert topology.mode_label == "mixed"
     result = asyncio.run(run_in_process(topology, LOAD, brokers, settle_s=5))
-    assert [r.route for r in result.routes] == ["loadgen>gateway>worker"]
-    assert result.completed == result.sent
+    # the round trip the caller saw, and the one-way delivery behind it
+    routes = {r.route: r for r in result.routes}
+    assert set(routes) == {"loadgen (reply)", "loadgen>gateway>worker"}
+    assert result.expected == result.completed == 2 * result.sent
     assert result.lost == 0
+    assert [h.service for h in routes["loadgen (reply)"].hops] == ["gateway"]

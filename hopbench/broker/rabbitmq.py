@@ -39,6 +39,7 @@ class RabbitMqBroker:
         self.server_version = "unknown"
         self._connection: AbstractConnection | None = None
         self._queues: list[str] = []
+        self._exchanges: list[str] = []
 
     async def connect(self) -> None:
         try:
@@ -52,13 +53,23 @@ class RabbitMqBroker:
         version = self._connection.server_properties.get("version", b"unknown")
         self.server_version = version.decode() if isinstance(version, bytes) else str(version)
 
-    async def declare_queues(self, names: list[str], durable: bool) -> None:
+    async def declare_queues(
+        self, names: list[str], durable: bool, exchanges: dict[str, list[str]] | None = None
+    ) -> None:
+        """Queues, and fanout exchanges with the queues bound to them."""
         assert self._connection is not None
         channel = await self._connection.channel()
         try:
             for name in names:
                 await channel.queue_declare(name, durable=durable, arguments=queue_arguments())
                 self._queues.append(name)
+            for exchange, bound in (exchanges or {}).items():
+                await channel.exchange_declare(
+                    exchange, exchange_type="fanout", durable=durable, auto_delete=True
+                )
+                self._exchanges.append(exchange)
+                for queue in bound:
+                    await channel.queue_bind(queue, exchange)
         finally:
             await channel.close()
 
@@ -72,6 +83,8 @@ class RabbitMqBroker:
             channel = await self._connection.channel()
             for name in self._queues:
                 await channel.queue_delete(name)
+            for name in self._exchanges:
+                await channel.exchange_delete(name)
             await channel.close()
         await self._connection.close()
         self._connection = None

@@ -45,3 +45,7 @@ class Envelope(_message.Message):
     hops: _containers.RepeatedCompositeFieldContainer[Hop]
     payload: bytes
     def __init__(self, id: _Optional[int] = ..., flow: _Optional[str] = ..., worker: _Optional[int] = ..., seq: _Optional[int] = ..., intended_ns: _Optional[int] = ..., sent_ns: _Optional[int] = ..., trace_id: _Optional[int] = ..., warmup: _Optional[bool] = ..., run_id: _Optional[str] = ..., hops: _Optional[_Iterable[_Union[Hop, _Mapping]]] = ..., payload: _Optional[bytes] = ...) -> None: ...
+
+class Ack(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

@@ -39,6 +39,11 @@ class RelayStub:
                 request_serializer=hopbench_dot_proto_dot_hopbench__pb2.Envelope.SerializeToString,
                 response_deserializer=hopbench_dot_proto_dot_hopbench__pb2.Envelope.FromString,
                 _registered_method=True)
+        self.Cast = channel.unary_unary(
+                '/hopbench.Relay/Cast',
+                request_serializer=hopbench_dot_proto_dot_hopbench__pb2.Envelope.SerializeToString,
+                response_deserializer=hopbench_dot_proto_dot_hopbench__pb2.Ack.FromString,
+                _registered_method=True)
 
 
 class RelayServicer:
@@ -52,6 +57,13 @@ class RelayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Cast(self, request, context):
+        """A fire-and-forget hop: acknowledged on arrival, handled afterwards.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RelayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -59,6 +71,11 @@ def add_RelayServicer_to_server(servicer, server):
                     servicer.Call,
                     request_deserializer=hopbench_dot_proto_dot_hopbench__pb2.Envelope.FromString,
                     response_serializer=hopbench_dot_proto_dot_hopbench__pb2.Envelope.SerializeToString,
+            ),
+            'Cast': grpc.unary_unary_rpc_method_handler(
+                    servicer.Cast,
+                    request_deserializer=hopbench_dot_proto_dot_hopbench__pb2.Envelope.FromString,
+                    response_serializer=hopbench_dot_proto_dot_hopbench__pb2.Ack.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -88,6 +105,33 @@ class Relay:
             '/hopbench.Relay/Call',
             hopbench_dot_proto_dot_hopbench__pb2.Envelope.SerializeToString,
             hopbench_dot_proto_dot_hopbench__pb2.Envelope.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Cast(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hopbench.Relay/Cast',
+            hopbench_dot_proto_dot_hopbench__pb2.Envelope.SerializeToString,
+            hopbench_dot_proto_dot_hopbench__pb2.Ack.FromString,
             options,
             channel_credentials,
             insecure,

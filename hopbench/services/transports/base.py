@@ -12,9 +12,9 @@ the load worker (one recorder for every mode).
 from __future__ import annotations
 
 import abc
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from hopbench.errors import HopbenchError
 from hopbench.proto.hopbench_pb2 import Envelope
@@ -22,7 +22,7 @@ from hopbench.runspec import RunSpec
 from hopbench.topology import Edge
 
 # (in-edge, message) -> the reply for a request-reply edge, else None
-Handler = Callable[[Edge, Envelope], Awaitable[Envelope | None]]
+Handler = Callable[[Edge, Envelope], Coroutine[Any, Any, Envelope | None]]
 
 
 class TransportError(HopbenchError):
@@ -85,14 +85,28 @@ def channel_of(edge: Edge) -> str:
 
 
 def topic_name(spec: RunSpec, edge: Edge) -> str:
-    """One topic per publishing service: its subscribers read it, one group each."""
-    return f"hb-{spec.run_id}-{edge.source}"
+    """Publish-subscribe: one topic per publishing service, a group per subscriber.
+    Fire-and-forget and request-reply: one topic per edge, read by the target's group."""
+    if edge.pattern == "publish-subscribe":
+        return f"hb-{spec.run_id}-{edge.source}"
+    return f"hb-{spec.run_id}-{edge.source}-{edge.target}"
 
 
 def group_name(spec: RunSpec, edge: Edge) -> str:
     return f"hb-{spec.run_id}-{edge.target}"
 
 
+def reply_topic(spec: RunSpec, service: str, replica: int) -> str:
+    """Where one process's request-reply calls over Kafka get their replies."""
+    return f"hb-{spec.run_id}-reply-{service}-{replica}"
+
+
 def queue_name(spec: RunSpec, edge: Edge) -> str:
-    """One queue per edge: the target's replicas compete for its messages."""
+    """One queue per edge: the target's replicas compete for its messages (for
+    publish-subscribe, the subscriber's queue bound to the publisher's exchange)."""
     return f"hb-{spec.run_id}-{edge.source}-{edge.target}"
+
+
+def exchange_name(spec: RunSpec, edge: Edge) -> str:
+    """Publish-subscribe over RabbitMQ: one fanout exchange per publishing service."""
+    return f"hb-{spec.run_id}-{edge.source}"

@@ -1,4 +1,5 @@
-"""gRPC: request-reply as the unary ``Relay.Call`` of hopbench.proto (grpc.aio).
+"""gRPC: request-reply as the unary ``Relay.Call`` of hopbench.proto (grpc.aio), and
+fire-and-forget as ``Relay.Cast``, acknowledged on arrival and handled afterwards.
 
 The in-edge travels as the ``hb-edge`` metadata key, so one server serves every
 gRPC in-edge of a replica. Callers keep ``grpc_channels`` channels per target
@@ -7,13 +8,15 @@ replica and go round-robin over them.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+from typing import Any
 
 import grpc
 
 from hopbench.proto import hopbench_pb2_grpc
-from hopbench.proto.hopbench_pb2 import Envelope
-from hopbench.services.transports.base import Process, Transport, TransportError
+from hopbench.proto.hopbench_pb2 import Ack, Envelope
+from hopbench.services.transports.base import Handler, Process, Transport, TransportError
 from hopbench.topology import Edge
 
 EDGE_KEY = "hb-edge"
@@ -22,8 +25,9 @@ EDGE_KEY = "hb-edge"
 class _Relay(hopbench_pb2_grpc.RelayServicer):  # type: ignore[misc]
     def __init__(self, transport: GrpcTransport) -> None:
         self.handlers = transport.handlers
+        self.background: set[asyncio.Task[Envelope | None]] = set()
 
-    async def Call(self, request: Envelope, context: grpc.aio.ServicerContext) -> Envelope:
+    async def _entry(self, context: grpc.aio.ServicerContext) -> tuple[Edge, Handler]:
         index = -1
         for key, value in context.invocation_metadata() or ():
             if key == EDGE_KEY:
@@ -32,7 +36,18 @@ class _Relay(hopbench_pb2_grpc.RelayServicer):  # type: ignore[misc]
         if entry is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no edge {index} here")
             raise AssertionError("abort raises")
-        edge, handler = entry
+        return entry
+
+    async def Cast(self, request: Envelope, context: grpc.aio.ServicerContext) -> Ack:
+        """Fire-and-forget: acknowledge on arrival, do the work afterwards."""
+        edge, handler = await self._entry(context)
+        task = asyncio.create_task(handler(edge, request))
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+        return Ack()
+
+    async def Call(self, request: Envelope, context: grpc.aio.ServicerContext) -> Envelope:
+        edge, handler = await self._entry(context)
         try:
             reply = await handler(edge, request)
         except TransportError as exc:
@@ -72,15 +87,22 @@ class GrpcTransport(Transport):
         return next(stubs)
 
     async def request(self, edge: Edge, env: Envelope) -> Envelope:
+        reply: Envelope = await self._call(edge, "Call", env)
+        return reply
+
+    async def publish(self, edge: Edge, env: Envelope) -> None:
+        await self._call(edge, "Cast", env)
+
+    async def _call(self, edge: Edge, method: str, env: Envelope) -> Any:
+        stub = self._next_stub(edge)
         try:
-            reply: Envelope = await self._next_stub(edge).Call(
+            return await getattr(stub, method)(
                 env,
                 timeout=self.settings.request_timeout_s,
                 metadata=((EDGE_KEY, str(edge.index)),),
             )
         except grpc.aio.AioRpcError as exc:
             raise TransportError(f"{edge.name}: gRPC {exc.code().name}: {exc.details()}") from exc
-        return reply
 
     async def stop_serving(self) -> None:
         if self._server is not None:

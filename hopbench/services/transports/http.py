@@ -1,4 +1,5 @@
-"""HTTP: request-reply as ``POST /edges/{index}`` with the envelope as the body.
+"""HTTP: ``POST /edges/{index}`` with the envelope as the body. Request-reply answers
+200 with the reply; fire-and-forget answers 202 on arrival and does the work after.
 
 Server: FastAPI on uvicorn (uvloop, httptools). Client: aiohttp with a pooled
 connector per process, round-robin over the target's replicas. aiohttp, not
@@ -51,6 +52,7 @@ class HttpTransport(Transport):
         self._server: _Server | None = None
         self._serve_task: asyncio.Task[None] | None = None
         self._urls: dict[int, itertools.cycle[str]] = {}
+        self._background: set[asyncio.Task[Envelope | None]] = set()
 
     async def start(self) -> None:
         if self.handlers:
@@ -64,7 +66,10 @@ class HttpTransport(Transport):
         # One fixed route per in-edge: a path parameter would cost FastAPI a
         # dependency-solving pass per request (measured with py-spy).
         for edge, handler in self.handlers.values():
-            app.add_api_route(f"/edges/{edge.index}", _endpoint(edge, handler), methods=["POST"])
+            endpoint = (
+                _endpoint(edge, handler) if edge.is_sync else self._cast_endpoint(edge, handler)
+            )
+            app.add_api_route(f"/edges/{edge.index}", endpoint, methods=["POST"])
 
         config = uvicorn.Config(
             app,
@@ -86,6 +91,21 @@ class HttpTransport(Transport):
                 exc = self._serve_task.exception()
                 raise TransportError(f"HTTP server on {host}:{port} did not start: {exc}")
             await asyncio.sleep(0.01)
+
+    def _cast_endpoint(
+        self, edge: Edge, handler: Handler
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """Fire-and-forget: answer 202 on arrival, do the work afterwards."""
+        background = self._background
+
+        async def cast(request: Request) -> Response:
+            env = Envelope.FromString(await request.body())
+            task = asyncio.create_task(handler(edge, env))
+            background.add(task)
+            task.add_done_callback(background.discard)
+            return Response(status_code=202)
+
+        return cast
 
     def _session_for_requests(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -109,15 +129,21 @@ class HttpTransport(Transport):
         return next(urls)
 
     async def request(self, edge: Edge, env: Envelope) -> Envelope:
+        return Envelope.FromString(await self._post(edge, env, 200))
+
+    async def publish(self, edge: Edge, env: Envelope) -> None:
+        await self._post(edge, env, 202)
+
+    async def _post(self, edge: Edge, env: Envelope, expected_status: int) -> bytes:
         session = self._session_for_requests()
         try:
             async with session.post(self._next_url(edge), data=env.SerializeToString()) as resp:
                 body = await resp.read()
-                if resp.status != 200:
+                if resp.status != expected_status:
                     raise TransportError(f"{edge.name}: HTTP {resp.status}: {body[:200]!r}")
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise TransportError(f"{edge.name}: {type(exc).__name__}: {exc}") from exc
-        return Envelope.FromString(body)
+        return body
 
     async def stop_serving(self) -> None:
         if self._server is not None and self._serve_task is not None:

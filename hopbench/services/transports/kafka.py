@@ -1,11 +1,17 @@
-"""Kafka: publish-subscribe over aiokafka.
+"""Kafka over aiokafka: publish-subscribe, fire-and-forget and request-reply.
 
-One topic per publishing service; each subscribing service reads it in its own
-consumer group, so every subscriber gets every message and the replicas of one
-subscriber share it. A publish returns once the broker acknowledged it (per
-``kafka_acks``), so a failed produce is an error, not a silent loss. Consumers
-hand each record to a handler task, at most ``prefetch`` at once, as RabbitMQ's
-prefetch does, so the two brokers get the same consumer concurrency.
+Publish-subscribe: one topic per publishing service; each subscribing service reads
+it in its own consumer group, so every subscriber gets every message and the
+replicas of one subscriber share it. Fire-and-forget: a topic per edge, read by the
+target's group. Request-reply: the request goes to the edge's topic with a
+correlation id and the caller's reply topic in its headers; the callee produces the
+reply there. Each calling process reads its own one-partition reply topic by direct
+assignment (no group, so no rebalance wait).
+
+A publish returns once the broker acknowledged it (per ``kafka_acks``), so a failed
+produce is an error, not a silent loss. Consumers hand each record to a handler
+task, at most ``prefetch`` at once, as RabbitMQ's prefetch does, so the two brokers
+get the same consumer concurrency.
 """
 
 from __future__ import annotations
@@ -13,9 +19,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.structs import TopicPartition
 
 from hopbench.proto.hopbench_pb2 import Envelope
 from hopbench.services.transports.base import (
@@ -24,12 +32,16 @@ from hopbench.services.transports.base import (
     Transport,
     TransportError,
     group_name,
+    reply_topic,
     topic_name,
 )
+from hopbench.services.transports.replies import PendingReplies
 from hopbench.topology import Edge
 
 log = logging.getLogger(__name__)
 ASSIGNMENT_TIMEOUT_S = 30.0
+CORRELATION = "hb-correlation"
+REPLY_TO = "hb-reply-to"
 
 
 class KafkaTransport(Transport):
@@ -46,31 +58,49 @@ class KafkaTransport(Transport):
         self._pollers: list[asyncio.Task[None]] = []
         self._handling: set[asyncio.Task[None]] = set()
         self._client_id = f"{process.service}-{process.replica}"
+        self._reply_to = reply_topic(process.spec, process.service, process.replica)
+        self.replies = PendingReplies(self._client_id)
+
+    def _calls(self) -> bool:
+        topology = self.process.spec.resolved
+        return any(
+            e.mode == self.mode and e.is_sync for e in topology.out_edges(self.process.service)
+        )
 
     async def start(self) -> None:
-        if self.publishes():
+        if self.publishes() or any(edge.is_sync for edge, _ in self.handlers.values()):
             await self._start_producer()
+        if self._calls():
+            reply_consumer = self._consumer(None)
+            await self._connect(reply_consumer, self._reply_to)
+            reply_consumer.assign([TopicPartition(self._reply_to, 0)])
+            self._pollers.append(asyncio.create_task(self._poll_replies(reply_consumer)))
         for edge, handler in self.handlers.values():
-            consumer = AIOKafkaConsumer(
-                topic_name(self.process.spec, edge),
-                bootstrap_servers=self.bootstrap,
-                group_id=group_name(self.process.spec, edge),
-                client_id=self._client_id,
-                auto_offset_reset="earliest",  # topics are new per run: nothing is skipped
-                fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
-                # join in ~3 s, not 5-8 s: this broker waits out the rebalance timeout
-                session_timeout_ms=6000,
-                rebalance_timeout_ms=2000,
-                heartbeat_interval_ms=500,
-            )
-            try:
-                await consumer.start()
-                await self._await_assignment(consumer, edge)
-            except KafkaError as exc:
-                await consumer.stop()
-                raise TransportError(f"{edge.name}: Kafka consumer: {exc}") from exc
-            self._consumers.append(consumer)
+            consumer = self._consumer(group_name(self.process.spec, edge))
+            consumer.subscribe([topic_name(self.process.spec, edge)])
+            await self._connect(consumer, edge.name)
+            await self._await_assignment(consumer, edge)
             self._pollers.append(asyncio.create_task(self._poll(consumer, edge, handler)))
+
+    def _consumer(self, group: str | None) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=group,
+            client_id=self._client_id,
+            auto_offset_reset="earliest",  # topics are new per run: nothing is skipped
+            fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
+            # join in ~3 s, not 5-8 s: this broker waits out the rebalance timeout
+            session_timeout_ms=6000,
+            rebalance_timeout_ms=2000,
+            heartbeat_interval_ms=500,
+        )
+
+    async def _connect(self, consumer: AIOKafkaConsumer, what: str) -> None:
+        self._consumers.append(consumer)  # stopped by stop_serving, whatever happens next
+        try:
+            await consumer.start()
+        except KafkaError as exc:
+            raise TransportError(f"{what}: Kafka consumer: {exc}") from exc
 
     async def _await_assignment(self, consumer: AIOKafkaConsumer, edge: Edge) -> None:
         deadline = asyncio.get_running_loop().time() + ASSIGNMENT_TIMEOUT_S
@@ -85,18 +115,34 @@ class KafkaTransport(Transport):
         slots = asyncio.Semaphore(self.settings.prefetch)
         async for record in consumer:
             await slots.acquire()
-            task = asyncio.create_task(self._handle(record.value, edge, handler, slots))
+            task = asyncio.create_task(
+                self._handle(record.value, record.headers, edge, handler, slots)
+            )
             self._handling.add(task)
             task.add_done_callback(self._handling.discard)
 
-    @staticmethod
-    async def _handle(value: bytes, edge: Edge, handler: Handler, slots: asyncio.Semaphore) -> None:
+    async def _handle(
+        self, value: bytes, headers: Any, edge: Edge, handler: Handler, slots: asyncio.Semaphore
+    ) -> None:
         try:
-            await handler(edge, Envelope.FromString(value))
+            reply = await handler(edge, Envelope.FromString(value))
+            if edge.is_sync and reply is not None and self._producer is not None:
+                meta = dict(headers or ())
+                ack = await self._producer.send(
+                    meta[REPLY_TO].decode(),
+                    reply.SerializeToString(),
+                    headers=[(CORRELATION, meta[CORRELATION])],
+                )
+                await ack
         except Exception:  # the runtime counts its own errors; never kill the poller
             log.exception("%s: handler failed", edge.name)
         finally:
             slots.release()
+
+    async def _poll_replies(self, consumer: AIOKafkaConsumer) -> None:
+        async for record in consumer:
+            correlation = dict(record.headers or ()).get(CORRELATION, b"").decode()
+            self.replies.resolve(correlation, Envelope.FromString(record.value))
 
     async def _start_producer(self) -> None:
         acks = "all" if self.settings.kafka_acks < 0 else self.settings.kafka_acks
@@ -117,12 +163,29 @@ class KafkaTransport(Transport):
             ) from exc
         self._producer = producer
 
+    async def request(self, edge: Edge, env: Envelope) -> Envelope:
+        correlation, future = self.replies.open()
+        headers = [(CORRELATION, correlation.encode()), (REPLY_TO, self._reply_to.encode())]
+        try:
+            await self._produce(edge, env, headers)
+        except TransportError:
+            self.replies.discard(correlation)
+            raise
+        return await self.replies.wait(
+            correlation, future, self.settings.request_timeout_s, edge.name
+        )
+
     async def publish(self, edge: Edge, env: Envelope) -> None:
+        await self._produce(edge, env, None)
+
+    async def _produce(
+        self, edge: Edge, env: Envelope, headers: list[tuple[str, bytes]] | None
+    ) -> None:
         if self._producer is None:
             raise TransportError(f"{edge.name}: the Kafka producer is not started")
         try:
             ack = await self._producer.send(
-                topic_name(self.process.spec, edge), env.SerializeToString()
+                topic_name(self.process.spec, edge), env.SerializeToString(), headers=headers
             )
             await ack
         except KafkaError as exc:

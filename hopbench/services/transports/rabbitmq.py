@@ -1,13 +1,18 @@
-"""RabbitMQ: fire-and-forget to a queue per edge, over aiormq.
+"""RabbitMQ over aiormq: fire-and-forget, publish-subscribe and request-reply.
+
+Fire-and-forget: a queue per edge on the default exchange; the target's replicas
+consume it, so each message is handled by one of them. Publish-subscribe: one
+fanout exchange per publishing service, a queue per subscriber bound to it: one
+publish, every subscriber gets a copy. Request-reply: the request goes to the
+edge's queue with ``reply_to`` and a correlation id; the reply comes back by direct
+reply-to (``amq.rabbitmq.reply-to``): no reply queue to declare, replies at most once.
 
 aiormq, not aio-pika or pika: measured on this machine (bench/rabbitmq_clients.py,
 README) it used about 1.5x less CPU per message than aio-pika and sustained more,
-and pika's blocking client would need threads beside the event loop.
-
-The target's replicas consume the same queue, so each message is handled by one
-of them. Publisher confirms are off unless ``rabbitmq_confirms`` is set (pika's
-default; aio-pika's is on): the setting is written into the results. Consumers
-ack after the handler finishes, with at most ``prefetch`` messages in flight.
+and pika's blocking client would need threads beside the event loop. Publisher
+confirms are off unless ``rabbitmq_confirms`` is set (pika's default; aio-pika's
+is on); the setting is written into the results. Consumers ack after the handler
+finishes, with at most ``prefetch`` messages in flight.
 """
 
 from __future__ import annotations
@@ -25,12 +30,15 @@ from hopbench.services.transports.base import (
     Process,
     Transport,
     TransportError,
+    exchange_name,
     queue_name,
 )
+from hopbench.services.transports.replies import PendingReplies
 from hopbench.topology import Edge
 
 log = logging.getLogger(__name__)
 AMQP_ERRORS = (aiormq.exceptions.AMQPError, OSError, TimeoutError)
+DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 
 
 class RabbitMqTransport(Transport):
@@ -44,18 +52,31 @@ class RabbitMqTransport(Transport):
         self.url = url
         self._connection: AbstractConnection | None = None
         self._publish_channel: AbstractChannel | None = None
+        self._reply_channel: AbstractChannel | None = None  # requests go out on it too
         self._consumers: list[tuple[AbstractChannel, str]] = []
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
         self._delivery_mode = 2 if self.settings.rabbitmq_durable else 1
+        self.replies = PendingReplies(f"{process.service}-{process.replica}")
 
     async def start(self) -> None:
+        topology = self.process.spec.resolved
+        outs = [e for e in topology.out_edges(self.process.service) if e.mode == self.mode]
         try:
             self._connection = await aiormq.connect(self.url)
-            if self.publishes():
+            if any(not e.is_sync for e in outs) or any(
+                e.is_sync for e, _ in self.handlers.values()
+            ):
                 self._publish_channel = await self._connection.channel(
                     publisher_confirms=self.settings.rabbitmq_confirms
+                )
+            if any(e.is_sync for e in outs):
+                # direct reply-to: consume the pseudo-queue (no ack) on the channel
+                # that publishes the requests
+                self._reply_channel = await self._connection.channel(publisher_confirms=False)
+                await self._reply_channel.basic_consume(
+                    DIRECT_REPLY_TO, self._on_reply, no_ack=True
                 )
             for edge, handler in self.handlers.values():
                 channel = await self._connection.channel()
@@ -74,7 +95,15 @@ class RabbitMqTransport(Transport):
             self._in_flight += 1
             self._idle.clear()
             try:
-                await handler(edge, Envelope.FromString(message.body))
+                reply = await handler(edge, Envelope.FromString(message.body))
+                properties = message.header.properties
+                if edge.is_sync and reply is not None and properties.reply_to:
+                    await self._send(
+                        "",
+                        properties.reply_to,
+                        reply,
+                        Basic.Properties(correlation_id=properties.correlation_id),
+                    )
             except Exception:  # the runtime counts its own errors; keep consuming
                 log.exception("%s: handler failed", edge.name)
             finally:
@@ -88,19 +117,56 @@ class RabbitMqTransport(Transport):
 
         return on_message
 
-    async def publish(self, edge: Edge, env: Envelope) -> None:
-        if self._publish_channel is None:
-            raise TransportError(f"{edge.name}: no RabbitMQ publishing channel")
+    async def _on_reply(self, message: DeliveredMessage) -> None:
+        correlation = message.header.properties.correlation_id or ""
+        self.replies.resolve(correlation, Envelope.FromString(message.body))
+
+    async def request(self, edge: Edge, env: Envelope) -> Envelope:
+        if self._reply_channel is None:
+            raise TransportError(f"{edge.name}: no RabbitMQ reply channel")
+        correlation, future = self.replies.open()
+        properties = Basic.Properties(correlation_id=correlation, reply_to=DIRECT_REPLY_TO)
         try:
-            confirmation = await self._publish_channel.basic_publish(
+            await self._send(
+                "", queue_name(self.process.spec, edge), env, properties, self._reply_channel
+            )
+        except TransportError:
+            self.replies.discard(correlation)
+            raise
+        return await self.replies.wait(
+            correlation, future, self.settings.request_timeout_s, edge.name
+        )
+
+    async def publish(self, edge: Edge, env: Envelope) -> None:
+        if edge.pattern == "publish-subscribe":
+            await self._send(exchange_name(self.process.spec, edge), "", env)
+        else:
+            await self._send("", queue_name(self.process.spec, edge), env)
+
+    async def _send(
+        self,
+        exchange: str,
+        routing_key: str,
+        env: Envelope,
+        properties: Basic.Properties | None = None,
+        channel: AbstractChannel | None = None,
+    ) -> None:
+        channel = channel or self._publish_channel
+        if channel is None:
+            raise TransportError(f"no RabbitMQ channel to publish to {exchange or routing_key}")
+        properties = properties or Basic.Properties()
+        properties.delivery_mode = self._delivery_mode
+        try:
+            confirmation = await channel.basic_publish(
                 env.SerializeToString(),
-                routing_key=queue_name(self.process.spec, edge),
-                properties=Basic.Properties(delivery_mode=self._delivery_mode),
+                exchange=exchange,
+                routing_key=routing_key,
+                properties=properties,
             )
         except AMQP_ERRORS as exc:
-            raise TransportError(f"{edge.name}: RabbitMQ publish failed: {exc!r}") from exc
+            raise TransportError(f"RabbitMQ publish failed: {exc!r}") from exc
         if isinstance(confirmation, Basic.Nack):
-            raise TransportError(f"{edge.name}: RabbitMQ refused the message (nack)")
+            raise TransportError(f"RabbitMQ refused the message to {exchange or routing_key}")
 
     async def stop_serving(self) -> None:
         for channel, tag in self._consumers:
