@@ -205,7 +205,12 @@ async def run_topology(request: RunRequest) -> RunResult:
     reports = [*service_reports, *worker_reports]
     processes = [
         process_result(
-            c.name, up["usage"], r["usage"], handled=r.get("handled", 0), errors=r.get("errors", 0)
+            c.name,
+            up["usage"],
+            r["usage"],
+            handled=r.get("handled", 0),
+            errors=r.get("errors", 0),
+            late_replies=r.get("late_replies", 0),
         )
         for c, up, r in zip(children, ready, reports, strict=True)
     ]

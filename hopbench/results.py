@@ -75,6 +75,7 @@ class ProcessResult(BaseModel):
     name: str  # "gateway/0", "loadgen/0", "kafka-broker"
     handled: int = 0
     errors: int = 0
+    late_replies: int = 0  # replies that arrived after their caller gave up
     cpu_s: float = 0.0  # CPU seconds (user + system) from ready to the end of the run
     peak_rss_mb: float = 0.0
 
@@ -126,6 +127,7 @@ class RunResult(BaseModel):
     out_of_range: int
     out_of_order: int
     late: int
+    late_replies: int  # broker request-reply: replies after the caller's timeout, dropped
     in_flight_waits: int
     unsent: int  # due in the schedule but never sent: the load generator fell behind
     warmup: Warmup
@@ -253,6 +255,7 @@ def build_result(
         out_of_range=sum(r.out_of_range for r in routes),
         out_of_order=sum(r.out_of_order for r in routes),
         late=sum(r.late for r in routes),
+        late_replies=sum(p.late_replies for p in processes),
         in_flight_waits=in_flight_waits,
         unsent=unsent,
         warmup=Warmup(

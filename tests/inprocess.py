@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from hopbench.broker.rabbitmq import RabbitMqBroker
@@ -40,7 +41,11 @@ async def run_in_process(
     brokers: Brokers | None = None,
     settings: Settings | None = None,
     settle_s: float = 0.2,
+    linger_s: float = 0.0,
+    inspect: Callable[[list[ServiceRuntime]], None] = lambda services: None,
 ) -> RunResult:
+    """settle_s: at most this long for the sinks to complete; linger_s: then this long
+    for stragglers (late replies); inspect: sees the services before they close."""
     brokers = brokers or Brokers()
     override = None if brokers.real else "inmemory"
     spec = RunSpec(
@@ -76,6 +81,8 @@ async def run_in_process(
             *(w.drive(schedule_for(Process(spec, LOADGEN, w.worker), start_ns)) for w in workers)
         )
         await _settle(services, topology, sum(r.sent for r in reports), settle_s)
+        await asyncio.sleep(linger_s)
+        inspect(services)
     finally:
         for worker in workers:
             await worker.transport.close()
@@ -92,8 +99,17 @@ async def run_in_process(
         workers=[r.to_json() for r in reports],
         recorders=recorders,
         processes=[
-            ProcessResult(name=f"{s.spec.name}/{s.replica}", handled=s.handled, errors=s.errors)
+            ProcessResult(
+                name=f"{s.spec.name}/{s.replica}",
+                handled=s.handled,
+                errors=s.errors,
+                late_replies=s.late_replies,
+            )
             for s in services
+        ]
+        + [
+            ProcessResult(name=f"loadgen/{w.worker}", late_replies=w.transport.late_replies)
+            for w in workers
         ],
         brokers={},
         environment={},

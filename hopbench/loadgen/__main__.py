@@ -53,7 +53,12 @@ async def drive(channel: ChildChannel, process: Process) -> None:
         async for command in channel.commands():
             if command["cmd"] == "start":
                 report = await worker.drive(schedule_for(process, int(command["start_ns"])))
-                channel.emit("report", worker=report.to_json(), recorder=worker.recorder.to_json())
+                channel.emit(
+                    "report",
+                    worker=report.to_json(),
+                    recorder=worker.recorder.to_json(),
+                    late_replies=worker.transport.late_replies,
+                )
     finally:
         await worker.transport.close()
 

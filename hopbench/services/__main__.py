@@ -45,6 +45,7 @@ async def serve(channel: ChildChannel, process: Process) -> None:
         "report",
         handled=runtime.handled,
         errors=runtime.errors,
+        late_replies=runtime.late_replies,
         recorder=runtime.recorder.to_json(),
     )
 

@@ -71,6 +71,10 @@ class ServiceRuntime:
         for transport in self._distinct_transports():
             await transport.close()
 
+    @property
+    def late_replies(self) -> int:
+        return sum(t.late_replies for t in self._distinct_transports())
+
     def _distinct_transports(self) -> list[Transport]:
         return list(dict.fromkeys(self.transports.values()))
 

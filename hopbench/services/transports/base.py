@@ -46,6 +46,17 @@ class Transport(abc.ABC):
         self.settings = process.spec.settings
         self.handlers: dict[int, tuple[Edge, Handler]] = {}
 
+    @property
+    def late_replies(self) -> int:
+        """Replies that arrived after their caller gave up (broker request-reply)."""
+        replies = getattr(self, "replies", None)
+        return int(replies.late) if replies is not None else 0
+
+    @property
+    def pending_replies(self) -> int:
+        replies = getattr(self, "replies", None)
+        return len(replies) if replies is not None else 0
+
     def publishes(self) -> bool:
         """Does this process send on any edge of this transport's mode?"""
         topology = self.process.spec.resolved
