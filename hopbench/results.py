@@ -282,12 +282,11 @@ def build_result(
                 hops=[
                     HopResult(
                         service=name,
-                        transit_us=Percentiles(**summarize(transit)),
-                        work_us=Percentiles(**summarize(work)),
+                        transit_us=Percentiles(**summarize(r.hops[name][0])),
+                        work_us=Percentiles(**summarize(r.hops[name][1])),
                     )
-                    for name, transit, work in zip(
-                        topology.hop_services(r.route), r.hop_transit, r.hop_work, strict=False
-                    )
+                    for name in topology.hop_services(r.route)
+                    if name in r.hops
                 ],
             )
             for r in routes

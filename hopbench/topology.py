@@ -61,9 +61,18 @@ class WorkSpec(_Strict):
     reply_bytes: int = Field(100, ge=0, le=16 * 1024 * 1024, description="reply payload size")
 
 
+class GatherSpec(_Strict):
+    """How a service with several request-reply out-edges waits for their replies."""
+
+    policy: Literal["all", "first", "quorum"] = "all"
+    quorum: int | None = Field(None, ge=1, description="replies needed, with policy quorum")
+    timeout_ms: float | None = Field(None, gt=0, description="per call; default: the run's")
+
+
 class ServiceSpec(_Strict):
     replicas: int = Field(1, ge=1, le=64)
     work: WorkSpec = WorkSpec()
+    gather: GatherSpec = GatherSpec()
 
 
 class EdgeSpec(_Strict):
@@ -88,6 +97,9 @@ class Service:
     cpu_us: int
     io_ms: float
     reply_bytes: int
+    gather_policy: str = "all"
+    gather_needed: int | None = None  # replies needed; None: every call's
+    gather_timeout_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -172,6 +184,11 @@ class Topology:
             if edge.is_sync:
                 yield from self._call_tree(edge.target, (*path, edge.index))
 
+    @cached_property
+    def callers(self) -> dict[int, str]:
+        """Edge index -> the service (or load generator) that sends on it."""
+        return {e.index: e.source for e in self.edges}
+
     def hop_services(self, route: Route) -> list[str]:
         """The services a message recorded on this route passed through, in order.
 
@@ -207,6 +224,7 @@ class Topology:
                 s.name: {
                     "replicas": s.replicas,
                     "work": {"cpu_us": s.cpu_us, "io_ms": s.io_ms, "reply_bytes": s.reply_bytes},
+                    "gather": _gather_dict(s),
                 }
                 for s in self.services.values()
             },
@@ -220,6 +238,15 @@ class Topology:
     def from_dict(cls, data: dict[str, Any]) -> Topology:
         fields = {k: v for k, v in data.items() if k != "source"}
         return resolve(TopologySpec.model_validate(fields), source=data.get("source", "<memory>"))
+
+
+def _gather_dict(s: Service) -> dict[str, Any]:
+    out: dict[str, Any] = {"policy": s.gather_policy}
+    if s.gather_policy == "quorum":
+        out["quorum"] = s.gather_needed
+    if s.gather_timeout_s is not None:
+        out["timeout_ms"] = s.gather_timeout_s * 1000
+    return out
 
 
 def resolve(spec: TopologySpec, source: str, located: Located | None = None) -> Topology:
@@ -264,11 +291,27 @@ def resolve(spec: TopologySpec, source: str, located: Located | None = None) -> 
             f"a topology has exactly one edge from '{LOADGEN}' (the entry); found {len(entries)}",
         )
     _check_acyclic_and_reachable(edges, known, fail)
-    services = {
-        name: Service(name, s.replicas, s.work.cpu_us, s.work.io_ms, s.work.reply_bytes)
-        for name, s in spec.services.items()
-    }
+    services = {name: _service(name, s, edges, fail) for name, s in spec.services.items()}
     return Topology(spec.name, services, tuple(edges), source)
+
+
+def _service(name: str, spec: ServiceSpec, edges: list[Edge], fail: Any) -> Service:
+    gather = spec.gather
+    calls = sum(1 for e in edges if e.source == name and e.is_sync)
+    needed: int | None = None
+    if gather.policy == "first":
+        needed = 1
+    elif gather.policy == "quorum":
+        if gather.quorum is None or not 1 <= gather.quorum <= calls:
+            raise fail(
+                ("services", name, "gather", "quorum"),
+                f"policy quorum needs a quorum between 1 and its {calls} request-reply edges",
+            )
+        needed = gather.quorum
+    timeout = gather.timeout_ms / 1000 if gather.timeout_ms is not None else None
+    w = spec.work
+    return Service(name, spec.replicas, w.cpu_us, w.io_ms, w.reply_bytes,
+                   gather.policy, needed, timeout)  # fmt: skip
 
 
 def _unknown(name: str, known: set[str], *, with_loadgen: bool) -> str:

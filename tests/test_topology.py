@@ -59,8 +59,8 @@ def test_a_misspelled_mode_names_file_line_field_and_the_choices(tmp_path: Path)
         (("name: t\n", ""), "name: is required but missing"),
         (("{cpu_us: 10}", "{cpu_us: lots}"), "line 6: services.b.work.cpu_us: 'lots'"),
         (
-            ("mode: kafka}", "mode: kafka, pattern: request-reply}"),
-            "line 9: edges[1].pattern: request-reply over kafka is not supported yet",
+            ("mode: kafka}", "mode: http, pattern: publish-subscribe}"),
+            "line 9: edges[1].pattern: publish-subscribe over http cannot be: HTTP delivers",
         ),
         (
             ("kafka}\n", "kafka}\n  - {from: b, to: a, mode: http}\n"),

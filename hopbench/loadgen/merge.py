@@ -55,15 +55,13 @@ class RouteTotals:
     late: int = 0
     latency: HdrHistogram = field(default_factory=new_histogram)
     service_time: HdrHistogram = field(default_factory=new_histogram)
-    hop_transit: list[HdrHistogram] = field(default_factory=list)
-    hop_work: list[HdrHistogram] = field(default_factory=list)
+    hops: dict[str, tuple[HdrHistogram, HdrHistogram]] = field(default_factory=dict)
 
-
-def _add_all(into: list[HdrHistogram], encoded: list[str]) -> None:
-    while len(into) < len(encoded):
-        into.append(new_histogram())
-    for hist, text in zip(into, encoded, strict=False):
-        hist.decode_and_add(text)
+    def add_hops(self, encoded: dict[str, list[str]]) -> None:
+        for name, (transit, work) in encoded.items():
+            pair = self.hops.setdefault(name, (new_histogram(), new_histogram()))
+            pair[0].decode_and_add(transit)
+            pair[1].decode_and_add(work)
 
 
 @dataclass
@@ -109,8 +107,7 @@ def merge(
             t.late += data["late"]
             t.latency.decode_and_add(data["latency"])
             t.service_time.decode_and_add(data["service_time"])
-            _add_all(t.hop_transit, data["hop_transit"])
-            _add_all(t.hop_work, data["hop_work"])
+            t.add_hops(data["hops"])
             for worker, encoded in data["seen"].items():
                 bits = SeqBitmap.decode(encoded).as_int()
                 before = received.get(int(worker), 0)

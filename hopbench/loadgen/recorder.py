@@ -66,19 +66,21 @@ class RouteRecord:
     out_of_order: int = 0  # arrived after a later message of the same load worker
     late: int = 0  # completed after the grace period (still counted, still measured)
     newest_seq: dict[int, int] = field(default_factory=dict)  # worker -> highest seq seen
-    # per hop along the route: transit into it (from the previous send) and work in it
-    hop_transit: list[HdrHistogram] = field(default_factory=list)
-    hop_work: list[HdrHistogram] = field(default_factory=list)
+    # per service along the route: transit into it (from its caller's send) and the
+    # work in it; keyed by service, since a gather's replies come in any order
+    hops: dict[str, tuple[HdrHistogram, HdrHistogram]] = field(default_factory=dict)
 
-    def record_hops(self, env: Envelope) -> None:
-        while len(self.hop_transit) < len(env.hops):
-            self.hop_transit.append(new_histogram())
-            self.hop_work.append(new_histogram())
-        previous_ns = env.sent_ns
-        for i, hop in enumerate(env.hops):
-            record(self.hop_transit[i], (hop.received_ns - previous_ns) // 1000)
-            record(self.hop_work[i], (hop.forwarded_ns - hop.received_ns) // 1000)
-            previous_ns = hop.forwarded_ns
+    def record_hops(self, env: Envelope, callers: dict[int, str]) -> None:
+        forwarded: dict[str, int] = {}
+        for hop in env.hops:
+            caller = callers.get(hop.edge, "")
+            sent_ns = forwarded.get(caller, env.sent_ns)  # the load generator: its send
+            pair = self.hops.get(hop.service)
+            if pair is None:
+                pair = self.hops[hop.service] = (new_histogram(), new_histogram())
+            record(pair[0], (hop.received_ns - sent_ns) // 1000)
+            record(pair[1], (hop.forwarded_ns - hop.received_ns) // 1000)
+            forwarded[hop.service] = hop.forwarded_ns
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -92,15 +94,19 @@ class RouteRecord:
             "out_of_range": self.out_of_range,
             "out_of_order": self.out_of_order,
             "late": self.late,
-            "hop_transit": [h.encode().decode("ascii") for h in self.hop_transit],
-            "hop_work": [h.encode().decode("ascii") for h in self.hop_work],
+            "hops": {
+                name: [t.encode().decode("ascii"), w.encode().decode("ascii")]
+                for name, (t, w) in self.hops.items()
+            },
         }
 
 
 class Recorder:
     """Completions seen by one process, keyed by route (a tuple of edge indices)."""
 
-    def __init__(self, origin_ns: int = 0) -> None:
+    def __init__(self, callers: dict[int, str] | None = None, origin_ns: int = 0) -> None:
+        """callers: edge index -> the service that sends on it (for hop transit)."""
+        self.callers = callers or {}
         self.routes: dict[tuple[int, ...], RouteRecord] = {}
         self.foreign = 0  # messages of another run: ignored, counted
         self.series = SecondSeries(origin_ns)
@@ -141,7 +147,7 @@ class Recorder:
         ok = record(rec.service_time, (now_ns - env.sent_ns) // 1000) and ok
         if not ok:
             rec.out_of_range += 1
-        rec.record_hops(env)
+        rec.record_hops(env, self.callers)
         self.series.latency(now_ns, latency_us)
 
     def completed_count(self) -> int:

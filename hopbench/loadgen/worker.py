@@ -79,7 +79,7 @@ class LoadWorker:
         self.transport = transport
         self.payload = os.urandom(payload_bytes)
         self.max_in_flight = max_in_flight
-        self.recorder = Recorder()
+        self.recorder = Recorder(topology.callers)
         self.report = WorkerReport(worker)
         self._in_flight = 0
         self._slot_free = asyncio.Event()

@@ -34,7 +34,7 @@ class ServiceRuntime:
         self.replica = replica
         self.run_id = run_id
         self.transports = transports
-        self.recorder = Recorder()
+        self.recorder = Recorder(topology.callers)
         self.errors = 0
         self.handled = 0
         self.in_edges = topology.in_edges(service)
@@ -104,17 +104,7 @@ class ServiceRuntime:
         )
         await do_work(self.spec.cpu_us, self.spec.io_ms)
         hop.forwarded_ns = time.monotonic_ns()
-        replies: list[Envelope] = []
-        if self.sync_out:
-            if len(self.sync_out) == 1:
-                first = self.sync_out[0]
-                replies = [await self.transports[first.mode].request(first, env)]
-            else:
-                replies = list(
-                    await asyncio.gather(
-                        *(self.transports[e.mode].request(e, env) for e in self.sync_out)
-                    )
-                )
+        replies = await self._call(env) if self.sync_out else []
         for out in self.publish_out:
             await self.transports[out.mode].publish(out, env)
         self.handled += 1
@@ -124,6 +114,47 @@ class ServiceRuntime:
                 self.recorder.complete(route, env, time.monotonic_ns())
             return None
         return self._reply(env, replies)
+
+    async def _call(self, env: Envelope) -> list[Envelope]:
+        """Scatter to every request-reply edge at once; gather per the service's policy:
+        all replies, the first, or a quorum. Calls still out when the policy is met are
+        cancelled (a broker reply that comes later is counted as late)."""
+        spec = self.spec
+        if len(self.sync_out) == 1 and spec.gather_timeout_s is None:
+            edge = self.sync_out[0]
+            return [await self.transports[edge.mode].request(edge, env)]
+        needed = spec.gather_needed or len(self.sync_out)
+        calls = [asyncio.ensure_future(self._request(e, env)) for e in self.sync_out]
+        replies: list[Envelope] = []
+        failed = 0
+        try:
+            for next_done in asyncio.as_completed(calls):
+                try:
+                    replies.append(await next_done)
+                except TransportError:
+                    failed += 1
+                    if len(calls) - failed < needed:
+                        raise TransportError(
+                            f"{spec.name}: {failed} of {len(calls)} calls failed; "
+                            f"policy {spec.gather_policy} needs {needed}"
+                        ) from None
+                if len(replies) >= needed:
+                    return replies
+        finally:
+            for call in calls:
+                call.cancel()
+        raise AssertionError("as_completed ended early")  # pragma: no cover
+
+    async def _request(self, edge: Edge, env: Envelope) -> Envelope:
+        call = self.transports[edge.mode].request(edge, env)
+        if self.spec.gather_timeout_s is None:
+            return await call
+        try:
+            return await asyncio.wait_for(call, self.spec.gather_timeout_s)
+        except TimeoutError:
+            raise TransportError(
+                f"{edge.name}: no reply within {self.spec.gather_timeout_s * 1000:g} ms"
+            ) from None
 
     def _reply(self, env: Envelope, replies: list[Envelope]) -> Envelope:
         known = len(env.hops)
