@@ -71,11 +71,27 @@ def render(runs: Sequence[RunResult]) -> str:
         ]
         lines.append("  ".join(cells))
     lines.insert(1, "  ".join("-" * w for w in widths))
+    routed = [r for r in runs if len(r.routes) > 1]
+    if routed:
+        rows = [
+            [
+                f"{r.topology} {r.mode}",
+                route.route,
+                str(route.completed),
+                str(route.lost),
+                _ms(route.latency_us.p50),
+                _ms(route.latency_us.p99),
+            ]
+            for r in routed
+            for route in r.routes
+        ]
+        lines += ["", "per route (a message completes once on each):"]
+        lines.append(_grid(["run", "route", "done", "lost", "p50 ms", "p99 ms"], rows))
     footer = [
         "latency = completion - intended send (coordinated-omission-correct); "
         "svc = completion - actual send.",
-        "request-reply rows are round trips to the load generator; publish-subscribe and "
-        "fire-and-forget rows are one-way, load generator to sink.",
+        "a route ending in (reply) is a round trip back to the load generator; any other "
+        "route is one-way, load generator to the service that completes it.",
     ]
     if any(r.generator_limited for r in runs):
         footer.append(

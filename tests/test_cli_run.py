@@ -3,6 +3,7 @@ nothing left running afterwards, also when interrupted with Ctrl-C."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -109,3 +110,47 @@ def test_ctrl_c_stops_every_process_it_started(tmp_path: Path) -> None:
             proc.wait()
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+def edge_modes(**modes: str) -> list[str]:
+    """--set flags for edges given as source__target=mode."""
+    return [f for name, mode in modes.items()
+            for f in ("--set", f"edges.{name.replace('__', '->')}.mode={mode}")]  # fmt: skip
+
+
+ASSIGNMENTS = {
+    "as-written": [],  # HTTP in, Kafka request, Kafka event, RabbitMQ job
+    "brokers-swapped": edge_modes(gateway__orders="rabbitmq", orders__payments="kafka"),
+    "all-grpc": ["--mode", "grpc"],  # the event: one fire-and-forget call per subscriber
+    "grpc-and-rabbitmq-fanout": edge_modes(
+        gateway__orders="grpc",
+        orders__inventory="rabbitmq",
+        orders__billing="rabbitmq",
+        orders__notifications="rabbitmq",
+    ),
+}
+
+
+@pytest.mark.parametrize("assignment", ASSIGNMENTS.values(), ids=ASSIGNMENTS.keys())
+def test_order_hybrid_in_several_mode_assignments_loses_nothing(
+    tmp_path: Path, assignment: list[str]
+) -> None:
+    done = hopbench("run", str(TOPOLOGIES / "order-hybrid.yaml"), *assignment, "--rate", "150",
+                    "--duration", "2", "--warmup", "1", "--out", str(tmp_path))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (run,) = runs(tmp_path)
+    assert run["lost"] == run["duplicated"] == run["errors"] == 0
+    assert run["completed"] == run["expected"] == 4 * run["sent"]
+    assert {r["route"] for r in run["routes"]} == {
+        "loadgen (reply)", "loadgen>gateway>orders>inventory",
+        "loadgen>gateway>orders>billing", "loadgen>gateway>orders>notifications",
+    }  # fmt: skip
+    modes = {e["name"]: e["mode"] for e in run["edges"]}
+    if assignment[:1] == ["--mode"]:
+        assert set(modes.values()) == {"grpc"}
+    for flag, value in itertools.pairwise(assignment):
+        if flag == "--set":
+            name, mode = value.removeprefix("edges.").split(".mode=")
+            assert modes[name] == mode
+    assert "per route" in done.stdout
+    assert leftovers(tmp_path) == []
