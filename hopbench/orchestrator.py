@@ -139,9 +139,7 @@ async def run_topology(request: RunRequest) -> RunResult:
         if tansu is not None:
             await tansu.create_topics(topics(spec))
         if rabbitmq_url is not None:
-            await rabbit.declare_queues(
-                queues(spec), request.settings.rabbitmq_durable, exchanges(spec)
-            )
+            await rabbit.declare_queues(queues(spec), exchanges(spec))
         spec_path = run_dir / "spec.json"
         spec.write(spec_path)
 

@@ -20,15 +20,17 @@ def allocate_endpoints(topology: Topology) -> dict[str, dict[str, list[str]]]:
 
 
 def topics(spec: RunSpec) -> dict[str, int]:
-    """Topic -> partitions: enough for the largest subscriber group to share it,
-    plus a one-partition reply topic for every process that calls over Kafka."""
+    """Topic -> partitions: an edge's kafka_partitions, else enough for the largest
+    subscriber group to share it; plus a one-partition reply topic for every
+    process that calls over Kafka."""
     topology = spec.resolved
     partitions: dict[str, int] = {}
     for edge in topology.edges:
         if edge.mode != "kafka":
             continue
         name = topic_name(spec, edge)
-        partitions[name] = max(partitions.get(name, 1), topology.services[edge.target].replicas)
+        wanted = spec.for_edge(edge).kafka_partitions or topology.services[edge.target].replicas
+        partitions[name] = max(partitions.get(name, 1), wanted)
         if edge.is_sync:
             for replica in range(_replicas(spec, edge.source)):
                 partitions[reply_topic(spec, edge.source, replica)] = 1
@@ -41,8 +43,13 @@ def _replicas(spec: RunSpec, service: str) -> int:
     return spec.resolved.services[service].replicas
 
 
-def queues(spec: RunSpec) -> list[str]:
-    return [queue_name(spec, e) for e in spec.resolved.edges if e.mode == "rabbitmq"]
+def queues(spec: RunSpec) -> dict[str, bool]:
+    """Queue -> durable, per the edge's own setting."""
+    return {
+        queue_name(spec, e): spec.for_edge(e).rabbitmq_durable
+        for e in spec.resolved.edges
+        if e.mode == "rabbitmq"
+    }
 
 
 def exchanges(spec: RunSpec) -> dict[str, list[str]]:

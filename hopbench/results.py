@@ -37,6 +37,7 @@ class EdgeResult(BaseModel):
     name: str
     mode: str
     pattern: str
+    settings: dict[str, Any] = {}  # this edge's own settings, on top of the run's
 
 
 class HopResult(BaseModel):
@@ -235,7 +236,10 @@ def build_result(
         topology=topology.name,
         source=topology.source,
         mode=topology.mode_label,
-        edges=[EdgeResult(name=e.name, mode=e.mode, pattern=e.pattern) for e in topology.edges],
+        edges=[
+            EdgeResult(name=e.name, mode=e.mode, pattern=e.pattern, settings=dict(e.settings))
+            for e in topology.edges
+        ],
         started_at=started_at,
         target_rate=load.rate,
         achieved_rate=round(achieved, 1),

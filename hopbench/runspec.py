@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from hopbench.loadgen.schedule import Arrival
-from hopbench.topology import Topology
+from hopbench.topology import Edge, Topology
 
 
 class Settings(BaseModel):
@@ -35,11 +35,32 @@ class Settings(BaseModel):
         "so a full 16 KB default batch makes every sender wait",
     )
     kafka_fetch_max_wait_ms: int = Field(5, ge=0, description="see FINDINGS: Tansu waits it out")
+    kafka_partitions: int | None = Field(
+        None, ge=1, description="partitions per topic; default: the largest subscriber's replicas"
+    )
     rabbitmq_confirms: bool = Field(False, description="publisher confirms awaited per message")
     rabbitmq_durable: bool = Field(False, description="durable queues, persistent messages")
     prefetch: int = Field(
         100, ge=1, description="messages one broker consumer handles at once (Kafka and RabbitMQ)"
     )
+
+
+# The settings an edge may set for itself; every transport honours them per edge.
+EDGE_SETTINGS = frozenset(
+    {
+        "request_timeout_s",
+        "http_connections",
+        "grpc_channels",
+        "kafka_acks",
+        "kafka_linger_ms",
+        "kafka_batch_bytes",
+        "kafka_fetch_max_wait_ms",
+        "kafka_partitions",
+        "rabbitmq_confirms",
+        "rabbitmq_durable",
+        "prefetch",
+    }
+)
 
 
 class LoadSpec(BaseModel):
@@ -78,6 +99,18 @@ class RunSpec(BaseModel):
     @cached_property
     def resolved(self) -> Topology:
         return Topology.from_dict(self.topology)
+
+    def for_edge(self, edge: Edge) -> Settings:
+        """The settings of one edge: the run's, with the edge's own on top."""
+        cache: dict[int, Settings] = self.__dict__.setdefault("_edge_settings", {})
+        found = cache.get(edge.index)
+        if found is None:
+            found = cache[edge.index] = (
+                self.settings.model_copy(update=dict(edge.settings))
+                if edge.settings
+                else self.settings
+            )
+        return found
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(self.model_dump(mode="json"), indent=2))

@@ -81,6 +81,8 @@ class EdgeSpec(_Strict):
     to: str
     mode: Mode
     pattern: Pattern | None = None
+    # this edge's own transport settings (the run's for everything not named here)
+    settings: dict[str, Any] = {}
 
 
 class TopologySpec(_Strict):
@@ -109,6 +111,7 @@ class Edge:
     target: str
     mode: str
     pattern: str
+    settings: tuple[tuple[str, Any], ...] = ()  # overrides of the run's settings
 
     @property
     def name(self) -> str:
@@ -229,7 +232,13 @@ class Topology:
                 for s in self.services.values()
             },
             "edges": [
-                {"from": e.source, "to": e.target, "mode": e.mode, "pattern": e.pattern}
+                {
+                    "from": e.source,
+                    "to": e.target,
+                    "mode": e.mode,
+                    "pattern": e.pattern,
+                    "settings": dict(e.settings),
+                }
                 for e in self.edges
             ],
         }
@@ -238,6 +247,22 @@ class Topology:
     def from_dict(cls, data: dict[str, Any]) -> Topology:
         fields = {k: v for k, v in data.items() if k != "source"}
         return resolve(TopologySpec.model_validate(fields), source=data.get("source", "<memory>"))
+
+
+def _edge_settings(e: EdgeSpec, i: int, fail: Any) -> tuple[tuple[str, Any], ...]:
+    """Validate an edge's settings against the run settings' own model."""
+    from hopbench.runspec import EDGE_SETTINGS, Settings  # runspec imports this module
+
+    for key in e.settings:
+        if key not in EDGE_SETTINGS:
+            known = ", ".join(sorted(EDGE_SETTINGS))
+            raise fail(("edges", i, "settings", key), f"is not a per-edge setting; known: {known}")
+    try:
+        checked = Settings.model_validate(e.settings)
+    except pydantic.ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        raise fail(("edges", i, "settings", *err["loc"]), err["msg"]) from None
+    return tuple(sorted((k, getattr(checked, k)) for k in e.settings))
 
 
 def _gather_dict(s: Service) -> dict[str, Any]:
@@ -281,7 +306,8 @@ def resolve(spec: TopologySpec, source: str, located: Located | None = None) -> 
                 ("edges", i, "pattern"),
                 f"{pattern} over {e.mode} cannot be: {UNSUPPORTED[e.mode, pattern]}",
             )
-        edges.append(Edge(i, e.source, e.to, e.mode, pattern))
+        overrides = _edge_settings(e, i, fail)
+        edges.append(Edge(i, e.source, e.to, e.mode, pattern, overrides))
 
     entries = [e for e in edges if e.source == LOADGEN]
     if len(entries) != 1:

@@ -62,7 +62,7 @@ async def run_in_process(
         await brokers.tansu.create_topics(topics(spec))
     if rabbit is not None and "rabbitmq" in topology.modes:
         await rabbit.connect()
-        await rabbit.declare_queues(queues(spec), False, exchanges(spec))
+        await rabbit.declare_queues(queues(spec), exchanges(spec))
     services = [
         build_service(Process(spec, name, replica), override)
         for name, svc in topology.services.items()

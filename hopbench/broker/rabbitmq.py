@@ -54,16 +54,17 @@ class RabbitMqBroker:
         self.server_version = version.decode() if isinstance(version, bytes) else str(version)
 
     async def declare_queues(
-        self, names: list[str], durable: bool, exchanges: dict[str, list[str]] | None = None
+        self, queues: dict[str, bool], exchanges: dict[str, list[str]] | None = None
     ) -> None:
-        """Queues, and fanout exchanges with the queues bound to them."""
+        """Queues (name -> durable), and fanout exchanges with their queues bound."""
         assert self._connection is not None
         channel = await self._connection.channel()
         try:
-            for name in names:
+            for name, durable in queues.items():
                 await channel.queue_declare(name, durable=durable, arguments=queue_arguments())
                 self._queues.append(name)
             for exchange, bound in (exchanges or {}).items():
+                durable = any(queues[q] for q in bound)
                 await channel.exchange_declare(
                     exchange, exchange_type="fanout", durable=durable, auto_delete=True
                 )

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from hopbench.errors import HopbenchError
 from hopbench.proto.hopbench_pb2 import Envelope
-from hopbench.runspec import RunSpec
+from hopbench.runspec import RunSpec, Settings
 from hopbench.topology import Edge
 
 # (in-edge, message) -> the reply for a request-reply edge, else None
@@ -61,6 +61,10 @@ class Transport(abc.ABC):
         """Does this process send on any edge of this transport's mode?"""
         topology = self.process.spec.resolved
         return any(e.mode == self.mode for e in topology.out_edges(self.process.service))
+
+    def settings_for(self, edge: Edge) -> Settings:
+        """The run's settings with the edge's own on top."""
+        return self.process.spec.for_edge(edge)
 
     def serve(self, edge: Edge, handler: Handler) -> None:
         """Receive the messages of one in-edge (call before start)."""

@@ -79,7 +79,7 @@ class GrpcTransport(Transport):
         if stubs is None:
             made = []
             for address in self.process.spec.endpoints["grpc"][edge.target]:
-                for _ in range(self.settings.grpc_channels):
+                for _ in range(self.settings_for(edge).grpc_channels):
                     channel = grpc.aio.insecure_channel(address)
                     self._channels.append(channel)
                     made.append(hopbench_pb2_grpc.RelayStub(channel))
@@ -98,7 +98,7 @@ class GrpcTransport(Transport):
         try:
             return await getattr(stub, method)(
                 env,
-                timeout=self.settings.request_timeout_s,
+                timeout=self.settings_for(edge).request_timeout_s,
                 metadata=((EDGE_KEY, str(edge.index)),),
             )
         except grpc.aio.AioRpcError as exc:

@@ -48,7 +48,7 @@ class HttpTransport(Transport):
 
     def __init__(self, process: Process) -> None:
         super().__init__(process)
-        self._session: aiohttp.ClientSession | None = None
+        self._sessions: dict[tuple[int, float], aiohttp.ClientSession] = {}
         self._server: _Server | None = None
         self._serve_task: asyncio.Task[None] | None = None
         self._urls: dict[int, itertools.cycle[str]] = {}
@@ -107,17 +107,21 @@ class HttpTransport(Transport):
 
         return cast
 
-    def _session_for_requests(self) -> aiohttp.ClientSession:
-        if self._session is None:
+    def _session_for(self, edge: Edge) -> aiohttp.ClientSession:
+        """One pooled session per distinct (connections, timeout) among the edges."""
+        settings = self.settings_for(edge)
+        key = (settings.http_connections, settings.request_timeout_s)
+        session = self._sessions.get(key)
+        if session is None:
             connector = aiohttp.TCPConnector(
-                limit=0, limit_per_host=self.settings.http_connections, ttl_dns_cache=None
+                limit=0, limit_per_host=settings.http_connections, ttl_dns_cache=None
             )
-            self._session = aiohttp.ClientSession(
+            session = self._sessions[key] = aiohttp.ClientSession(
                 connector=connector,
-                timeout=aiohttp.ClientTimeout(total=self.settings.request_timeout_s),
+                timeout=aiohttp.ClientTimeout(total=settings.request_timeout_s),
                 headers={"content-type": CONTENT_TYPE},
             )
-        return self._session
+        return session
 
     def _next_url(self, edge: Edge) -> str:
         urls = self._urls.get(edge.index)
@@ -135,7 +139,7 @@ class HttpTransport(Transport):
         await self._post(edge, env, 202)
 
     async def _post(self, edge: Edge, env: Envelope, expected_status: int) -> bytes:
-        session = self._session_for_requests()
+        session = self._session_for(edge)
         try:
             async with session.post(self._next_url(edge), data=env.SerializeToString()) as resp:
                 body = await resp.read()
@@ -153,6 +157,6 @@ class HttpTransport(Transport):
 
     async def close(self) -> None:
         await self.stop_serving()
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session in self._sessions.values():
+            await session.close()
+        self._sessions.clear()

@@ -26,6 +26,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
 from hopbench.proto.hopbench_pb2 import Envelope
+from hopbench.runspec import Settings
 from hopbench.services.transports.base import (
     Handler,
     Process,
@@ -53,7 +54,8 @@ class KafkaTransport(Transport):
         if bootstrap is None:
             raise TransportError("a kafka edge needs a broker, and the run has none")
         self.bootstrap = bootstrap
-        self._producer: AIOKafkaProducer | None = None
+        # one producer per distinct (acks, linger, batch) among this process's edges
+        self._producers: dict[tuple[int, int, int], AIOKafkaProducer] = {}
         self._consumers: list[AIOKafkaConsumer] = []
         self._pollers: list[asyncio.Task[None]] = []
         self._handling: set[asyncio.Task[None]] = set()
@@ -68,27 +70,31 @@ class KafkaTransport(Transport):
         )
 
     async def start(self) -> None:
-        if self.publishes() or any(edge.is_sync for edge, _ in self.handlers.values()):
-            await self._start_producer()
+        topology = self.process.spec.resolved
+        for edge in topology.out_edges(self.process.service):
+            if edge.mode == self.mode:
+                await self._producer_for(self.settings_for(edge))
+        if any(edge.is_sync for edge, _ in self.handlers.values()):
+            await self._producer_for(self.settings)  # replies go out on the run's settings
         if self._calls():
-            reply_consumer = self._consumer(None)
+            reply_consumer = self._consumer(None, self.settings)
             await self._connect(reply_consumer, self._reply_to)
             reply_consumer.assign([TopicPartition(self._reply_to, 0)])
             self._pollers.append(asyncio.create_task(self._poll_replies(reply_consumer)))
         for edge, handler in self.handlers.values():
-            consumer = self._consumer(group_name(self.process.spec, edge))
+            consumer = self._consumer(group_name(self.process.spec, edge), self.settings_for(edge))
             consumer.subscribe([topic_name(self.process.spec, edge)])
             await self._connect(consumer, edge.name)
             await self._await_assignment(consumer, edge)
             self._pollers.append(asyncio.create_task(self._poll(consumer, edge, handler)))
 
-    def _consumer(self, group: str | None) -> AIOKafkaConsumer:
+    def _consumer(self, group: str | None, settings: Settings) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             group_id=group,
             client_id=self._client_id,
             auto_offset_reset="earliest",  # topics are new per run: nothing is skipped
-            fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
+            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
             # join in ~3 s, not 5-8 s: this broker waits out the rebalance timeout
             session_timeout_ms=6000,
             rebalance_timeout_ms=2000,
@@ -112,7 +118,7 @@ class KafkaTransport(Transport):
             await asyncio.sleep(0.05)
 
     async def _poll(self, consumer: AIOKafkaConsumer, edge: Edge, handler: Handler) -> None:
-        slots = asyncio.Semaphore(self.settings.prefetch)
+        slots = asyncio.Semaphore(self.settings_for(edge).prefetch)
         async for record in consumer:
             await slots.acquire()
             task = asyncio.create_task(
@@ -126,9 +132,10 @@ class KafkaTransport(Transport):
     ) -> None:
         try:
             reply = await handler(edge, Envelope.FromString(value))
-            if edge.is_sync and reply is not None and self._producer is not None:
+            if edge.is_sync and reply is not None:
                 meta = dict(headers or ())
-                ack = await self._producer.send(
+                producer = await self._producer_for(self.settings)
+                ack = await producer.send(
                     meta[REPLY_TO].decode(),
                     reply.SerializeToString(),
                     headers=[(CORRELATION, meta[CORRELATION])],
@@ -144,14 +151,21 @@ class KafkaTransport(Transport):
             correlation = dict(record.headers or ()).get(CORRELATION, b"").decode()
             self.replies.resolve(correlation, Envelope.FromString(record.value))
 
-    async def _start_producer(self) -> None:
-        acks = "all" if self.settings.kafka_acks < 0 else self.settings.kafka_acks
+    def _key(self, edge: Edge) -> tuple[int, int, int]:
+        settings = self.settings_for(edge)
+        return (settings.kafka_acks, settings.kafka_linger_ms, settings.kafka_batch_bytes)
+
+    async def _producer_for(self, settings: Settings) -> AIOKafkaProducer:
+        key = (settings.kafka_acks, settings.kafka_linger_ms, settings.kafka_batch_bytes)
+        producer = self._producers.get(key)
+        if producer is not None:
+            return producer
         producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap,
             client_id=self._client_id,
-            acks=acks,
-            linger_ms=self.settings.kafka_linger_ms,
-            max_batch_size=self.settings.kafka_batch_bytes,
+            acks="all" if settings.kafka_acks < 0 else settings.kafka_acks,
+            linger_ms=settings.kafka_linger_ms,
+            max_batch_size=settings.kafka_batch_bytes,
             enable_idempotence=False,
         )
         try:
@@ -161,7 +175,8 @@ class KafkaTransport(Transport):
             raise TransportError(
                 f"Kafka producer could not connect to {self.bootstrap}: {exc}"
             ) from exc
-        self._producer = producer
+        self._producers[key] = producer
+        return producer
 
     async def request(self, edge: Edge, env: Envelope) -> Envelope:
         correlation, future = self.replies.open()
@@ -172,7 +187,7 @@ class KafkaTransport(Transport):
             self.replies.discard(correlation)
             raise
         return await self.replies.wait(
-            correlation, future, self.settings.request_timeout_s, edge.name
+            correlation, future, self.settings_for(edge).request_timeout_s, edge.name
         )
 
     async def publish(self, edge: Edge, env: Envelope) -> None:
@@ -181,10 +196,11 @@ class KafkaTransport(Transport):
     async def _produce(
         self, edge: Edge, env: Envelope, headers: list[tuple[str, bytes]] | None
     ) -> None:
-        if self._producer is None:
+        producer = self._producers.get(self._key(edge))
+        if producer is None:
             raise TransportError(f"{edge.name}: the Kafka producer is not started")
         try:
-            ack = await self._producer.send(
+            ack = await producer.send(
                 topic_name(self.process.spec, edge), env.SerializeToString(), headers=headers
             )
             await ack
@@ -205,6 +221,6 @@ class KafkaTransport(Transport):
 
     async def close(self) -> None:
         await self.stop_serving()
-        if self._producer is not None:
-            await self._producer.stop()
-            self._producer = None
+        for producer in self._producers.values():
+            await producer.stop()
+        self._producers.clear()

@@ -51,13 +51,12 @@ class RabbitMqTransport(Transport):
             raise TransportError("a rabbitmq edge needs a broker URL, and the run has none")
         self.url = url
         self._connection: AbstractConnection | None = None
-        self._publish_channel: AbstractChannel | None = None
+        self._publish_channels: dict[bool, AbstractChannel] = {}  # by publisher confirms
         self._reply_channel: AbstractChannel | None = None  # requests go out on it too
         self._consumers: list[tuple[AbstractChannel, str]] = []
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self._delivery_mode = 2 if self.settings.rabbitmq_durable else 1
         self.replies = PendingReplies(f"{process.service}-{process.replica}")
 
     async def start(self) -> None:
@@ -65,11 +64,12 @@ class RabbitMqTransport(Transport):
         outs = [e for e in topology.out_edges(self.process.service) if e.mode == self.mode]
         try:
             self._connection = await aiormq.connect(self.url)
-            if any(not e.is_sync for e in outs) or any(
-                e.is_sync for e, _ in self.handlers.values()
-            ):
-                self._publish_channel = await self._connection.channel(
-                    publisher_confirms=self.settings.rabbitmq_confirms
+            confirms = {self.settings_for(e).rabbitmq_confirms for e in outs if not e.is_sync}
+            if any(e.is_sync for e, _ in self.handlers.values()):
+                confirms.add(self.settings.rabbitmq_confirms)  # replies: the run's setting
+            for confirm in confirms:
+                self._publish_channels[confirm] = await self._connection.channel(
+                    publisher_confirms=confirm
                 )
             if any(e.is_sync for e in outs):
                 # direct reply-to: consume the pseudo-queue (no ack) on the channel
@@ -80,7 +80,7 @@ class RabbitMqTransport(Transport):
                 )
             for edge, handler in self.handlers.values():
                 channel = await self._connection.channel()
-                await channel.basic_qos(prefetch_count=self.settings.prefetch)
+                await channel.basic_qos(prefetch_count=self.settings_for(edge).prefetch)
                 ok = await channel.basic_consume(
                     queue_name(self.process.spec, edge), self._consumer(edge, handler, channel)
                 )
@@ -103,6 +103,7 @@ class RabbitMqTransport(Transport):
                         properties.reply_to,
                         reply,
                         Basic.Properties(correlation_id=properties.correlation_id),
+                        self._publish_channels[self.settings.rabbitmq_confirms],
                     )
             except Exception:  # the runtime counts its own errors; keep consuming
                 log.exception("%s: handler failed", edge.name)
@@ -127,6 +128,7 @@ class RabbitMqTransport(Transport):
         correlation, future = self.replies.open()
         properties = Basic.Properties(correlation_id=correlation, reply_to=DIRECT_REPLY_TO)
         try:
+            properties.delivery_mode = self._delivery_mode(edge)
             await self._send(
                 "", queue_name(self.process.spec, edge), env, properties, self._reply_channel
             )
@@ -134,28 +136,32 @@ class RabbitMqTransport(Transport):
             self.replies.discard(correlation)
             raise
         return await self.replies.wait(
-            correlation, future, self.settings.request_timeout_s, edge.name
+            correlation, future, self.settings_for(edge).request_timeout_s, edge.name
         )
 
     async def publish(self, edge: Edge, env: Envelope) -> None:
+        settings = self.settings_for(edge)
+        channel = self._publish_channels.get(settings.rabbitmq_confirms)
+        properties = Basic.Properties(delivery_mode=self._delivery_mode(edge))
         if edge.pattern == "publish-subscribe":
-            await self._send(exchange_name(self.process.spec, edge), "", env)
+            exchange, key = exchange_name(self.process.spec, edge), ""
         else:
-            await self._send("", queue_name(self.process.spec, edge), env)
+            exchange, key = "", queue_name(self.process.spec, edge)
+        await self._send(exchange, key, env, properties, channel)
+
+    def _delivery_mode(self, edge: Edge) -> int:
+        return 2 if self.settings_for(edge).rabbitmq_durable else 1  # 2: persistent
 
     async def _send(
         self,
         exchange: str,
         routing_key: str,
         env: Envelope,
-        properties: Basic.Properties | None = None,
-        channel: AbstractChannel | None = None,
+        properties: Basic.Properties,
+        channel: AbstractChannel | None,
     ) -> None:
-        channel = channel or self._publish_channel
         if channel is None:
             raise TransportError(f"no RabbitMQ channel to publish to {exchange or routing_key}")
-        properties = properties or Basic.Properties()
-        properties.delivery_mode = self._delivery_mode
         try:
             confirmation = await channel.basic_publish(
                 env.SerializeToString(),
