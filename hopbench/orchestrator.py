@@ -288,6 +288,7 @@ def _broker_settings(name: str, settings: Settings) -> dict[str, Any]:
         "durable": settings.rabbitmq_durable,
         "prefetch": settings.prefetch,
         "ack": "manual, after the handler finishes",
+        "reply": settings.rabbitmq_reply,
     }
 
 

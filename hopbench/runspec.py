@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,6 +40,9 @@ class Settings(BaseModel):
     )
     rabbitmq_confirms: bool = Field(False, description="publisher confirms awaited per message")
     rabbitmq_durable: bool = Field(False, description="durable queues, persistent messages")
+    rabbitmq_reply: Literal["direct", "queue"] = Field(
+        "direct", description="request-reply: direct reply-to, or an exclusive reply queue"
+    )
     prefetch: int = Field(
         100, ge=1, description="messages one broker consumer handles at once (Kafka and RabbitMQ)"
     )

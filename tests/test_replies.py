@@ -68,3 +68,26 @@ def test_replies_after_the_callers_timeout_are_counted_never_leaked(
     assert result.errors >= 2 * result.sent  # the load generator's and front's
     assert result.late_replies == result.sent + result.warmup.sent  # every reply came late
     assert pending == [0, 0]  # front's table (and slow's, which calls nobody) is empty
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("reply", ["direct", "queue"])
+def test_rabbitmq_request_reply_by_direct_reply_to_or_a_reply_queue(
+    tmp_path: Path, rabbitmq_url: str, reply: str
+) -> None:
+    path = tmp_path / "rr.yaml"
+    path.write_text(
+        "name: rr\nservices:\n  echo: {replicas: 2}\nedges:\n"
+        "  - {from: loadgen, to: echo, mode: rabbitmq, pattern: request-reply}\n"
+    )
+    brokers = Brokers(rabbitmq_url=rabbitmq_url, real=True)
+    result = asyncio.run(
+        run_in_process(
+            load_topology(path),
+            LoadSpec(rate=300, duration_s=0.5, warmup_s=0.2, payload_bytes=10),
+            brokers,
+            settings=Settings(rabbitmq_reply=reply),
+        )
+    )
+    assert result.completed == result.sent
+    assert (result.lost, result.errors, result.late_replies) == (0, 0, 0)

@@ -5,7 +5,8 @@ consume it, so each message is handled by one of them. Publish-subscribe: one
 fanout exchange per publishing service, a queue per subscriber bound to it: one
 publish, every subscriber gets a copy. Request-reply: the request goes to the
 edge's queue with ``reply_to`` and a correlation id; the reply comes back by direct
-reply-to (``amq.rabbitmq.reply-to``): no reply queue to declare, replies at most once.
+reply-to (``amq.rabbitmq.reply-to``: no reply queue to declare, replies at most once),
+or with ``rabbitmq_reply=queue`` through an exclusive reply queue of the caller's.
 
 aiormq, not aio-pika or pika: measured on this machine (bench/rabbitmq_clients.py,
 README) it used about 1.5x less CPU per message than aio-pika and sustained more,
@@ -58,6 +59,7 @@ class RabbitMqTransport(Transport):
         self._idle = asyncio.Event()
         self._idle.set()
         self.replies = PendingReplies(f"{process.service}-{process.replica}")
+        self._reply_to = DIRECT_REPLY_TO
 
     async def start(self) -> None:
         topology = self.process.spec.resolved
@@ -72,12 +74,15 @@ class RabbitMqTransport(Transport):
                     publisher_confirms=confirm
                 )
             if any(e.is_sync for e in outs):
-                # direct reply-to: consume the pseudo-queue (no ack) on the channel
-                # that publishes the requests
+                # Direct reply-to: consume the pseudo-queue (no ack) on the channel that
+                # publishes the requests. Or a reply queue of this process's own.
                 self._reply_channel = await self._connection.channel(publisher_confirms=False)
-                await self._reply_channel.basic_consume(
-                    DIRECT_REPLY_TO, self._on_reply, no_ack=True
-                )
+                if self.settings.rabbitmq_reply == "queue":
+                    declared = await self._reply_channel.queue_declare(
+                        "", exclusive=True, auto_delete=True
+                    )
+                    self._reply_to = str(declared.queue)
+                await self._reply_channel.basic_consume(self._reply_to, self._on_reply, no_ack=True)
             for edge, handler in self.handlers.values():
                 channel = await self._connection.channel()
                 await channel.basic_qos(prefetch_count=self.settings_for(edge).prefetch)
@@ -126,7 +131,7 @@ class RabbitMqTransport(Transport):
         if self._reply_channel is None:
             raise TransportError(f"{edge.name}: no RabbitMQ reply channel")
         correlation, future = self.replies.open()
-        properties = Basic.Properties(correlation_id=correlation, reply_to=DIRECT_REPLY_TO)
+        properties = Basic.Properties(correlation_id=correlation, reply_to=self._reply_to)
         try:
             properties.delivery_mode = self._delivery_mode(edge)
             await self._send(
