@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test test-slow lint bench bench-quick proto clean
+.PHONY: venv demo test test-slow lint bench bench-quick wrk proto clean
 
 venv: $(STAMP)
 
@@ -31,16 +31,21 @@ test-slow: venv
 
 # Ratios against baselines measured in the same run; figures land in bench/RESULTS.md.
 # bench-memory alone takes about 12 minutes.
-bench: venv
+bench: venv wrk
 	$(BIN)/python -m bench.generator_capacity
 	$(BIN)/python -m bench.overhead
 	$(BIN)/python -m bench.coordinated_omission
 	$(BIN)/python -m bench.rabbitmq_clients
 	$(BIN)/python -m bench.memory
 
-bench-quick: venv
+bench-quick: venv wrk
 	$(BIN)/python -m bench.generator_capacity
 	$(BIN)/python -m bench.coordinated_omission
+
+# the baseline of bench/generator_capacity.py, from Debian's packages
+wrk:
+	@command -v wrk >/dev/null || apt-get install -y -q wrk || \
+		(echo "bench needs wrk: install Debian's wrk package" && false)
 
 proto: venv
 	$(BIN)/python -m hopbench.proto.generate

@@ -9,7 +9,8 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from hopbench.orchestrator import Pause, RunRequest, run_topology
+from hopbench.faults import Pause
+from hopbench.orchestrator import RunRequest, run_topology
 from hopbench.results import RunResult
 from hopbench.runspec import LoadSpec, Settings
 from hopbench.topology import Topology

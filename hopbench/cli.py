@@ -12,6 +12,7 @@ from pathlib import Path
 import pydantic
 
 from hopbench.errors import ConfigError, HopbenchError, RunError
+from hopbench.faults import Pause
 from hopbench.results import Results, RunResult
 from hopbench.runspec import LoadSpec, Settings
 from hopbench.sweep import Knee, Probe, find_max, summarize_cells
@@ -110,6 +111,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     topologies = [load_topology(args.topology, args.set, mode) for mode in _modes(args.mode)]
     for topology in topologies:
         check_load(topology, load)
+        for pause in (Pause.parse(p) for p in args.pause):
+            service, _, replica = pause.target.partition("/")
+            svc = topology.services.get(service)
+            if svc is None or not replica.isdigit() or int(replica) >= svc.replicas:
+                names = ", ".join(f"{n}/0..{s.replicas - 1}" for n, s in topology.services.items())
+                raise ConfigError(f"--pause {pause.target}: no such replica; there are {names}")
     if args.find_max and (load.closed or args.rates):
         raise ConfigError("--find-max searches the rate itself: drop --rates and --concurrency")
     rates = _rates(args.rates) if args.rates else [load.rate]
@@ -127,9 +134,6 @@ def _rates(text: str) -> list[float]:
     if not rates or min(rates) <= 0:
         raise ConfigError(f"--rates: {text!r}: rates are positive numbers")
     return rates
-
-
-from hopbench.orchestrator import Pause  # noqa: E402 - after the helpers it needs
 
 
 class Session:

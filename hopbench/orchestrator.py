@@ -27,6 +27,7 @@ from hopbench.broker.tansu import TansuBroker
 from hopbench.children import Child
 from hopbench.control import proc_usage
 from hopbench.errors import ConfigError
+from hopbench.faults import Pause
 from hopbench.provision import allocate_endpoints, exchanges, queues, topics
 from hopbench.results import RunResult, build_result, process_result
 from hopbench.runspec import LoadSpec, RunSpec, Settings
@@ -59,31 +60,6 @@ class RunRequest:
     grace_s: float = 5.0  # how long sinks may take to finish after the last send
     pauses: list[Pause] = field(default_factory=list)
     progress: Callable[[str], None] = lambda message: None
-
-
-@dataclass(frozen=True)
-class Pause:
-    """Freeze one process (SIGSTOP) for a while during the measured window: a stall."""
-
-    target: str  # "worker/0"
-    at_s: float  # seconds after the measured window starts
-    for_s: float
-
-    @classmethod
-    def parse(cls, text: str) -> Pause:
-        target, _, when = text.partition("@")
-        at, _, length = when.partition(":")
-        try:
-            pause = cls(target, float(at), float(length))
-        except ValueError:
-            raise ConfigError(
-                f"--pause {text}: expected SERVICE/REPLICA@AT:SECONDS, e.g. worker/0@5:1"
-            ) from None
-        if "/" not in target or pause.at_s < 0 or pause.for_s <= 0:
-            raise ConfigError(
-                f"--pause {text}: expected SERVICE/REPLICA@AT:SECONDS, e.g. worker/0@5:1"
-            )
-        return pause
 
 
 async def _pause(child: Child, pause: Pause, measure_start_ns: int, notes: list[str]) -> None:

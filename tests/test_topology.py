@@ -104,7 +104,10 @@ def test_the_cli_exits_2_with_no_traceback(tmp_path: Path) -> None:
     for argv in (["validate", str(path)], ["run", str(path), "--duration", "1"],
                  ["validate", str(tmp_path / "missing.yaml")],
                  ["run", str(TOPOLOGIES / "chain.yaml"), "--rate", "0"],
-                 ["run", str(TOPOLOGIES / "chain.yaml"), "--setting", "kafka_ack=1"]):  # fmt: skip
+                 ["run", str(TOPOLOGIES / "chain.yaml"), "--setting", "kafka_ack=1"],
+                 ["run", str(TOPOLOGIES / "chain.yaml"), "--pause", "worker/3@1:1"],
+                 ["run", str(TOPOLOGIES / "chain.yaml"), "--pause", "worker/0@soon"],
+                 ["run", str(TOPOLOGIES / "chain.yaml"), "--mode", "kafka", "--concurrency", "4"]):  # fmt: skip
         done = subprocess.run(
             [sys.executable, "-m", "hopbench", *argv], capture_output=True, text=True, timeout=60
         )
