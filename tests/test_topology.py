@@ -107,7 +107,8 @@ def test_the_cli_exits_2_with_no_traceback(tmp_path: Path) -> None:
                  ["run", str(TOPOLOGIES / "chain.yaml"), "--setting", "kafka_ack=1"],
                  ["run", str(TOPOLOGIES / "chain.yaml"), "--pause", "worker/3@1:1"],
                  ["run", str(TOPOLOGIES / "chain.yaml"), "--pause", "worker/0@soon"],
-                 ["run", str(TOPOLOGIES / "chain.yaml"), "--mode", "kafka", "--concurrency", "4"]):  # fmt: skip
+                 ["run", str(TOPOLOGIES / "chain.yaml"), "--mode", "kafka",
+                  "--concurrency", "4"]):  # fmt: skip
         done = subprocess.run(
             [sys.executable, "-m", "hopbench", *argv], capture_output=True, text=True, timeout=60
         )
