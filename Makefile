@@ -16,7 +16,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: venv
-	$(BIN)/hopbench run topologies/chain.yaml --mode all --rate 500 --duration 10 --warmup 2 --out results/demo
+	rm -rf results/demo
+	$(BIN)/hopbench compare suites/quick.yaml --out results/demo
 
 lint: venv
 	$(BIN)/ruff check .

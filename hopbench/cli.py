@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pydantic
 
-from hopbench.errors import ConfigError, HopbenchError, RunError
+from hopbench.errors import ConfigError, HopbenchError
 from hopbench.faults import Pause
-from hopbench.results import Results, RunResult
 from hopbench.runspec import LoadSpec, Settings
-from hopbench.sweep import Knee, Probe, find_max, summarize_cells
+from hopbench.session import Options, Session
 from hopbench.topology import LOADGEN, MODES, Topology, load_topology
 
 
@@ -121,9 +120,36 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ConfigError("--find-max searches the rate itself: drop --rates and --concurrency")
     rates = _rates(args.rates) if args.rates else [load.rate]
     args.out.mkdir(parents=True, exist_ok=True)
-    session = Session(args, settings, args.out / "results.json")
-    asyncio.run(session.run_all(topologies, load, rates))
+    session = Session(
+        Options(
+            out_dir=args.out,
+            settings=settings,
+            rabbitmq_url=args.rabbitmq_url,
+            grace_s=args.grace,
+            pauses=[Pause.parse(p) for p in args.pause],
+            slo_p99_ms=args.slo_p99_ms,
+            summarize_repeats=args.repeat > 1,
+        )
+    )
+    asyncio.run(run_all(session, topologies, load, rates, args.repeat, args.find_max))
     return session.report()
+
+
+async def run_all(
+    session: Session,
+    topologies: list[Topology],
+    load: LoadSpec,
+    rates: list[float],
+    repeat: int,
+    find_max: bool,
+) -> None:
+    for topology in topologies:
+        if find_max:
+            await session.search(topology, load)
+            continue
+        for rate in rates:
+            for _ in range(repeat):
+                await session.run_one(topology, load.model_copy(update={"rate": rate}))
 
 
 def _rates(text: str) -> list[float]:
@@ -136,95 +162,13 @@ def _rates(text: str) -> list[float]:
     return rates
 
 
-class Session:
-    """Every run of one command: results written after each, failures kept apart."""
+def cmd_compare(args: argparse.Namespace) -> int:
+    from hopbench.suite import compare, prepare
 
-    def __init__(self, args: argparse.Namespace, settings: Settings, path: Path) -> None:
-        self.args = args
-        self.settings = settings
-        self.path = path
-        self.results = Results()
-        self.failures: list[str] = []
-        self.pauses = [Pause.parse(p) for p in args.pause]
-
-    def say(self, message: str) -> None:
-        print(f"  {message}", file=sys.stderr, flush=True)
-
-    async def run_one(self, topology: Topology, load: LoadSpec) -> RunResult | None:
-        from hopbench.orchestrator import RunRequest, run_topology
-
-        what = f"{topology.name} over {topology.mode_label}"
-        rate = f"C={load.concurrency}" if load.closed else f"{load.rate:g}/s"
-        print(f"== {what} at {rate}", file=sys.stderr, flush=True)
-        request = RunRequest(
-            topology=topology,
-            load=load,
-            out_dir=self.args.out,
-            settings=self.settings,
-            rabbitmq_url=self.args.rabbitmq_url,
-            grace_s=self.args.grace,
-            pauses=self.pauses,
-            progress=self.say,
-        )
-        try:
-            run = await run_topology(request)
-        except HopbenchError as exc:  # one run failing keeps the others' numbers
-            self.failures.append(f"{what}: {exc}")
-            self.say(f"failed: {exc}")
-            return None
-        self.results.runs.append(run)
-        self.results.cells = summarize_cells(self.results.runs) if self.args.repeat > 1 else []
-        self.results.write(self.path)  # after every run: an interrupted command keeps them
-        for note in run.notes:
-            self.say(f"note: {note}")
-        return run
-
-    async def run_all(self, topologies: list[Topology], load: LoadSpec, rates: list[float]) -> None:
-        for topology in topologies:
-            if self.args.find_max:
-                await self.search(topology, load)
-                continue
-            for rate in rates:
-                for _ in range(self.args.repeat):
-                    await self.run_one(topology, load.model_copy(update={"rate": rate}))
-
-    async def search(self, topology: Topology, load: LoadSpec) -> None:
-        async def run_at(rate: float) -> RunResult:
-            run = await self.run_one(topology, load.model_copy(update={"rate": rate}))
-            if run is None:
-                raise RunError(f"{topology.name} over {topology.mode_label}: a probe failed")
-            return run
-
-        def on_probe(run: RunResult, probe: Probe) -> None:
-            self.say(f"probe {probe.rate:g}/s: {'kept up' if probe.passed else probe.reason}")
-
-        try:
-            best, probes = await find_max(
-                run_at, start_rate=load.rate, slo_p99_ms=self.args.slo_p99_ms, on_probe=on_probe
-            )
-        except RunError as exc:
-            self.failures.append(str(exc))
-            return
-        knee = Knee(topology.name, topology.mode_label, self.args.slo_p99_ms, best, probes)
-        self.results.max_sustainable.append(knee.to_json())
-        self.results.write(self.path)
-
-    def report(self) -> int:
-        from hopbench.table import render, render_cells, render_knees
-
-        if self.results.runs:
-            print()
-            print(render(self.results.runs))
-            if self.results.cells:
-                print()
-                print(render_cells(self.results.cells))
-            if self.results.max_sustainable:
-                print()
-                print(render_knees(self.results.max_sustainable))
-            print(f"\nresults: {self.path}")
-        for failure in self.failures:
-            print(f"hopbench: error: {failure}", file=sys.stderr)
-        return 1 if self.failures else 0
+    out = args.out or Path("results") / args.suite.stem
+    suite, cells, session = prepare(args.suite, out, args.resume, args.rabbitmq_url)
+    asyncio.run(compare(suite, cells, session))
+    return session.report()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -332,6 +276,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rabbitmq-url", default="amqp://guest:guest@127.0.0.1:5672/")
     run.add_argument("--out", type=Path, default=Path("results"), help="output folder")
     run.set_defaults(func=cmd_run)
+
+    comp = sub.add_parser("compare", help="run every cell of a comparison suite")
+    comp.add_argument("suite", type=Path, help="a suite YAML file")
+    comp.add_argument(
+        "--out", type=Path, default=None, help="output folder (default results/SUITE-NAME)"
+    )
+    comp.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the cells an interrupted run finished; run the rest",
+    )
+    comp.add_argument("--rabbitmq-url", default="amqp://guest:guest@127.0.0.1:5672/")
+    comp.set_defaults(func=cmd_compare)
     return parser
 
 

@@ -6,12 +6,14 @@ documents every field. Counts cover the measured window; warm-up has its own.
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from hopbench.errors import ConfigError
 from hopbench.loadgen.merge import histogram_from, merge, summarize
 from hopbench.loadgen.recorder_hist import new_histogram
 from hopbench.loadgen.series import merge_series
@@ -105,6 +107,7 @@ class RunResult(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     run_id: str
+    cell: str = ""  # the suite cell (compare) this run belongs to
     topology: str
     source: str
     mode: str  # the edges' mode, or "mixed"
@@ -159,6 +162,19 @@ class Results(BaseModel):
     def dump(self) -> dict[str, Any]:
         data = self.model_dump(mode="json", exclude={"schema_"})
         return {"schema": SCHEMA, **data}
+
+    @classmethod
+    def read(cls, path: Path) -> Results:
+        """A results file written by this version (for compare --resume)."""
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{path}: cannot read earlier results: {exc}") from exc
+        if data.get("schema") != SCHEMA:
+            raise ConfigError(
+                f"{path}: schema {data.get('schema')!r}, not {SCHEMA}: use another --out"
+            )
+        return cls.model_validate({k: v for k, v in data.items() if k != "schema"})
 
     def write(self, path: Path) -> None:
         tmp = path.with_suffix(".tmp")
@@ -309,3 +325,61 @@ def build_result(
         environment=environment,
         notes=notes,
     )
+
+
+CSV_COLUMNS = (
+    "run_id", "cell", "topology", "mode", "patterns", "target_rate", "achieved_rate",
+    "completion_rate", "payload_bytes", "workers", "sent", "expected", "completed", "lost",
+    "duplicated", "errors", "late_replies", "p50_us", "p90_us", "p99_us", "p999_us", "max_us",
+    "mean_us", "service_p50_us", "service_p99_us", "send_lag_p99_us", "generator_limited",
+    "cpu_s", "cpu_ms_per_1000", "started_at",
+)  # fmt: skip
+
+
+def csv_row(run: RunResult) -> dict[str, Any]:
+    """One flat row per run, for spreadsheets and pandas."""
+    cpu_s = sum(p.cpu_s for p in run.processes)
+    lat = run.latency_us
+    return {
+        "run_id": run.run_id,
+        "cell": run.cell,
+        "topology": run.topology,
+        "mode": run.mode,
+        "patterns": "+".join(sorted({e.pattern for e in run.edges})),
+        "target_rate": run.target_rate,
+        "achieved_rate": run.achieved_rate,
+        "completion_rate": run.completion_rate,
+        "payload_bytes": run.payload_bytes,
+        "workers": run.workers,
+        "sent": run.sent,
+        "expected": run.expected,
+        "completed": run.completed,
+        "lost": run.lost,
+        "duplicated": run.duplicated,
+        "errors": run.errors,
+        "late_replies": run.late_replies,
+        "p50_us": lat.p50,
+        "p90_us": lat.p90,
+        "p99_us": lat.p99,
+        "p999_us": lat.p999,
+        "max_us": lat.max,
+        "mean_us": lat.mean,
+        "service_p50_us": run.service_time_us.p50,
+        "service_p99_us": run.service_time_us.p99,
+        "send_lag_p99_us": run.send_lag_us.p99,
+        "generator_limited": run.generator_limited,
+        "cpu_s": round(cpu_s, 3),
+        # every process's CPU (services, load workers, broker) per 1,000 messages sent
+        "cpu_ms_per_1000": round(cpu_s * 1e6 / run.sent, 1) if run.sent else "",
+        "started_at": run.started_at,
+    }
+
+
+def write_csv(runs: list[RunResult], path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as out:
+        writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for run in runs:
+            writer.writerow(csv_row(run))
+    tmp.replace(path)

@@ -41,7 +41,7 @@ def row(run: RunResult) -> list[str]:
     lat, svc = run.latency_us, run.service_time_us
     return [
         run.topology,
-        run.mode,
+        run.cell.split()[0] if run.mode == "mixed" and run.cell else run.mode,
         _pattern(run),
         f"C={run.load['concurrency']}" if run.load.get("concurrency") else f"{run.target_rate:g}",
         f"{run.achieved_rate:.0f}" + ("!" if run.generator_limited else ""),

@@ -1,0 +1,121 @@
+"""Running one command's worth of runs: one after another, each written out at once."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hopbench.errors import HopbenchError, RunError
+from hopbench.faults import Pause
+from hopbench.results import Results, RunResult, write_csv
+from hopbench.runspec import LoadSpec, Settings
+from hopbench.sweep import Knee, Probe, find_max, summarize_cells
+from hopbench.topology import Topology
+
+DEFAULT_RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+@dataclass
+class Options:
+    out_dir: Path
+    settings: Settings = field(default_factory=lambda: Settings())
+    rabbitmq_url: str = DEFAULT_RABBITMQ_URL
+    grace_s: float = 5.0
+    pauses: list[Pause] = field(default_factory=list)
+    slo_p99_ms: float | None = None
+    summarize_repeats: bool = False
+
+
+class Session:
+    """Every run of one command: results written after each, failures kept apart.
+
+    ``results.json`` and ``results.csv`` are rewritten after every run, so an
+    interrupted command keeps everything it measured (and ``compare --resume``
+    can skip it).
+    """
+
+    def __init__(self, options: Options, results: Results | None = None) -> None:
+        self.options = options
+        self.path = options.out_dir / "results.json"
+        self.results = results or Results()
+        self.failures: list[str] = []
+
+    def say(self, message: str) -> None:
+        print(f"  {message}", file=sys.stderr, flush=True)
+
+    async def run_one(self, topology: Topology, load: LoadSpec, cell: str = "") -> RunResult | None:
+        from hopbench.orchestrator import RunRequest, run_topology
+
+        what = f"{topology.name} over {topology.mode_label}"
+        rate = f"C={load.concurrency}" if load.closed else f"{load.rate:g}/s"
+        print(f"== {what} at {rate}", file=sys.stderr, flush=True)
+        request = RunRequest(
+            topology=topology,
+            load=load,
+            out_dir=self.options.out_dir,
+            settings=self.options.settings,
+            rabbitmq_url=self.options.rabbitmq_url,
+            grace_s=self.options.grace_s,
+            pauses=self.options.pauses,
+            progress=self.say,
+        )
+        try:
+            run = await run_topology(request)
+        except HopbenchError as exc:  # one run failing keeps the others' numbers
+            self.failures.append(f"{what}: {exc}")
+            self.say(f"failed: {exc}")
+            return None
+        run.cell = cell
+        self.results.runs.append(run)
+        if self.options.summarize_repeats:
+            self.results.cells = summarize_cells(self.results.runs)
+        self.write()
+        for note in run.notes:
+            self.say(f"note: {note}")
+        return run
+
+    def write(self) -> None:
+        self.results.write(self.path)
+        write_csv(self.results.runs, self.options.out_dir / "results.csv")
+
+    async def search(self, topology: Topology, load: LoadSpec, cell: str = "") -> None:
+        async def run_at(rate: float) -> RunResult:
+            run = await self.run_one(topology, load.model_copy(update={"rate": rate}), cell)
+            if run is None:
+                raise RunError(f"{topology.name} over {topology.mode_label}: a probe failed")
+            return run
+
+        def on_probe(run: RunResult, probe: Probe) -> None:
+            self.say(f"probe {probe.rate:g}/s: {'kept up' if probe.passed else probe.reason}")
+
+        try:
+            best, probes = await find_max(
+                run_at,
+                start_rate=load.rate,
+                slo_p99_ms=self.options.slo_p99_ms,
+                on_probe=on_probe,
+            )
+        except RunError as exc:
+            self.failures.append(str(exc))
+            return
+        knee = Knee(topology.name, topology.mode_label, self.options.slo_p99_ms, best, probes)
+        self.results.max_sustainable.append({**knee.to_json(), "cell": cell})
+        self.write()
+
+    def report(self) -> int:
+        from hopbench.table import render, render_cells, render_knees
+
+        if self.results.runs:
+            print()
+            print(render(self.results.runs))
+            if self.results.cells:
+                print()
+                print(render_cells(self.results.cells))
+            if self.results.max_sustainable:
+                print()
+                print(render_knees(self.results.max_sustainable))
+            print(f"\nresults: {self.path}")
+        for failure in self.failures:
+            print(f"hopbench: error: {failure}", file=sys.stderr)
+        return 1 if self.failures else 0
