@@ -168,7 +168,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
     out = args.out or Path("results") / args.suite.stem
     suite, cells, session = prepare(args.suite, out, args.resume, args.rabbitmq_url)
     asyncio.run(compare(suite, cells, session))
-    return session.report()
+    return session.report(f"hopbench: {suite.name} ({suite.description or suite.topology})")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from hopbench.report import summary, summary_table, write_report
+    from hopbench.results import Results
+
+    results = Results.read(args.dir / "results.json")
+    write_report(results, args.dir / "report.html", f"hopbench: {args.dir.name}")
+    print(summary_table(summary(results)))
+    print(f"\nreport: {args.dir / 'report.html'}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -289,6 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     comp.add_argument("--rabbitmq-url", default="amqp://guest:guest@127.0.0.1:5672/")
     comp.set_defaults(func=cmd_compare)
+
+    rep = sub.add_parser("report", help="write report.html again from a results folder")
+    rep.add_argument("dir", type=Path, help="a folder with results.json")
+    rep.set_defaults(func=cmd_report)
     return parser
 
 

@@ -103,19 +103,25 @@ class Session:
         self.results.max_sustainable.append({**knee.to_json(), "cell": cell})
         self.write()
 
-    def report(self) -> int:
+    def report(self, title: str = "hopbench") -> int:
+        """The tables on the terminal, and report.html next to the results."""
+        from hopbench.report import summary, summary_table, write_report
         from hopbench.table import render, render_cells, render_knees
 
         if self.results.runs:
+            report_path = self.options.out_dir / "report.html"
+            write_report(self.results, report_path, title)
             print()
             print(render(self.results.runs))
+            print()
+            print(summary_table(summary(self.results)))
             if self.results.cells:
                 print()
                 print(render_cells(self.results.cells))
             if self.results.max_sustainable:
                 print()
                 print(render_knees(self.results.max_sustainable))
-            print(f"\nresults: {self.path}")
+            print(f"\nresults: {self.path}\nreport:  {report_path}")
         for failure in self.failures:
             print(f"hopbench: error: {failure}", file=sys.stderr)
         return 1 if self.failures else 0
