@@ -32,6 +32,11 @@ def _ms(us: float) -> str:
     return f"{us / 1000:.2f}" if us < 100_000 else f"{us / 1000:.0f}"
 
 
+def _mode(run: RunResult) -> str:
+    """The mode, or for a mixed run in a suite the variant that named it."""
+    return run.cell.split()[0] if run.mode == "mixed" and run.cell else run.mode
+
+
 def _pattern(run: RunResult) -> str:
     patterns = {e.pattern for e in run.edges}
     return patterns.pop() if len(patterns) == 1 else "mixed"
@@ -41,7 +46,7 @@ def row(run: RunResult) -> list[str]:
     lat, svc = run.latency_us, run.service_time_us
     return [
         run.topology,
-        run.cell.split()[0] if run.mode == "mixed" and run.cell else run.mode,
+        _mode(run),
         _pattern(run),
         f"C={run.load['concurrency']}" if run.load.get("concurrency") else f"{run.target_rate:g}",
         f"{run.achieved_rate:.0f}" + ("!" if run.generator_limited else ""),
@@ -75,7 +80,7 @@ def render(runs: Sequence[RunResult]) -> str:
     if routed:
         rows = [
             [
-                f"{r.topology} {r.mode}",
+                f"{r.topology} {_mode(r)}",
                 route.route,
                 str(route.completed),
                 str(route.lost),
