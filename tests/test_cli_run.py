@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import TOPOLOGIES
+from tests.conftest import TOPOLOGIES, reap
 
 pytestmark = pytest.mark.integration
 
@@ -105,11 +104,7 @@ def test_ctrl_c_stops_every_process_it_started(tmp_path: Path) -> None:
         assert "Traceback" not in proc.stderr.read()
         assert leftovers(tmp_path) == []
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-        if proc.stderr is not None:
-            proc.stderr.close()
+        reap(proc)
 
 
 def edge_modes(**modes: str) -> list[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import pytest
 
 from hopbench.errors import ConfigError
 from hopbench.suite import load_suite
-from tests.conftest import ROOT
+from tests.conftest import ROOT, reap
 
 SUITE = """\
 name: tiny
@@ -77,11 +76,7 @@ def test_an_interrupted_suite_resumes_without_rerunning_finished_cells(tmp_path:
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=60) == 130
     finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+        reap(proc)
     first = json.loads((out / "results.json").read_text())["runs"]
     assert [r["cell"] for r in first] == ["http 100B 100/s"]
 
