@@ -1,4 +1,4 @@
-"""The hopbench command line: ``validate`` a topology, ``run`` it over one or more modes."""
+"""The hopbench command line: `validate` a topology, `run` it, `compare` a suite, `report`."""
 
 from __future__ import annotations
 
