@@ -149,7 +149,8 @@ async def run_topology(request: RunRequest) -> RunResult:
         ready += await asyncio.gather(*(c.expect("ready", READY_TIMEOUT_S) for c in workers))
         broker_ready = proc_usage(tansu.pid) if tansu and tansu.pid else None
 
-        say(f"load: {load.rate:g}/s for {load.warmup_s:g} s warm-up + {load.duration_s:g} s")
+        pace = f"{load.concurrency} users" if load.closed else f"{load.rate:g}/s"
+        say(f"load: {pace} for {load.warmup_s:g} s warm-up + {load.duration_s:g} s")
         start_ns = time.monotonic_ns() + 200_000_000
         for child in services:
             child.send("start", origin_ns=start_ns + int(load.warmup_s * 1e9))
