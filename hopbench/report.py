@@ -30,11 +30,6 @@ def variant(run: RunResult) -> str:
     return run.cell.split()[0] if run.cell else run.mode
 
 
-def load_label(run: RunResult) -> str:
-    concurrency = run.load.get("concurrency")
-    return f"C={concurrency}" if concurrency else f"{run.target_rate:g}/s"
-
-
 @dataclass
 class SummaryRow:
     variant: str
@@ -67,7 +62,7 @@ LOWER_IS_BETTER = {"p50 ms", "p99 ms", "CPU ms/1000"}
 def summary(results: Results) -> list[SummaryRow]:
     rows: dict[tuple[str, str], SummaryRow] = {}
     for run in results.runs:
-        key = (variant(run), load_label(run))
+        key = (variant(run), run.load_label)
         rows.setdefault(key, SummaryRow(*key)).runs.append(run)
     for knee in results.max_sustainable:
         name = str(knee.get("cell") or knee["mode"]).split()[0]
@@ -211,7 +206,7 @@ def timeline_chart(runs: list[RunResult]) -> str:
         axes.plot(
             [p.t_s for p in points],
             [p.p99_us / 1000 for p in points],
-            label=f"{variant(run)} @ {load_label(run)}",
+            label=f"{variant(run)} @ {run.load_label}",
         )
     axes.set_yscale("log")
     axes.set_xlabel("second of the measured window")

@@ -17,7 +17,7 @@ from hopbench.errors import ConfigError
 from hopbench.loadgen.merge import histogram_from, merge, summarize
 from hopbench.loadgen.recorder_hist import new_histogram
 from hopbench.loadgen.series import merge_series
-from hopbench.runspec import RunSpec
+from hopbench.runspec import LoadSpec, RunSpec
 
 SCHEMA = "hopbench.results/1"
 # Beyond these, the generator and not the system was the limit (see README).
@@ -147,6 +147,10 @@ class RunResult(BaseModel):
     settings: dict[str, Any]
     environment: dict[str, Any]
     notes: list[str]
+
+    @property
+    def load_label(self) -> str:
+        return LoadSpec.model_validate(self.load).label
 
 
 class Results(BaseModel):

@@ -86,6 +86,11 @@ class LoadSpec(BaseModel):
     def closed(self) -> bool:
         return self.concurrency is not None
 
+    @property
+    def label(self) -> str:
+        """'C=4' for a closed loop, '500/s' for an open one."""
+        return f"C={self.concurrency}" if self.concurrency is not None else f"{self.rate:g}/s"
+
 
 class RunSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)

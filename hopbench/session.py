@@ -48,8 +48,7 @@ class Session:
         from hopbench.orchestrator import RunRequest, run_topology
 
         what = f"{topology.name} over {topology.mode_label}"
-        rate = f"C={load.concurrency}" if load.closed else f"{load.rate:g}/s"
-        print(f"== {what} at {rate}", file=sys.stderr, flush=True)
+        print(f"== {what} at {load.label}", file=sys.stderr, flush=True)
         request = RunRequest(
             topology=topology,
             load=load,

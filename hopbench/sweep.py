@@ -126,9 +126,7 @@ METRICS: dict[str, Callable[[RunResult], float]] = {
 
 
 def cell_key(run: RunResult) -> str:
-    concurrency = run.load.get("concurrency")
-    load = f"C={concurrency}" if concurrency else f"{run.target_rate:g}/s"
-    return f"{run.topology} {run.mode} {load}"
+    return f"{run.topology} {run.mode} {run.load_label}"
 
 
 def summarize_cells(runs: list[RunResult]) -> list[dict[str, Any]]:

@@ -48,7 +48,7 @@ def row(run: RunResult) -> list[str]:
         run.topology,
         _mode(run),
         _pattern(run),
-        f"C={run.load['concurrency']}" if run.load.get("concurrency") else f"{run.target_rate:g}",
+        run.load_label,
         f"{run.achieved_rate:.0f}" + ("!" if run.generator_limited else ""),
         str(run.sent),
         str(run.completed),

@@ -14,12 +14,15 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from hopbench.errors import HopbenchError
 from hopbench.proto.hopbench_pb2 import Envelope
 from hopbench.runspec import RunSpec, Settings
 from hopbench.topology import Edge
+
+if TYPE_CHECKING:  # replies.py imports this module
+    from hopbench.services.transports.replies import PendingReplies
 
 # (in-edge, message) -> the reply for a request-reply edge, else None
 Handler = Callable[[Edge, Envelope], Coroutine[Any, Any, Envelope | None]]
@@ -45,17 +48,17 @@ class Transport(abc.ABC):
         self.process = process
         self.settings = process.spec.settings
         self.handlers: dict[int, tuple[Edge, Handler]] = {}
+        # broker request-reply: calls awaiting a reply (set by the modes that have one)
+        self.replies: PendingReplies | None = None
 
     @property
     def late_replies(self) -> int:
         """Replies that arrived after their caller gave up (broker request-reply)."""
-        replies = getattr(self, "replies", None)
-        return int(replies.late) if replies is not None else 0
+        return self.replies.late if self.replies is not None else 0
 
     @property
     def pending_replies(self) -> int:
-        replies = getattr(self, "replies", None)
-        return len(replies) if replies is not None else 0
+        return len(self.replies) if self.replies is not None else 0
 
     def publishes(self) -> bool:
         """Does this process send on any edge of this transport's mode?"""

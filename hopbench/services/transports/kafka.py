@@ -61,7 +61,8 @@ class KafkaTransport(Transport):
         self._handling: set[asyncio.Task[None]] = set()
         self._client_id = f"{process.service}-{process.replica}"
         self._reply_to = reply_topic(process.spec, process.service, process.replica)
-        self.replies = PendingReplies(self._client_id)
+        self.calls = PendingReplies(self._client_id)
+        self.replies = self.calls
 
     def _calls(self) -> bool:
         topology = self.process.spec.resolved
@@ -149,7 +150,7 @@ class KafkaTransport(Transport):
     async def _poll_replies(self, consumer: AIOKafkaConsumer) -> None:
         async for record in consumer:
             correlation = dict(record.headers or ()).get(CORRELATION, b"").decode()
-            self.replies.resolve(correlation, Envelope.FromString(record.value))
+            self.calls.resolve(correlation, Envelope.FromString(record.value))
 
     def _key(self, edge: Edge) -> tuple[int, int, int]:
         settings = self.settings_for(edge)
@@ -179,14 +180,14 @@ class KafkaTransport(Transport):
         return producer
 
     async def request(self, edge: Edge, env: Envelope) -> Envelope:
-        correlation, future = self.replies.open()
+        correlation, future = self.calls.open()
         headers = [(CORRELATION, correlation.encode()), (REPLY_TO, self._reply_to.encode())]
         try:
             await self._produce(edge, env, headers)
         except TransportError:
-            self.replies.discard(correlation)
+            self.calls.discard(correlation)
             raise
-        return await self.replies.wait(
+        return await self.calls.wait(
             correlation, future, self.settings_for(edge).request_timeout_s, edge.name
         )
 

@@ -58,7 +58,8 @@ class RabbitMqTransport(Transport):
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self.replies = PendingReplies(f"{process.service}-{process.replica}")
+        self.calls = PendingReplies(f"{process.service}-{process.replica}")
+        self.replies = self.calls
         self._reply_to = DIRECT_REPLY_TO
 
     async def start(self) -> None:
@@ -125,12 +126,12 @@ class RabbitMqTransport(Transport):
 
     async def _on_reply(self, message: DeliveredMessage) -> None:
         correlation = message.header.properties.correlation_id or ""
-        self.replies.resolve(correlation, Envelope.FromString(message.body))
+        self.calls.resolve(correlation, Envelope.FromString(message.body))
 
     async def request(self, edge: Edge, env: Envelope) -> Envelope:
         if self._reply_channel is None:
             raise TransportError(f"{edge.name}: no RabbitMQ reply channel")
-        correlation, future = self.replies.open()
+        correlation, future = self.calls.open()
         properties = Basic.Properties(correlation_id=correlation, reply_to=self._reply_to)
         try:
             properties.delivery_mode = self._delivery_mode(edge)
@@ -138,9 +139,9 @@ class RabbitMqTransport(Transport):
                 "", queue_name(self.process.spec, edge), env, properties, self._reply_channel
             )
         except TransportError:
-            self.replies.discard(correlation)
+            self.calls.discard(correlation)
             raise
-        return await self.replies.wait(
+        return await self.calls.wait(
             correlation, future, self.settings_for(edge).request_timeout_s, edge.name
         )
 
