@@ -13,6 +13,7 @@ import pydantic
 
 from hopbench.errors import ConfigError, HopbenchError
 from hopbench.faults import Pause
+from hopbench.placement import Deployment
 from hopbench.runspec import LoadSpec, Settings
 from hopbench.session import Options, Session
 from hopbench.topology import LOADGEN, MODES, Topology, load_topology
@@ -124,7 +125,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         Options(
             out_dir=args.out,
             settings=settings,
-            rabbitmq_url=args.rabbitmq_url,
+            deployment=_deployment(args),
             grace_s=args.grace,
             pauses=[Pause.parse(p) for p in args.pause],
             slo_p99_ms=args.slo_p99_ms,
@@ -162,11 +163,20 @@ def _rates(text: str) -> list[float]:
     return rates
 
 
+def _deployment(args: argparse.Namespace) -> Deployment:
+    return Deployment.from_env(
+        rabbitmq_url=args.rabbitmq_url,
+        kafka_bootstrap=args.kafka_bootstrap,
+        agents=args.agents,
+        worker_agents=args.worker_agents,
+    )
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from hopbench.suite import compare, prepare
 
     out = args.out or Path("results") / args.suite.stem
-    suite, cells, session = prepare(args.suite, out, args.resume, args.rabbitmq_url)
+    suite, cells, session = prepare(args.suite, out, args.resume, _deployment(args))
     asyncio.run(compare(suite, cells, session))
     return session.report(f"hopbench: {suite.name} ({suite.description or suite.topology})")
 
@@ -179,6 +189,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     write_report(results, args.dir / "report.html", f"hopbench: {args.dir.name}")
     print(summary_table(summary(results)))
     print(f"\nreport: {args.dir / 'report.html'}")
+    return 0
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    from hopbench import agent
+
+    host, sep, port = args.listen.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ConfigError(f"--listen {args.listen}: expected HOST:PORT, e.g. 0.0.0.0:7070")
+    agent.main(host.strip("[]") or "0.0.0.0", int(port), args.http_port, args.grpc_port,
+               args.exit_idle)  # fmt: skip
     return 0
 
 
@@ -204,6 +225,29 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="PATH=VALUE",
             help="override one field, e.g. services.worker.replicas=2 or "
             "edges.gateway->worker.mode=kafka",
+        )
+
+    def deployment_args(p: argparse.ArgumentParser) -> None:
+        where = p.add_argument_group("where the brokers and processes are")
+        where.add_argument(
+            "--rabbitmq-url",
+            help="RabbitMQ to use (default $HOPBENCH_RABBITMQ_URL, else amqp://guest:guest@127.0.0.1:5672/)",
+        )
+        where.add_argument(
+            "--kafka-bootstrap",
+            metavar="HOST:PORT",
+            help="a Kafka to use instead of the embedded one (default $HOPBENCH_KAFKA_BOOTSTRAP)",
+        )
+        where.add_argument(
+            "--agents",
+            metavar="TEMPLATE",
+            help="drive service replicas running `hopbench agent` at these addresses, "
+            "e.g. '{service}-{replica}:7070' (compose) or '{service}:7070' (DNS, Kubernetes)",
+        )
+        where.add_argument(
+            "--worker-agents",
+            metavar="TEMPLATE",
+            help="the same for load workers ({service} is 'loadgen'); default: local processes",
         )
 
     validate = sub.add_parser("validate", help="check a topology file and show what it runs")
@@ -284,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SERVICE/N@AT:SECONDS",
         help="freeze a replica during the run, e.g. worker/0@5:1 (a stall)",
     )
-    run.add_argument("--rabbitmq-url", default="amqp://guest:guest@127.0.0.1:5672/")
+    deployment_args(run)
     run.add_argument("--out", type=Path, default=Path("results"), help="output folder")
     run.set_defaults(func=cmd_run)
 
@@ -298,8 +342,26 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep the cells an interrupted run finished; run the rest",
     )
-    comp.add_argument("--rabbitmq-url", default="amqp://guest:guest@127.0.0.1:5672/")
+    deployment_args(comp)
     comp.set_defaults(func=cmd_compare)
+
+    ag = sub.add_parser(
+        "agent",
+        help="serve as a service replica or load worker for an orchestrator elsewhere",
+    )
+    ag.add_argument(
+        "--listen", default="0.0.0.0:7070", help="control address (default 0.0.0.0:7070)"
+    )
+    ag.add_argument("--http-port", type=int, default=8000, help="HTTP server port (default 8000)")
+    ag.add_argument("--grpc-port", type=int, default=9000, help="gRPC server port (default 9000)")
+    ag.add_argument(
+        "--exit-idle",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="after a run, exit when no orchestrator connects for this long (a Kubernetes Job)",
+    )
+    ag.set_defaults(func=cmd_agent)
 
     rep = sub.add_parser("report", help="write report.html again from a results folder")
     rep.add_argument("dir", type=Path, help="a folder with results.json")

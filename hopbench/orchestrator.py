@@ -22,18 +22,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from hopbench.broker.kafka import KafkaCluster
 from hopbench.broker.rabbitmq import RabbitMqBroker
 from hopbench.broker.tansu import TansuBroker
-from hopbench.children import Child
+from hopbench.children import Child, ClockReading
 from hopbench.control import proc_usage
 from hopbench.errors import ConfigError
 from hopbench.faults import Pause
-from hopbench.provision import allocate_endpoints, exchanges, queues, topics
+from hopbench.placement import Deployment, addresses, host_of
+from hopbench.provision import Agent, allocate_endpoints, exchanges, queues, topics
 from hopbench.results import RunResult, build_result, process_result
 from hopbench.runspec import LoadSpec, RunSpec, Settings
 from hopbench.topology import LOADGEN, Topology
 
-DEFAULT_RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
 READY_TIMEOUT_S = 60.0
 PACKAGES = (
     "hopbench",
@@ -56,13 +57,14 @@ class RunRequest:
     load: LoadSpec
     out_dir: Path
     settings: Settings = field(default_factory=lambda: Settings())
-    rabbitmq_url: str = DEFAULT_RABBITMQ_URL
+    deployment: Deployment = field(default_factory=Deployment)
     grace_s: float = 5.0  # how long sinks may take to finish after the last send
     pauses: list[Pause] = field(default_factory=list)
     progress: Callable[[str], None] = lambda message: None
 
 
 async def _pause(child: Child, pause: Pause, measure_start_ns: int, notes: list[str]) -> None:
+    assert child.proc is not None
     await asyncio.sleep(max(0, measure_start_ns - time.monotonic_ns()) / 1e9 + pause.at_s)
     child.proc.send_signal(signal.SIGSTOP)
     try:
@@ -72,8 +74,55 @@ async def _pause(child: Child, pause: Pause, measure_start_ns: int, notes: list[
     notes.append(f"{pause.target} was paused for {pause.for_s:g} s at t={pause.at_s:g} s")
 
 
+@dataclass
+class Fleet:
+    """The run's children, with the clock readings taken at start and at the end."""
+
+    services: list[Child] = field(default_factory=list)
+    workers: list[Child] = field(default_factory=list)
+    clocks: dict[str, ClockReading] = field(default_factory=dict)
+    drift: dict[str, int] = field(default_factory=dict)
+
+    async def connect(self, into: list[Child], template: str, service: str, count: int) -> None:
+        for replica, address in enumerate(addresses(template, service, count)):
+            child = await Child.connect(f"{service}/{replica}", address)
+            into.append(child)
+            self.clocks[child.name] = await child.read_clock()
+
+    def agents_of(self, service: str) -> list[Agent]:
+        return [
+            (host_of(c.address or ""), c.hello["ports"])
+            for c in self.services
+            if c.remote and c.name.split("/")[0] == service
+        ]
+
+    async def configure(self, child: Child, spec: RunSpec) -> None:
+        service, replica = child.name.split("/")
+        offset = self.clocks[child.name].applied_ns
+        dump = spec.model_dump(mode="json")
+        child.send(
+            "configure", service=service, replica=int(replica), spec=dump, clock_offset_ns=offset
+        )
+
+    async def read_clocks(self, children: list[Child]) -> None:
+        readings = await asyncio.gather(*(c.read_clock() for c in children))
+        for child, reading in zip(children, readings, strict=True):
+            first = self.clocks.setdefault(child.name, reading)
+            if first is not reading:
+                self.drift[child.name] = reading.offset_ns - first.offset_ns
+
+    def clock_of(self, name: str) -> dict[str, Any] | None:
+        reading = self.clocks.get(name)
+        if reading is None:
+            return None
+        drift = self.drift.get(name)
+        return {**reading.to_json(), "drift_us": None if drift is None else round(drift / 1000, 1)}
+
+
 async def run_topology(request: RunRequest) -> RunResult:
     topology, load = request.topology, request.load
+    deployment = request.deployment
+    placement = deployment.placement
     run_id = secrets.token_hex(4)
     run_dir = request.out_dir / "runs" / f"{topology.name}-{topology.mode_label}-{run_id}"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -84,69 +133,99 @@ async def run_topology(request: RunRequest) -> RunResult:
 
     async with contextlib.AsyncExitStack() as stack:
         kafka_bootstrap = None
+        kafka: TansuBroker | KafkaCluster | None = None
         tansu: TansuBroker | None = None
-        if "kafka" in topology.modes:
-            tansu = TansuBroker(run_dir / "tansu.log", cluster_id=f"hopbench-{run_id}")
+        if "kafka" in topology.modes and deployment.kafka_bootstrap:
+            kafka = KafkaCluster(deployment.kafka_bootstrap)
+            await kafka.connect()
+            stack.push_async_callback(kafka.stop)
+        elif "kafka" in topology.modes:
+            kafka = tansu = TansuBroker(run_dir / "tansu.log", cluster_id=f"hopbench-{run_id}")
             stack.push_async_callback(tansu.stop)
             say("starting the embedded Kafka broker (Tansu)")
             await tansu.start()
-            kafka_bootstrap = tansu.bootstrap
-            brokers["kafka"] = tansu.describe()
             notes.append("Kafka is Tansu, memory-only: nothing survives a broker restart")
+        if kafka is not None:
+            kafka_bootstrap = kafka.bootstrap
+            brokers["kafka"] = kafka.describe()
         rabbitmq_url = None
         if "rabbitmq" in topology.modes:
-            rabbit = RabbitMqBroker(request.rabbitmq_url)
+            rabbit = RabbitMqBroker(deployment.rabbitmq_url)
             stack.push_async_callback(rabbit.close)
             await rabbit.connect()
-            rabbitmq_url = request.rabbitmq_url
+            rabbitmq_url = deployment.rabbitmq_url
             brokers["rabbitmq"] = rabbit.describe()
 
+        fleet = Fleet()
+        stack.push_async_callback(_kill_all, fleet.services)
+        stack.push_async_callback(_kill_all, fleet.workers)
+        if placement.services:
+            say(f"connecting to the service agents ({placement.services})")
+            for name, svc in topology.services.items():
+                await fleet.connect(fleet.services, placement.services, name, svc.replicas)
         spec = RunSpec(
             run_id=run_id,
             topology=topology.to_dict(),
             settings=request.settings,
             load=load,
-            endpoints=allocate_endpoints(topology),
+            endpoints=allocate_endpoints(
+                topology, {name: fleet.agents_of(name) for name in topology.services}
+            ),
             kafka_bootstrap=kafka_bootstrap,
             rabbitmq_url=rabbitmq_url,
         )
         for name, info in brokers.items():
             info["settings"] = _broker_settings(name, request.settings)
-        if tansu is not None:
-            await tansu.create_topics(topics(spec))
+        if kafka is not None:
+            await kafka.create_topics(topics(spec))
         if rabbitmq_url is not None:
             await rabbit.declare_queues(queues(spec), exchanges(spec))
         spec_path = run_dir / "spec.json"
         spec.write(spec_path)
 
-        services: list[Child] = []
-        stack.push_async_callback(_kill_all, services)
-        say(f"starting {sum(s.replicas for s in topology.services.values())} service processes")
-        for name, svc in topology.services.items():
-            for replica in range(svc.replicas):
-                services.append(
-                    await Child.spawn(
-                        f"{name}/{replica}",
-                        "hopbench.services",
-                        # service and replica first: `ps` shows them even when it truncates
-                        ["--service", name, "--replica", str(replica), "--spec", str(spec_path)],
-                        run_dir / f"{name}-{replica}.log",
+        if placement.services:
+            for child in fleet.services:
+                await fleet.configure(child, spec)
+        else:
+            say(f"starting {sum(s.replicas for s in topology.services.values())} service processes")
+            for name, svc in topology.services.items():
+                for replica in range(svc.replicas):
+                    fleet.services.append(
+                        await Child.spawn(
+                            f"{name}/{replica}",
+                            "hopbench.services",
+                            # service and replica first: `ps` shows them even when it truncates
+                            [
+                                "--service",
+                                name,
+                                "--replica",
+                                str(replica),
+                                "--spec",
+                                str(spec_path),
+                            ],
+                            run_dir / f"{name}-{replica}.log",
+                        )
                     )
-                )
+        services = fleet.services
         ready = await asyncio.gather(*(c.expect("ready", READY_TIMEOUT_S) for c in services))
 
-        workers: list[Child] = []
-        stack.push_async_callback(_kill_all, workers)
-        for w in range(load.workers):
-            workers.append(
-                await Child.spawn(
-                    f"{LOADGEN}/{w}",
-                    "hopbench.loadgen",
-                    ["--worker", str(w), "--spec", str(spec_path)],
-                    run_dir / f"loadgen-{w}.log",
+        if placement.workers:
+            await fleet.connect(fleet.workers, placement.workers, LOADGEN, load.workers)
+            for child in fleet.workers:
+                await fleet.configure(child, spec)
+        else:
+            for w in range(load.workers):
+                fleet.workers.append(
+                    await Child.spawn(
+                        f"{LOADGEN}/{w}",
+                        "hopbench.loadgen",
+                        ["--worker", str(w), "--spec", str(spec_path)],
+                        run_dir / f"loadgen-{w}.log",
+                    )
                 )
-            )
+        workers = fleet.workers
         ready += await asyncio.gather(*(c.expect("ready", READY_TIMEOUT_S) for c in workers))
+        await fleet.read_clocks([c for c in (*services, *workers) if not c.remote])
         broker_ready = proc_usage(tansu.pid) if tansu and tansu.pid else None
 
         pace = f"{load.concurrency} users" if load.closed else f"{load.rate:g}/s"
@@ -161,16 +240,23 @@ async def run_topology(request: RunRequest) -> RunResult:
             if pause.target not in by_name:
                 known = ", ".join(by_name)
                 raise ConfigError(f"--pause {pause.target}: no such process; known: {known}")
+            if by_name[pause.target].remote:
+                raise ConfigError(
+                    f"--pause {pause.target}: it runs as an agent at "
+                    f"{by_name[pause.target].address}; only local processes can be paused"
+                )
             task = asyncio.create_task(
                 _pause(by_name[pause.target], pause, start_ns + int(load.warmup_s * 1e9), notes)
             )
             stack.push_async_callback(_cancel, task)
         run_limit = load.warmup_s + load.duration_s + request.settings.request_timeout_s + 60
         worker_reports = await asyncio.gather(*(c.expect("report", run_limit) for c in workers))
+        await fleet.read_clocks(workers)
         for child in workers:
             child.send("stop")
 
         await _drain(topology, services, worker_reports, request.grace_s, notes)
+        await fleet.read_clocks(services)
         service_reports = await asyncio.gather(*(c.finish(30.0) for c in services))
         broker_end = proc_usage(tansu.pid) if tansu and tansu.pid else None
 
@@ -183,6 +269,8 @@ async def run_topology(request: RunRequest) -> RunResult:
             c.name,
             up["usage"],
             r["usage"],
+            host=c.address or "local",
+            clock=fleet.clock_of(c.name),
             handled=r.get("handled", 0),
             errors=r.get("errors", 0),
             late_replies=r.get("late_replies", 0),
@@ -191,6 +279,7 @@ async def run_topology(request: RunRequest) -> RunResult:
     ]
     if broker_end is not None:
         processes.append(process_result("kafka-broker", broker_ready, broker_end))
+    notes.extend(_clock_notes(fleet))
     return build_result(
         spec,
         started_at=started_at,
@@ -201,6 +290,21 @@ async def run_topology(request: RunRequest) -> RunResult:
         environment=environment(),
         notes=notes,
     )
+
+
+def _clock_notes(fleet: Fleet) -> list[str]:
+    """Say how far to trust timestamps that crossed hosts."""
+    other = {n: r for n, r in fleet.clocks.items() if not r.same_host}
+    if not other:
+        return []
+    worst = max(other.values(), key=lambda r: r.uncertainty_ns)
+    drift = max((abs(d) for n, d in fleet.drift.items() if n in other), default=0)
+    return [
+        f"{len(other)} process(es) ran on other hosts; their clocks were aligned to the "
+        f"orchestrator's within ±{worst.uncertainty_ns / 1000:.0f} µs (half the fastest "
+        f"control round trip), and drifted by up to {drift / 1000:.0f} µs during the run; "
+        "a latency measured across two hosts carries both hosts' error"
+    ]
 
 
 async def _drain(
@@ -279,6 +383,6 @@ def environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
-        "clock": "time.monotonic_ns() on one host",
+        "clock": "time.monotonic_ns(); agents on other hosts aligned by measured offsets",
         "packages": versions,
     }

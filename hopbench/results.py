@@ -80,11 +80,19 @@ class ProcessResult(BaseModel):
     errors: int = 0
     late_replies: int = 0  # replies that arrived after their caller gave up
     cpu_s: float = 0.0  # CPU seconds (user + system) from ready to the end of the run
-    peak_rss_mb: float = 0.0
+    peak_rss_mb: float = 0.0  # an agent's is its peak over every run it has served
+    host: str = "local"  # "local" (a child of the orchestrator) or the agent's address
+    # this process's clock against the orchestrator's (hopbench.children.ClockReading)
+    clock: dict[str, Any] | None = None
 
 
 def process_result(
-    name: str, ready: dict[str, Any] | None, end: dict[str, Any] | None, **counts: int
+    name: str,
+    ready: dict[str, Any] | None,
+    end: dict[str, Any] | None,
+    host: str = "local",
+    clock: dict[str, Any] | None = None,
+    **counts: int,
 ) -> ProcessResult:
     """A process's row from its usage at ready and at the end (either may be unknown)."""
     cpu = (end or {}).get("cpu_s", 0.0) - (ready or {}).get("cpu_s", 0.0)
@@ -92,6 +100,8 @@ def process_result(
         name=name,
         cpu_s=round(max(cpu, 0.0), 3),
         peak_rss_mb=round((end or {}).get("peak_rss_mb", 0.0), 1),
+        host=host,
+        clock=clock,
         **counts,
     )
 

@@ -8,19 +8,18 @@ from pathlib import Path
 
 from hopbench.errors import HopbenchError, RunError
 from hopbench.faults import Pause
+from hopbench.placement import Deployment
 from hopbench.results import Results, RunResult, write_csv
 from hopbench.runspec import LoadSpec, Settings
 from hopbench.sweep import Knee, Probe, find_max, summarize_cells
 from hopbench.topology import Topology
-
-DEFAULT_RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
 
 
 @dataclass
 class Options:
     out_dir: Path
     settings: Settings = field(default_factory=lambda: Settings())
-    rabbitmq_url: str = DEFAULT_RABBITMQ_URL
+    deployment: Deployment = field(default_factory=Deployment)
     grace_s: float = 5.0
     pauses: list[Pause] = field(default_factory=list)
     slo_p99_ms: float | None = None
@@ -54,7 +53,7 @@ class Session:
             load=load,
             out_dir=self.options.out_dir,
             settings=self.options.settings,
-            rabbitmq_url=self.options.rabbitmq_url,
+            deployment=self.options.deployment,
             grace_s=self.options.grace_s,
             pauses=self.options.pauses,
             progress=self.say,

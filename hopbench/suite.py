@@ -18,6 +18,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from hopbench.errors import ConfigError
+from hopbench.placement import Deployment
 from hopbench.results import Results
 from hopbench.runspec import LoadSpec, Settings
 from hopbench.session import Options, Session
@@ -130,7 +131,7 @@ def done_cells(results: Results) -> set[str]:
 
 
 def prepare(
-    path: Path, out_dir: Path, resume: bool, rabbitmq_url: str
+    path: Path, out_dir: Path, resume: bool, deployment: Deployment
 ) -> tuple[SuiteSpec, list[Cell], Session]:
     """Read the suite, and the earlier results when resuming; run nothing yet."""
     suite, cells, settings = load_suite(path)
@@ -145,7 +146,7 @@ def prepare(
         Options(
             out_dir=out_dir,
             settings=settings,
-            rabbitmq_url=rabbitmq_url,
+            deployment=deployment,
             grace_s=suite.load.grace_s,
             slo_p99_ms=suite.slo_p99_ms,
             summarize_repeats=suite.matrix.repeats > 1,

@@ -38,15 +38,17 @@ def test_a_service_reports_ready_then_drains_and_reports_on_sigterm(tmp_path: Pa
             ["--service", "worker", "--replica", "0", "--spec", str(spec_path)],
             tmp_path / "worker.log",
         )  # fmt: skip
+        proc = child.proc
+        assert proc is not None
         try:
             await child.expect("ready", 30)
             ps = await asyncio.create_subprocess_exec(
-                "ps", "-ww", "-o", "args=", "-p", str(child.proc.pid), stdout=subprocess.PIPE
+                "ps", "-ww", "-o", "args=", "-p", str(proc.pid), stdout=subprocess.PIPE
             )  # fmt: skip
             args, _ = await ps.communicate()
-            child.proc.send_signal(signal.SIGTERM)
+            proc.send_signal(signal.SIGTERM)
             report = await child.expect("report", 30)
-            return report, await asyncio.wait_for(child.proc.wait(), 30), args.decode()
+            return report, await asyncio.wait_for(proc.wait(), 30), args.decode()
         finally:
             await child.kill()
 

@@ -12,6 +12,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from hopbench.broker.kafka import create_topics
 from hopbench.broker.procs import free_port, terminate_popen, wait_for_port
 from hopbench.errors import BrokerUnavailable
 
@@ -72,22 +73,7 @@ class TansuBroker:
             )
 
     async def create_topics(self, partitions: dict[str, int]) -> None:
-        from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-        from aiokafka.errors import KafkaError
-
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
-        try:
-            await admin.start()
-            response = await admin.create_topics(
-                [NewTopic(name, n, 1) for name, n in partitions.items()]
-            )
-        except KafkaError as exc:
-            raise BrokerUnavailable(f"could not create topics on {self.bootstrap}: {exc}") from exc
-        finally:
-            await admin.close()
-        failed = [(t, code, msg) for t, code, msg in response.topic_errors if code != 0]
-        if failed:
-            raise BrokerUnavailable(f"Tansu refused to create topics: {failed}")
+        await create_topics(self.bootstrap, partitions)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -14,6 +14,8 @@ import queue
 import threading
 import time
 
+from hopbench import clock
+
 _STOP = -1
 
 
@@ -42,7 +44,7 @@ class Ticker:
             t_ns, future = self._requests.get()
             if t_ns == _STOP or future is None:
                 return
-            delay_ns = t_ns - time.monotonic_ns()
+            delay_ns = t_ns - clock.now_ns()
             if delay_ns > 0:
                 time.sleep(delay_ns / 1e9)
             try:

@@ -12,13 +12,13 @@ import asyncio
 import logging
 import os
 import random
-import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from hopbench import clock
 from hopbench.loadgen.recorder import Recorder, SeqBitmap
 from hopbench.loadgen.recorder_hist import new_histogram, record
 from hopbench.loadgen.schedule import ClosedSchedule, OpenSchedule
@@ -99,9 +99,9 @@ class LoadWorker:
         arrivals = schedule.arrivals()
         try:
             for intended_ns in arrivals:
-                if intended_ns - time.monotonic_ns() > EARLY_SEND_NS:
+                if intended_ns - clock.now_ns() > EARLY_SEND_NS:
                     await ticker.until(intended_ns)
-                elif seq % 64 == 0 and time.monotonic_ns() > give_up_ns:
+                elif seq % 64 == 0 and clock.now_ns() > give_up_ns:
                     # hopelessly behind: what was never sent is counted, not sent late
                     self.report.unsent = 1 + sum(1 for _ in arrivals)
                     break
@@ -121,8 +121,8 @@ class LoadWorker:
 
         async def user() -> None:
             nonlocal next_seq
-            await asyncio.sleep(max(0, schedule.start_ns - time.monotonic_ns()) / 1e9)
-            while (now := time.monotonic_ns()) < schedule.end_ns:
+            await asyncio.sleep(max(0, schedule.start_ns - clock.now_ns()) / 1e9)
+            while (now := clock.now_ns()) < schedule.end_ns:
                 seq, next_seq = next_seq, next_seq + 1
                 await self._deliver(self._envelope(seq, now))
                 if schedule.think_s > 0:
@@ -158,7 +158,7 @@ class LoadWorker:
                 await self._slot_free.wait()
 
     def _envelope(self, seq: int, intended_ns: int) -> Envelope:
-        sent_ns = time.monotonic_ns()
+        sent_ns = clock.now_ns()
         warmup = intended_ns < self.report.measure_start_ns
         if not warmup and self._first_measured is None:
             self._first_measured = seq
@@ -184,14 +184,14 @@ class LoadWorker:
 
     def _failed(self, env: Envelope) -> None:
         self.report.failed.add(env.seq)
-        self.recorder.series.count("errors", time.monotonic_ns())
+        self.recorder.series.count("errors", clock.now_ns())
 
     async def _deliver(self, env: Envelope) -> None:
         try:
             if self.entry.is_sync:
                 reply = await self.transport.request(self.entry, env)
                 if self.records_replies:
-                    self.recorder.complete((), reply, time.monotonic_ns())
+                    self.recorder.complete((), reply, clock.now_ns())
             else:
                 await self.transport.publish(self.entry, env)
         except TransportError:

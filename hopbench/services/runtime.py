@@ -9,9 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
 from collections.abc import Mapping
 
+from hopbench import clock
 from hopbench.loadgen.recorder import Recorder
 from hopbench.proto.hopbench_pb2 import Envelope
 from hopbench.services.transports.base import Transport, TransportError, channel_of
@@ -79,7 +79,7 @@ class ServiceRuntime:
         return list(dict.fromkeys(self.transports.values()))
 
     async def handle(self, edge: Edge, env: Envelope) -> Envelope | None:
-        received_ns = time.monotonic_ns()
+        received_ns = clock.now_ns()
         if env.run_id != self.run_id:
             self.recorder.foreign += 1
             raise TransportError(f"message of run {env.run_id!r} on {edge.name}: ignored")
@@ -103,7 +103,7 @@ class ServiceRuntime:
             edge=edge.index, service=self.spec.name, replica=self.replica, received_ns=received_ns
         )
         await do_work(self.spec.cpu_us, self.spec.io_ms)
-        hop.forwarded_ns = time.monotonic_ns()
+        hop.forwarded_ns = clock.now_ns()
         replies = await self._call(env) if self.sync_out else []
         for out in self.publish_out:
             await self.transports[out.mode].publish(out, env)
@@ -111,7 +111,7 @@ class ServiceRuntime:
         if not edge.is_sync:
             if self.records_completion:
                 route = tuple(h.edge for h in env.hops)
-                self.recorder.complete(route, env, time.monotonic_ns())
+                self.recorder.complete(route, env, clock.now_ns())
             return None
         return self._reply(env, replies)
 

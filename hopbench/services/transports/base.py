@@ -39,6 +39,12 @@ class Process:
     spec: RunSpec
     service: str  # a service name, or "loadgen"
     replica: int  # the replica index, or the load worker index
+    listen: str | None = None  # host to bind servers to; None: the endpoint's own host
+
+    def bind_address(self, mode: str) -> tuple[str, int]:
+        """Where this replica's server for one mode listens."""
+        host, _, port = self.spec.endpoints[mode][self.service][self.replica].rpartition(":")
+        return self.listen or host, int(port)
 
 
 class Transport(abc.ABC):

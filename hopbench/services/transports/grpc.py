@@ -67,7 +67,8 @@ class GrpcTransport(Transport):
     async def start(self) -> None:
         if not self.handlers:
             return
-        address = self.process.spec.endpoints["grpc"][self.process.service][self.process.replica]
+        host, port = self.process.bind_address("grpc")
+        address = f"{host}:{port}"
         self._server = grpc.aio.server()
         hopbench_pb2_grpc.add_RelayServicer_to_server(_Relay(self), self._server)
         if self._server.add_insecure_port(address) == 0:

@@ -59,9 +59,7 @@ class HttpTransport(Transport):
             await self._start_server()
 
     async def _start_server(self) -> None:
-        host, _, port = self.process.spec.endpoints["http"][self.process.service][
-            self.process.replica
-        ].rpartition(":")
+        host, port = self.process.bind_address("http")
         app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
         # One fixed route per in-edge: a path parameter would cost FastAPI a
         # dependency-solving pass per request (measured with py-spy).
@@ -74,7 +72,7 @@ class HttpTransport(Transport):
         config = uvicorn.Config(
             app,
             host=host,
-            port=int(port),
+            port=port,
             loop="none",
             http="httptools",
             lifespan="off",

@@ -1,0 +1,116 @@
+"""``hopbench agent``: a service replica or load worker that an orchestrator on
+another host (or container) drives over TCP instead of pipes.
+
+The agent listens on a control port and serves one orchestrator at a time:
+
+1. on connect it says ``hello`` (its data ports and kernel boot id);
+2. the orchestrator reads its clock (``clock`` probes, see hopbench.clock);
+3. ``configure`` tells it what to be (service and replica, or load worker), the
+   run's spec and its clock offset; from there the run is exactly that of a
+   child started by the orchestrator (ready, start, progress, stop, report).
+
+Then it waits for the next run: one set of containers serves a whole suite.
+A run ends when the orchestrator hangs up, too. SIGTERM ends the agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import socket
+
+from hopbench import clock
+from hopbench.control import BOOT_ID, ChildChannel, run_loop, setup_logging
+from hopbench.loadgen.__main__ import drive
+from hopbench.runspec import RunSpec
+from hopbench.services.__main__ import serve
+from hopbench.services.transports.base import Process
+from hopbench.topology import LOADGEN
+
+log = logging.getLogger("hopbench.agent")
+HTTP_PORT = 8000
+GRPC_PORT = 9000
+CONTROL_PORT = 7070
+
+
+class Agent:
+    def __init__(self, http_port: int, grpc_port: int, exit_idle_s: float | None) -> None:
+        self.ports = {"http": http_port, "grpc": grpc_port}
+        self.exit_idle_s = exit_idle_s
+        self.runs = 0
+        self.done = asyncio.Event()  # SIGTERM, or idle too long
+        self._busy = False
+        self._idle: asyncio.TimerHandle | None = None
+
+    async def on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        if self._busy:
+            message = {"event": "error", "message": "this agent is serving another orchestrator"}
+            writer.write(json.dumps(message).encode() + b"\n")
+            writer.close()
+            return
+        self._busy = True
+        if self._idle is not None:
+            self._idle.cancel()
+        hangup = asyncio.Event()
+        self.done_or(hangup)
+        channel = ChildChannel(reader, writer.write, hangup)
+        try:
+            channel.emit("hello", ports=self.ports, boot_id=BOOT_ID, host=socket.gethostname())
+            async for command in channel.commands():
+                if command["cmd"] == "configure":
+                    await self._run(channel, command)
+                break
+        except Exception:
+            log.exception("run for %s failed", peer)
+        finally:
+            clock.set_offset(0)
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            self._busy = False
+            self.runs += 1
+            self._arm_idle()
+
+    def done_or(self, hangup: asyncio.Event) -> None:
+        """A run also stops when the agent is told to end."""
+        task = asyncio.ensure_future(self.done.wait())
+        task.add_done_callback(lambda _: hangup.set())
+
+    async def _run(self, channel: ChildChannel, command: dict[str, object]) -> None:
+        spec = RunSpec.model_validate(command["spec"])
+        role, replica = str(command["service"]), int(str(command["replica"]))
+        clock.set_offset(int(str(command.get("clock_offset_ns", 0))))
+        process = Process(spec, role, replica, listen="0.0.0.0")
+        log.warning("run %s: %s/%d", spec.run_id, role, replica)
+        if role == LOADGEN:
+            await drive(channel, process)
+        else:
+            await serve(channel, process)
+
+    def _arm_idle(self) -> None:
+        if self.exit_idle_s is not None and self.runs > 0:
+            loop = asyncio.get_running_loop()
+            self._idle = loop.call_later(self.exit_idle_s, self.done.set)
+
+
+async def serve_agent(
+    host: str, port: int, http_port: int, grpc_port: int, exit_idle_s: float | None
+) -> None:
+    agent = Agent(http_port, grpc_port, exit_idle_s)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, agent.done.set)
+    server = await asyncio.start_server(agent.on_connect, host, port, limit=1 << 28)
+    print(f"hopbench agent: control on {host}:{port}, data ports {agent.ports}", flush=True)
+    async with server:
+        await agent.done.wait()
+    print(f"hopbench agent: done after {agent.runs} run(s)", flush=True)
+
+
+def main(host: str, port: int, http_port: int, grpc_port: int, exit_idle_s: float | None) -> None:
+    setup_logging()
+    run_loop(serve_agent(host, port, http_port, grpc_port, exit_idle_s))

@@ -1,0 +1,81 @@
+"""Topics on any Kafka-compatible broker, and a Kafka cluster given by address
+(Apache Kafka in compose or Kubernetes, or a testcontainer) instead of Tansu."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hopbench.errors import BrokerUnavailable
+
+
+async def create_topics(bootstrap: str, partitions: dict[str, int]) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import KafkaError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        await admin.start()
+        response = await admin.create_topics(
+            [NewTopic(name, n, 1) for name, n in partitions.items()]
+        )
+    except KafkaError as exc:
+        raise BrokerUnavailable(f"could not create topics on {bootstrap}: {exc}") from exc
+    finally:
+        await admin.close()
+    failed = [(t, code, msg) for t, code, msg in response.topic_errors if code != 0]
+    if failed:
+        raise BrokerUnavailable(f"the broker at {bootstrap} refused to create topics: {failed}")
+
+
+class KafkaCluster:
+    """A broker someone else runs: we create this run's topics and delete them after."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+        self.version = ""
+        self._topics: list[str] = []
+
+    async def connect(self) -> None:
+        from aiokafka.admin import AIOKafkaAdminClient
+        from aiokafka.errors import KafkaError
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=10_000)
+        try:
+            await admin.start()
+            versions = await admin.describe_cluster()
+        except KafkaError as exc:
+            raise BrokerUnavailable(
+                f"no Kafka broker answers at {self.bootstrap} ({exc}); start one or fix "
+                "--kafka-bootstrap (leave it out to use the embedded broker)"
+            ) from exc
+        finally:
+            await admin.close()
+        self.version = f"cluster {versions.get('cluster_id')}"
+
+    async def create_topics(self, partitions: dict[str, int]) -> None:
+        await create_topics(self.bootstrap, partitions)
+        self._topics = list(partitions)
+
+    async def stop(self) -> None:
+        """Delete this run's topics (a best effort: the run's results are already in hand)."""
+        if not self._topics:
+            return
+        from aiokafka.admin import AIOKafkaAdminClient
+        from aiokafka.errors import KafkaError
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        try:
+            await admin.start()
+            await admin.delete_topics(self._topics)
+        except KafkaError:
+            pass
+        finally:
+            await admin.close()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": "Kafka at an address (not started by hopbench)",
+            "version": self.version,
+            "bootstrap": self.bootstrap,
+            "replication_factor": 1,
+        }

@@ -1,0 +1,107 @@
+"""Where a run's processes live: children of the orchestrator (the default) or
+agents (``hopbench agent``) reached by address, in containers or on other hosts.
+
+Agents are named by an address template, one agent per replica,
+``{service}-{replica}:7070`` (compose: a container per replica), or one name per
+service, ``{service}:7070``, that DNS resolves to every replica (a headless
+Kubernetes Service; the addresses are taken in sorted order, one per replica);
+or by an explicit list, ``gateway/0=10.0.0.5:7070,worker/0=10.0.0.6:7070``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+
+from hopbench.errors import ConfigError, RunError
+
+
+@dataclass(frozen=True)
+class Placement:
+    services: str | None = None  # address template for service replicas; None: local
+    workers: str | None = None  # the same for load workers ("{service}" is "loadgen")
+
+    def __post_init__(self) -> None:
+        for flag, template in (("--agents", self.services), ("--worker-agents", self.workers)):
+            if template is None:
+                continue
+            if "=" in template:
+                _explicit(flag, template)
+                continue
+            if "{service}" not in template or ":" not in template:
+                raise ConfigError(
+                    f"{flag} {template!r}: expected an address template such as "
+                    "'{service}-{replica}:7070' or '{service}:7070'"
+                )
+            try:
+                template.format(service="x", replica=0)
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ConfigError(
+                    f"{flag} {template!r}: {exc}; only {{service}} and {{replica}} may appear"
+                ) from None
+
+
+DEFAULT_RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Where the brokers and the processes of every run are."""
+
+    rabbitmq_url: str = DEFAULT_RABBITMQ_URL
+    kafka_bootstrap: str | None = None  # None: start the embedded broker (Tansu) per run
+    placement: Placement = field(default_factory=Placement)
+
+    @classmethod
+    def from_env(cls, **flags: str | None) -> Deployment:
+        """Flags first, then HOPBENCH_RABBITMQ_URL / HOPBENCH_KAFKA_BOOTSTRAP, then local."""
+        return cls(
+            rabbitmq_url=flags.get("rabbitmq_url")
+            or os.environ.get("HOPBENCH_RABBITMQ_URL")
+            or DEFAULT_RABBITMQ_URL,
+            kafka_bootstrap=flags.get("kafka_bootstrap")
+            or os.environ.get("HOPBENCH_KAFKA_BOOTSTRAP")
+            or None,
+            placement=Placement(flags.get("agents"), flags.get("worker_agents")),
+        )
+
+
+def _explicit(flag: str, text: str) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, _, address = item.partition("=")
+        if "/" not in name or ":" not in address:
+            raise ConfigError(
+                f"{flag} {item!r}: expected SERVICE/REPLICA=HOST:PORT, e.g. worker/0=10.0.0.6:7070"
+            )
+        found[name.strip()] = address.strip()
+    return found
+
+
+def addresses(template: str, service: str, replicas: int) -> list[str]:
+    """host:port of each replica's agent."""
+    if "=" in template:
+        given = _explicit("--agents", template)
+        missing = [f"{service}/{r}" for r in range(replicas) if f"{service}/{r}" not in given]
+        if missing:
+            raise ConfigError(f"--agents: no address for {', '.join(missing)}")
+        return [given[f"{service}/{r}"] for r in range(replicas)]
+    if "{replica}" in template:
+        return [template.format(service=service, replica=r) for r in range(replicas)]
+    host, _, port = template.format(service=service).rpartition(":")
+    try:
+        infos = socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise RunError(f"{service}: cannot resolve {host} ({exc})") from None
+    found = sorted({str(info[4][0]) for info in infos})
+    if len(found) != replicas:
+        raise RunError(
+            f"{service}: {host} resolves to {len(found)} address(es) {found}, but the "
+            f"topology has {replicas} replica(s); scale the service to match"
+        )
+    return [f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}" for ip in found]
+
+
+def host_of(address: str) -> str:
+    return address.rpartition(":")[0]

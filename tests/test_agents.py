@@ -1,0 +1,118 @@
+"""Runs whose processes are agents (`hopbench agent`) reached over TCP, as in
+compose or Kubernetes: the same results as local children, one agent serving
+run after run, and clocks aligned when an agent's clock is off by seconds."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hopbench.broker.procs import free_port
+from hopbench.errors import ConfigError
+from hopbench.placement import Placement, addresses
+from tests.conftest import TOPOLOGIES
+from tests.test_cli_run import hopbench, runs
+
+
+class Agents:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, skew_s: float = 0.0) -> str:
+        port = free_port()
+        env = {**os.environ, "HOPBENCH_TEST_CLOCK_SKEW_NS": str(int(skew_s * 1e9))}
+        argv = [sys.executable, "-m", "hopbench", "agent", "--listen", f"127.0.0.1:{port}",
+                "--http-port", str(free_port()), "--grpc-port", str(free_port())]  # fmt: skip
+        with (self.tmp / f"agent-{port}.log").open("wb") as log:
+            self.procs.append(
+                subprocess.Popen(argv, env=env, stdout=log, stderr=log, start_new_session=True)
+            )
+        deadline = time.monotonic() + 30
+        while b"control on" not in (self.tmp / f"agent-{port}.log").read_bytes():
+            assert time.monotonic() < deadline, "agent did not start"
+            time.sleep(0.05)
+        return f"127.0.0.1:{port}"
+
+    def stop(self) -> list[int]:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        statuses = []
+        for proc in self.procs:
+            try:
+                statuses.append(proc.wait(10))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                statuses.append(proc.wait())
+        return statuses
+
+
+@pytest.fixture
+def agents(tmp_path: Path) -> Iterator[Agents]:
+    pool = Agents(tmp_path)
+    try:
+        yield pool
+    finally:
+        pool.stop()
+
+
+@pytest.mark.integration
+def test_agents_with_skewed_clocks_serve_one_run_after_another(
+    tmp_path: Path, agents: Agents, rabbitmq_url: str
+) -> None:
+    # gateway on our clock, worker 7 s ahead, the load worker 3 s behind: without
+    # the measured offsets, one-way latencies to the worker would read about 10 s
+    gateway, worker, loadgen = agents.start(), agents.start(skew_s=7), agents.start(skew_s=-3)
+    out = tmp_path / "out"
+    done = hopbench("run", str(TOPOLOGIES / "chain.yaml"), "--mode", "grpc,kafka,rabbitmq",
+                    "--rate", "200", "--duration", "3", "--warmup", "1", "--out", str(out),
+                    "--rabbitmq-url", rabbitmq_url,
+                    "--agents", f"gateway/0={gateway},worker/0={worker}",
+                    "--worker-agents", f"loadgen/0={loadgen}")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    results = runs(out)
+    assert [r["mode"] for r in results] == ["grpc", "kafka", "rabbitmq"]
+    for run in results:
+        assert run["completed"] == run["expected"] == run["sent"] == 600, run["mode"]
+        assert run["lost"] == 0
+        assert 0 < run["latency_us"]["p50"] < 200_000, run["mode"]  # not 10 s, not negative
+        clocks = {p["name"]: p["clock"] for p in run["processes"] if p["clock"]}
+        assert clocks["gateway/0"]["same_host"] is True
+        assert clocks["gateway/0"]["applied_offset_us"] == 0
+        for name, skew_us in (("worker/0", 7e6), ("loadgen/0", -3e6)):
+            assert clocks[name]["same_host"] is False
+            error = abs(clocks[name]["applied_offset_us"] - skew_us)
+            assert error <= clocks[name]["uncertainty_us"] + 1, (name, clocks[name])
+        hosts = {p["name"]: p["host"] for p in run["processes"]}
+        assert hosts["worker/0"] == worker
+        assert any("other hosts" in note for note in run["notes"])
+    assert agents.stop() == [0, 0, 0]  # each served all three runs and ended on SIGTERM
+
+
+def test_missing_agent_is_a_clear_error(tmp_path: Path) -> None:
+    template = f"{{service}}-{{replica}}:{free_port()}"
+    done = hopbench("run", str(TOPOLOGIES / "chain.yaml"), "--duration", "1", "--warmup", "0",
+                    "--out", str(tmp_path), "--agents", template)  # fmt: skip
+    assert done.returncode == 1
+    assert "gateway/0: no hopbench agent answers at gateway-0:" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_placement_templates() -> None:
+    assert addresses("{service}-{replica}:7070", "worker", 2) == ["worker-0:7070", "worker-1:7070"]
+    assert addresses("127.0.0.{service}:7070", "1", 1) == ["127.0.0.1:7070"]  # via DNS
+    assert addresses("w/0=h:1,w/1=g:2", "w", 2) == ["h:1", "g:2"]
+    with pytest.raises(ConfigError, match="no address for w/1"):
+        addresses("w/0=h:1", "w", 2)
+    with pytest.raises(ConfigError, match="address template"):
+        Placement(services="workers:7070")
+    with pytest.raises(ConfigError, match=r"only \{service\} and \{replica\}"):
+        Placement(services="{service}-{host}:7070")
