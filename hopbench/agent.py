@@ -62,6 +62,7 @@ class Agent:
             channel.emit("hello", ports=self.ports, boot_id=BOOT_ID, host=socket.gethostname())
             async for command in channel.commands():
                 if command["cmd"] == "configure":
+                    self.runs += 1
                     await self._run(channel, command)
                 break
         except Exception:
@@ -72,7 +73,6 @@ class Agent:
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
             self._busy = False
-            self.runs += 1
             self._arm_idle()
 
     def done_or(self, hangup: asyncio.Event) -> None:

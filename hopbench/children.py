@@ -13,6 +13,7 @@ import contextlib
 import json
 import sys
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +74,25 @@ class Child:
         self._reader = reader
         self._write = write
         self._writer = writer
+        # One task reads every line, so that several waits (a report, a progress
+        # reply, a clock probe) can be under way at once; each event has its queue.
+        self._inbox: dict[str, asyncio.Queue[dict[str, Any]]] = defaultdict(asyncio.Queue)
+        self._ended = asyncio.Event()
+        self._refusal: str | None = None
+        self._pump = asyncio.get_running_loop().create_task(self._read_all())
+
+    async def _read_all(self) -> None:
+        try:
+            while line := await self._reader.readline():
+                message: dict[str, Any] = json.loads(line)
+                if message.get("event") == "error":
+                    self._refusal = str(message.get("message"))
+                    break
+                self._inbox[str(message.get("event"))].put_nowait(message)
+        except (ConnectionError, ValueError):
+            pass
+        finally:
+            self._ended.set()
 
     @classmethod
     async def spawn(cls, name: str, module: str, args: list[str], log_path: Path) -> Child:
@@ -143,28 +163,28 @@ class Child:
         )
 
     async def expect(self, event: str, timeout_s: float) -> dict[str, Any]:
-        """Read events until one named event arrives; fail if the child dies or is slow."""
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while True:
-            remaining = deadline - asyncio.get_running_loop().time()
-            try:
-                line = await asyncio.wait_for(self._reader.readline(), max(remaining, 0.001))
-            except TimeoutError:
-                raise self._failure(f"sent no '{event}' within {timeout_s:.0f} s") from None
-            except ConnectionError:
-                line = b""
-            if not line:
-                if self.proc is not None:
-                    await self.proc.wait()
-                    status = f"exited with status {self.proc.returncode}"
-                else:
-                    status = "closed the connection"
-                raise self._failure(f"{status} before '{event}'")
-            message: dict[str, Any] = json.loads(line)
-            if message.get("event") == "error":
-                raise self._failure(f"refused: {message.get('message')}")
-            if message.get("event") == event:
-                return message
+        """The next event of this name; fail if the child ends first or is slow."""
+        queue = self._inbox[event]
+        if queue.empty() and not self._ended.is_set():
+            got = asyncio.ensure_future(queue.get())
+            ended = asyncio.ensure_future(self._ended.wait())
+            done, _ = await asyncio.wait(
+                {got, ended}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+            )
+            ended.cancel()
+            if got in done:
+                return got.result()
+            got.cancel()
+            if not done:
+                raise self._failure(f"sent no '{event}' within {timeout_s:.0f} s")
+        if not queue.empty():
+            return queue.get_nowait()
+        if self._refusal is not None:
+            raise self._failure(f"refused: {self._refusal}")
+        if self.proc is not None:
+            await self.proc.wait()
+            raise self._failure(f"exited with status {self.proc.returncode} before '{event}'")
+        raise self._failure(f"closed the connection before '{event}'")
 
     def send(self, cmd: str, **data: Any) -> None:
         self._write(json.dumps({"cmd": cmd, **data}).encode() + b"\n")
@@ -202,6 +222,7 @@ class Child:
         return report
 
     async def close(self) -> None:
+        self._pump.cancel()
         if self._writer is not None:
             self._writer.close()
             with contextlib.suppress(OSError):
@@ -212,5 +233,6 @@ class Child:
         ends its run (an agent stops a run when its orchestrator goes away)."""
         if self.proc is not None:
             await terminate(self.proc, grace_s=3.0)
+            self._pump.cancel()
         else:
             await self.close()

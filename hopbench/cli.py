@@ -8,12 +8,14 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pydantic
 
 from hopbench.errors import ConfigError, HopbenchError
 from hopbench.faults import Pause
 from hopbench.placement import Deployment
+from hopbench.render.common import IMAGE
 from hopbench.runspec import LoadSpec, Settings
 from hopbench.session import Options, Session
 from hopbench.topology import LOADGEN, MODES, Topology, load_topology
@@ -169,6 +171,7 @@ def _deployment(args: argparse.Namespace) -> Deployment:
         kafka_bootstrap=args.kafka_bootstrap,
         agents=args.agents,
         worker_agents=args.worker_agents,
+        agents_wait=args.agents_wait,
     )
 
 
@@ -200,6 +203,65 @@ def cmd_agent(args: argparse.Namespace) -> int:
         raise ConfigError(f"--listen {args.listen}: expected HOST:PORT, e.g. 0.0.0.0:7070")
     agent.main(host.strip("[]") or "0.0.0.0", int(port), args.http_port, args.grpc_port,
                args.exit_idle)  # fmt: skip
+    return 0
+
+
+RESERVED = ("--agents", "--worker-agents", "--kafka-bootstrap", "--rabbitmq-url", "--out")
+
+
+def _render_request(args: argparse.Namespace) -> tuple[Any, str]:
+    import shlex
+
+    from hopbench.render.common import RenderRequest
+
+    topology = [load_topology(args.topology, args.set, m) for m in _modes(args.mode)][-1]
+    extra = shlex.split(args.run_args or "")
+    for flag in extra:
+        if flag.split("=")[0] in RESERVED:
+            raise ConfigError(f"--run-args: {flag} is set by the rendered file itself")
+    run_args = (["--mode", args.mode] if args.mode else []) + [
+        a for s in args.set for a in ("--set", s)
+    ]
+    try:
+        build_parser().parse_args(["run", str(args.topology), *run_args, *extra])
+    except SystemExit:
+        raise ConfigError(
+            f"--run-args {args.run_args!r}: not arguments of `hopbench run` (see above)"
+        ) from None
+    request = RenderRequest(
+        topology,
+        args.topology,
+        [*run_args, *extra],
+        image=args.image,
+        kafka_bootstrap=args.kafka_bootstrap,
+        rabbitmq_url=args.rabbitmq_url,
+    )
+    command = shlex.join(
+        ["hopbench", "render", args.target, str(args.topology), *run_args]
+        + (["--run-args", args.run_args] if args.run_args else [])
+        + (["--workers", str(args.workers)] if args.target == "k8s" else [])
+        + (["--kafka-bootstrap", args.kafka_bootstrap] if args.kafka_bootstrap else [])
+        + (["--rabbitmq-url", args.rabbitmq_url] if args.rabbitmq_url else [])
+        + (["--image", args.image] if args.image != IMAGE else [])
+        + ["--out", str(args.out)]
+    )
+    return request, command
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from hopbench.render.compose import render_compose
+    from hopbench.render.k8s import render_k8s
+
+    request, command = _render_request(args)
+    if args.target == "compose":
+        text = render_compose(request, args.out, command)
+    else:
+        if args.workers < 1:
+            raise ConfigError(f"--workers {args.workers}: at least one load worker")
+        text = render_k8s(request, args.workers, command)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(text)
+    print(f"wrote {args.out}")
     return 0
 
 
@@ -248,6 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
             "--worker-agents",
             metavar="TEMPLATE",
             help="the same for load workers ({service} is 'loadgen'); default: local processes",
+        )
+        where.add_argument(
+            "--agents-wait",
+            type=float,
+            default=0.0,
+            metavar="SECONDS",
+            help="keep trying agents that do not answer yet for this long (default 0)",
         )
 
     validate = sub.add_parser("validate", help="check a topology file and show what it runs")
@@ -344,6 +413,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     deployment_args(comp)
     comp.set_defaults(func=cmd_compare)
+
+    ren = sub.add_parser("render", help="write a compose file or Kubernetes manifests")
+    targets = ren.add_subparsers(dest="target", required=True)
+    for target, what, default_out in (
+        ("compose", "a compose file: brokers, a container per replica", "docker-compose.yml"),
+        ("k8s", "Kubernetes manifests: Deployments, Services, Jobs", "hopbench-k8s.yaml"),
+    ):
+        t = targets.add_parser(target, help=what)
+        topology_args(t)
+        t.add_argument(
+            "--run-args",
+            metavar="ARGS",
+            help="more arguments for the orchestrator's `hopbench run`, e.g. '--rate 500'",
+        )
+        t.add_argument("--kafka-bootstrap", help="use this Kafka instead of running one")
+        t.add_argument("--rabbitmq-url", help="use this RabbitMQ instead of running one")
+        t.add_argument("--image", default=IMAGE, help=f"the hopbench image (default {IMAGE})")
+        t.add_argument("--out", type=Path, default=Path(default_out), help="the file to write")
+        if target == "k8s":
+            t.add_argument("--workers", type=int, default=2, help="load worker pods (default 2)")
+        t.set_defaults(func=cmd_render)
 
     ag = sub.add_parser(
         "agent",

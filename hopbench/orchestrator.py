@@ -27,9 +27,10 @@ from hopbench.broker.rabbitmq import RabbitMqBroker
 from hopbench.broker.tansu import TansuBroker
 from hopbench.children import Child, ClockReading
 from hopbench.control import proc_usage
-from hopbench.errors import ConfigError
+from hopbench.errors import ConfigError, HopbenchError, RunError
 from hopbench.faults import Pause
-from hopbench.placement import Deployment, addresses, host_of
+from hopbench.loadgen.recorder_hist import new_histogram
+from hopbench.placement import Deployment, Placement, addresses, host_of
 from hopbench.provision import Agent, allocate_endpoints, exchanges, queues, topics
 from hopbench.results import RunResult, build_result, process_result
 from hopbench.runspec import LoadSpec, RunSpec, Settings
@@ -61,6 +62,8 @@ class RunRequest:
     grace_s: float = 5.0  # how long sinks may take to finish after the last send
     pauses: list[Pause] = field(default_factory=list)
     progress: Callable[[str], None] = lambda message: None
+    # once a second while the load runs: (the second of the measured window, a line)
+    live: Callable[[int, str], None] = lambda second, message: None
 
 
 async def _pause(child: Child, pause: Pause, measure_start_ns: int, notes: list[str]) -> None:
@@ -83,9 +86,23 @@ class Fleet:
     clocks: dict[str, ClockReading] = field(default_factory=dict)
     drift: dict[str, int] = field(default_factory=dict)
 
-    async def connect(self, into: list[Child], template: str, service: str, count: int) -> None:
-        for replica, address in enumerate(addresses(template, service, count)):
-            child = await Child.connect(f"{service}/{replica}", address)
+    async def connect(
+        self, into: list[Child], placement: Placement, template: str, service: str, count: int
+    ) -> None:
+        """Reach every replica's agent, trying again for placement.wait_s (pods starting)."""
+        deadline = time.monotonic() + placement.wait_s
+        while True:
+            found: list[Child] = []
+            try:
+                for replica, address in enumerate(addresses(template, service, count)):
+                    found.append(await Child.connect(f"{service}/{replica}", address))
+                break
+            except RunError:
+                await asyncio.gather(*(c.close() for c in found))
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(1.0)
+        for child in found:
             into.append(child)
             self.clocks[child.name] = await child.read_clock()
 
@@ -162,7 +179,9 @@ async def run_topology(request: RunRequest) -> RunResult:
         if placement.services:
             say(f"connecting to the service agents ({placement.services})")
             for name, svc in topology.services.items():
-                await fleet.connect(fleet.services, placement.services, name, svc.replicas)
+                await fleet.connect(
+                    fleet.services, placement, placement.services, name, svc.replicas
+                )
         spec = RunSpec(
             run_id=run_id,
             topology=topology.to_dict(),
@@ -210,7 +229,7 @@ async def run_topology(request: RunRequest) -> RunResult:
         ready = await asyncio.gather(*(c.expect("ready", READY_TIMEOUT_S) for c in services))
 
         if placement.workers:
-            await fleet.connect(fleet.workers, placement.workers, LOADGEN, load.workers)
+            await fleet.connect(fleet.workers, placement, placement.workers, LOADGEN, load.workers)
             for child in fleet.workers:
                 await fleet.configure(child, spec)
         else:
@@ -249,8 +268,12 @@ async def run_topology(request: RunRequest) -> RunResult:
                 _pause(by_name[pause.target], pause, start_ns + int(load.warmup_s * 1e9), notes)
             )
             stack.push_async_callback(_cancel, task)
+        recording = [c for c in services if topology.records_completion(c.name.split("/")[0])]
+        live = asyncio.create_task(_live([*workers, *recording], request.live))
+        stack.push_async_callback(_cancel, live)
         run_limit = load.warmup_s + load.duration_s + request.settings.request_timeout_s + 60
         worker_reports = await asyncio.gather(*(c.expect("report", run_limit) for c in workers))
+        await _cancel(live)
         await fleet.read_clocks(workers)
         for child in workers:
             child.send("stop")
@@ -305,6 +328,29 @@ def _clock_notes(fleet: Fleet) -> list[str]:
         f"control round trip), and drifted by up to {drift / 1000:.0f} µs during the run; "
         "a latency measured across two hosts carries both hosts' error"
     ]
+
+
+async def _live(recording: list[Child], show: Callable[[int, str], None]) -> None:
+    """Every second: the last whole second's sends, completions and p99, merged
+    exactly across the processes that record completions."""
+    hist = new_histogram()
+    while True:
+        await asyncio.sleep(1.0)
+        try:
+            replies = await asyncio.gather(*(c.ask("progress", "progress", 5) for c in recording))
+        except HopbenchError:
+            return  # a process in trouble: the run itself will say so
+        snaps = [r["live"] for r in replies]
+        k = max(snap["second"] for snap in snaps)
+        now = [snap for snap in snaps if snap["second"] == k]
+        hist.reset()
+        for snap in now:
+            if snap["latency"]:
+                hist.decode_and_add(snap["latency"])
+        p99 = f"{hist.get_value_at_percentile(99) / 1000:.2f} ms" if hist.get_total_count() else "-"
+        when = "warm-up" if k < 0 else f"{k + 1:>3d} s"
+        sent, done = sum(s["sent"] for s in now), sum(s["completed"] for s in now)
+        show(k, f"{when}: sent {sent}/s, completions {done}/s, p99 {p99}")
 
 
 async def _drain(

@@ -21,6 +21,7 @@ from hopbench.errors import ConfigError, RunError
 class Placement:
     services: str | None = None  # address template for service replicas; None: local
     workers: str | None = None  # the same for load workers ("{service}" is "loadgen")
+    wait_s: float = 0.0  # how long to keep trying agents that are not up yet
 
     def __post_init__(self) -> None:
         for flag, template in (("--agents", self.services), ("--worker-agents", self.workers)):
@@ -63,7 +64,11 @@ class Deployment:
             kafka_bootstrap=flags.get("kafka_bootstrap")
             or os.environ.get("HOPBENCH_KAFKA_BOOTSTRAP")
             or None,
-            placement=Placement(flags.get("agents"), flags.get("worker_agents")),
+            placement=Placement(
+                flags.get("agents"),
+                flags.get("worker_agents"),
+                float(flags.get("agents_wait") or 0),
+            ),
         )
 
 

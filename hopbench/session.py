@@ -39,9 +39,25 @@ class Session:
         self.path = options.out_dir / "results.json"
         self.results = results or Results()
         self.failures: list[str] = []
+        self._live_line = False
 
     def say(self, message: str) -> None:
+        self._end_live_line()
         print(f"  {message}", file=sys.stderr, flush=True)
+
+    def live(self, second: int, message: str) -> None:
+        """A run's live rate and p99: one line rewritten on a terminal; in a log, the
+        first measured second and every fifth."""
+        if sys.stderr.isatty():
+            print(f"\r  {message}\033[K", end="", file=sys.stderr, flush=True)
+            self._live_line = True
+        elif second == 0 or (second >= 0 and (second + 1) % 5 == 0):
+            print(f"  {message}", file=sys.stderr, flush=True)
+
+    def _end_live_line(self) -> None:
+        if self._live_line:
+            print(file=sys.stderr)
+            self._live_line = False
 
     async def run_one(self, topology: Topology, load: LoadSpec, cell: str = "") -> RunResult | None:
         from hopbench.orchestrator import RunRequest, run_topology
@@ -57,9 +73,11 @@ class Session:
             grace_s=self.options.grace_s,
             pauses=self.options.pauses,
             progress=self.say,
+            live=self.live,
         )
         try:
             run = await run_topology(request)
+            self._end_live_line()
         except HopbenchError as exc:  # one run failing keeps the others' numbers
             self.failures.append(f"{what}: {exc}")
             self.say(f"failed: {exc}")

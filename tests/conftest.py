@@ -1,5 +1,7 @@
-"""Shared fixtures: a Tansu broker for the session, the local RabbitMQ, and the
-``brokers`` parameter that runs one test body in memory and over real brokers."""
+"""Shared fixtures: a Kafka broker for the session (Tansu), the local RabbitMQ,
+and the ``brokers`` parameter that runs one test body in memory and over real
+brokers. With HOPBENCH_TEST_BROKERS=containers both brokers are Docker
+containers instead (tests/containers.py)."""
 
 from __future__ import annotations
 
@@ -12,12 +14,14 @@ from pathlib import Path
 
 import pytest
 
+from hopbench.broker.kafka import KafkaCluster
 from hopbench.broker.rabbitmq import RabbitMqBroker
 from hopbench.broker.tansu import TansuBroker
 from hopbench.errors import BrokerUnavailable
-from tests.inprocess import Brokers
+from tests import containers
+from tests.inprocess import Brokers, KafkaBroker
 
-RABBITMQ_URL = os.environ.get("HOPBENCH_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+CONTAINERS = containers.wanted()
 ROOT = Path(__file__).resolve().parent.parent
 TOPOLOGIES = ROOT / "topologies"
 
@@ -32,8 +36,31 @@ def reap(proc: subprocess.Popen[str]) -> None:
             pipe.close()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def broker_containers() -> Iterator[None]:
+    """In container mode, every hopbench started by a test uses the containers."""
+    if not CONTAINERS:
+        yield
+        return
+    with containers.brokers() as (bootstrap, url):
+        saved = {
+            k: os.environ.get(k) for k in ("HOPBENCH_KAFKA_BOOTSTRAP", "HOPBENCH_RABBITMQ_URL")
+        }
+        os.environ.update(HOPBENCH_KAFKA_BOOTSTRAP=bootstrap, HOPBENCH_RABBITMQ_URL=url)
+        try:
+            yield
+        finally:
+            for key, value in saved.items():
+                os.environ.pop(key, None) if value is None else os.environ.update({key: value})
+
+
 @pytest.fixture(scope="session")
-def tansu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TansuBroker]:
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    if CONTAINERS:
+        cluster = KafkaCluster(os.environ["HOPBENCH_KAFKA_BOOTSTRAP"])
+        asyncio.run(cluster.connect())
+        yield cluster
+        return
     broker = TansuBroker(tmp_path_factory.mktemp("tansu") / "tansu.log")
     try:
         asyncio.run(broker.start())
@@ -44,8 +71,10 @@ def tansu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TansuBroker]:
 
 @pytest.fixture(scope="session")
 def rabbitmq_url() -> str:
+    url = os.environ.get("HOPBENCH_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
     async def check() -> None:
-        broker = RabbitMqBroker(RABBITMQ_URL)
+        broker = RabbitMqBroker(url)
         try:
             await broker.connect()
         finally:
@@ -57,7 +86,7 @@ def rabbitmq_url() -> str:
         if os.environ.get("CI"):
             pytest.fail(str(exc))  # CI has a RabbitMQ: its absence is a failure there
         pytest.skip(str(exc))
-    return RABBITMQ_URL
+    return url
 
 
 @pytest.fixture(params=["inmemory", pytest.param("real", marks=pytest.mark.integration)])
@@ -65,7 +94,7 @@ def brokers(request: pytest.FixtureRequest) -> Brokers:
     if request.param == "inmemory":
         return Brokers()
     return Brokers(
-        tansu=request.getfixturevalue("tansu"),
+        kafka=request.getfixturevalue("kafka"),
         rabbitmq_url=request.getfixturevalue("rabbitmq_url"),
         real=True,
     )

@@ -12,9 +12,9 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from hopbench.broker.rabbitmq import RabbitMqBroker
-from hopbench.broker.tansu import TansuBroker
 from hopbench.loadgen.__main__ import build_worker, schedule_for
 from hopbench.provision import allocate_endpoints, exchanges, queues, topics
 from hopbench.results import ProcessResult, RunResult, build_result
@@ -26,11 +26,20 @@ from hopbench.services.transports.inmemory import HUBS
 from hopbench.topology import LOADGEN, Topology
 
 
+class KafkaBroker(Protocol):
+    """Tansu, or a Kafka at an address (a testcontainer)."""
+
+    @property
+    def bootstrap(self) -> str: ...
+
+    async def create_topics(self, partitions: dict[str, int]) -> None: ...
+
+
 @dataclass
 class Brokers:
     """Real brokers to use; with neither, everything runs on the in-memory transport."""
 
-    tansu: TansuBroker | None = None
+    kafka: KafkaBroker | None = None
     rabbitmq_url: str | None = None
     real: bool = False
 
@@ -54,12 +63,12 @@ async def run_in_process(
         settings=settings or Settings(),
         load=load,
         endpoints=allocate_endpoints(topology) if brokers.real else {},
-        kafka_bootstrap=brokers.tansu.bootstrap if brokers.tansu else None,
+        kafka_bootstrap=brokers.kafka.bootstrap if brokers.kafka else None,
         rabbitmq_url=brokers.rabbitmq_url,
     )
     rabbit = RabbitMqBroker(brokers.rabbitmq_url) if brokers.rabbitmq_url else None
-    if brokers.tansu is not None and "kafka" in topology.modes:
-        await brokers.tansu.create_topics(topics(spec))
+    if brokers.kafka is not None and "kafka" in topology.modes:
+        await brokers.kafka.create_topics(topics(spec))
     if rabbit is not None and "rabbitmq" in topology.modes:
         await rabbit.connect()
         await rabbit.declare_queues(queues(spec), exchanges(spec))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -84,6 +85,13 @@ def test_fanout_over_kafka_every_subscriber_gets_every_message(tmp_path: Path) -
     analytics = next(r for r in run["routes"] if r["route"].endswith("analytics"))
     assert analytics["recorded_by"] == ["analytics/0", "analytics/1"]
     assert leftovers(tmp_path) == []
+    # the live line for the first measured second, merged across the five sinks
+    live = re.search(r"^  +1 s: sent (\d+)/s, completions (\d+)/s, p99 ([\d.]+) ms$",
+                     done.stderr, re.M)  # fmt: skip
+    assert live, done.stderr
+    assert int(live[1]) == 200
+    assert 450 <= int(live[2]) <= 750  # three subscribers each
+    assert 0 < float(live[3]) < 1000
 
 
 def test_ctrl_c_stops_every_process_it_started(tmp_path: Path) -> None:

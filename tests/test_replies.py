@@ -14,7 +14,7 @@ from hopbench.services.runtime import ServiceRuntime
 from hopbench.services.transports.base import TransportError
 from hopbench.services.transports.replies import PendingReplies
 from hopbench.topology import load_topology
-from tests.inprocess import Brokers, run_in_process
+from tests.inprocess import Brokers, KafkaBroker, run_in_process
 
 
 def test_timed_out_calls_leave_nothing_behind_and_late_replies_are_counted() -> None:
@@ -39,7 +39,7 @@ def test_timed_out_calls_leave_nothing_behind_and_late_replies_are_counted() -> 
 @pytest.mark.integration
 @pytest.mark.parametrize("mode", ["kafka", "rabbitmq"])
 def test_replies_after_the_callers_timeout_are_counted_never_leaked(
-    tmp_path: Path, mode: str, tansu: object, rabbitmq_url: str
+    tmp_path: Path, mode: str, kafka: KafkaBroker, rabbitmq_url: str
 ) -> None:
     path = tmp_path / "slow.yaml"
     path.write_text(
@@ -53,7 +53,7 @@ def test_replies_after_the_callers_timeout_are_counted_never_leaked(
     def inspect(services: list[ServiceRuntime]) -> None:
         pending.extend(s.transports[mode].pending_replies for s in services if mode in s.transports)
 
-    brokers = Brokers(tansu=tansu, rabbitmq_url=rabbitmq_url, real=True)  # type: ignore[arg-type]
+    brokers = Brokers(kafka=kafka, rabbitmq_url=rabbitmq_url, real=True)
     result = asyncio.run(
         run_in_process(
             topology,

@@ -7,8 +7,12 @@ several workers keep one schedule), runs, and reports.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
+import logging
 from pathlib import Path
 
+from hopbench import clock
 from hopbench.control import ChildChannel, run_child
 from hopbench.loadgen.schedule import ClosedSchedule, OpenSchedule
 from hopbench.loadgen.worker import LoadWorker
@@ -16,6 +20,8 @@ from hopbench.runspec import RunSpec
 from hopbench.services.transports import make_transports
 from hopbench.services.transports.base import Process
 from hopbench.topology import LOADGEN
+
+log = logging.getLogger("hopbench.loadgen")
 
 
 def build_worker(process: Process, transport: str | None = None) -> LoadWorker:
@@ -46,20 +52,37 @@ def schedule_for(process: Process, start_ns: int) -> OpenSchedule | ClosedSchedu
 
 
 async def drive(channel: ChildChannel, process: Process) -> None:
+    """Run the schedule when told to start, answering progress requests meanwhile."""
     worker = build_worker(process)
+    running: asyncio.Task[None] | None = None
+
+    async def run(start_ns: int) -> None:
+        try:
+            report = await worker.drive(schedule_for(process, start_ns))
+        except Exception as exc:
+            log.exception("the load worker failed")
+            channel.emit("error", message=f"load worker failed: {exc!r}")
+            return
+        channel.emit(
+            "report",
+            worker=report.to_json(),
+            recorder=worker.recorder.to_json(),
+            late_replies=worker.transport.late_replies,
+        )
+
     await worker.transport.start()
     try:
         channel.emit("ready")
         async for command in channel.commands():
-            if command["cmd"] == "start":
-                report = await worker.drive(schedule_for(process, int(command["start_ns"])))
-                channel.emit(
-                    "report",
-                    worker=report.to_json(),
-                    recorder=worker.recorder.to_json(),
-                    late_replies=worker.transport.late_replies,
-                )
+            if command["cmd"] == "start" and running is None:
+                running = asyncio.create_task(run(int(command["start_ns"])))
+            elif command["cmd"] == "progress":
+                channel.emit("progress", live=worker.recorder.series.snapshot(clock.now_ns()))
     finally:
+        if running is not None and not running.done():
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
         await worker.transport.close()
 
 

@@ -1,0 +1,206 @@
+"""`hopbench render k8s TOPOLOGY`: Kubernetes manifests for one run.
+
+- A Deployment and a headless Service per service: each pod is a `hopbench
+  agent`; the orchestrator resolves the Service to every ready pod (one per
+  replica) and drives them as it drives local processes.
+- Apache Kafka and RabbitMQ in the cluster, or none of them when
+  ``--kafka-bootstrap`` / ``--rabbitmq-url`` name brokers that already exist.
+- The load generator: an Indexed Job, one pod per load worker, reached as
+  ``loadgen-<index>.loadgen``. Each worker records its latencies in an
+  HdrHistogram and sends it, encoded, to the orchestrator, which merges them
+  exactly (hopbench.loadgen.merge) into results.json. Worker pods exit once the
+  orchestrator is done with them, so the Job completes.
+- The orchestrator: a Job that runs `hopbench run` and writes results.json and
+  report.html to a PersistentVolumeClaim.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from hopbench.agent import CONTROL_PORT
+from hopbench.render.common import (
+    AGENT_PORTS,
+    KAFKA_ENV,
+    KAFKA_HEALTH,
+    KAFKA_IMAGE,
+    KAFKA_PORT,
+    RABBITMQ_ENV,
+    RABBITMQ_HEALTH,
+    RABBITMQ_IMAGE,
+    RABBITMQ_PORT,
+    RESULTS_PATH,
+    TOPOLOGY_PATH,
+    RenderRequest,
+    dump,
+)
+from hopbench.topology import LOADGEN
+
+ORCHESTRATOR = "hopbench-run"
+CONFIG = "hopbench-topology"
+RESULTS = "hopbench-results"
+WORKER_IDLE_EXIT_S = 120
+CONFIG_DIR = TOPOLOGY_PATH.rsplit("/", 1)[0]
+
+
+def _labels(name: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": name, "app.kubernetes.io/part-of": "hopbench"}
+
+
+def _env(values: dict[str, str]) -> list[dict[str, str]]:
+    return [{"name": k, "value": v} for k, v in values.items()]
+
+
+def _ports(ports: dict[str, int]) -> list[dict[str, Any]]:
+    return [{"name": name, "containerPort": port} for name, port in ports.items()]
+
+
+def _headless(name: str, ports: dict[str, int]) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "labels": _labels(name)},
+        "spec": {
+            "clusterIP": "None",  # DNS answers with every ready pod
+            "selector": _labels(name),
+            "ports": [{"name": n, "port": p, "targetPort": p} for n, p in ports.items()],
+        },
+    }
+
+
+def _deployment(name: str, replicas: int, container: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": _labels(name)},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": _labels(name)},
+            "template": {
+                "metadata": {"labels": _labels(name)},
+                "spec": {"containers": [container]},
+            },
+        },
+    }
+
+
+def _exec_probe(command: list[str], period_s: int) -> dict[str, Any]:
+    return {"exec": {"command": command}, "periodSeconds": period_s, "timeoutSeconds": 10}
+
+
+def _agent(request: RenderRequest, args: list[str]) -> dict[str, Any]:
+    return {
+        "name": "agent",
+        "image": request.image,
+        "args": args,
+        "ports": _ports(AGENT_PORTS),
+        "readinessProbe": {"tcpSocket": {"port": CONTROL_PORT}, "periodSeconds": 2},
+    }
+
+
+def render_k8s(request: RenderRequest, workers: int, command: str) -> str:
+    docs: list[dict[str, Any]] = [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": CONFIG, "labels": _labels(CONFIG)},
+            "data": {"topology.yaml": request.topology_file.read_text()},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": RESULTS, "labels": _labels(RESULTS)},
+            "spec": {
+                "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}},
+            },
+        },
+    ]
+    if not request.kafka_bootstrap:
+        kafka = {
+            "name": "kafka",
+            "image": KAFKA_IMAGE,
+            "env": _env(KAFKA_ENV),
+            "ports": _ports({"kafka": KAFKA_PORT}),
+            "readinessProbe": _exec_probe(KAFKA_HEALTH, 5),
+        }
+        docs += [_deployment("kafka", 1, kafka), _headless("kafka", {"kafka": KAFKA_PORT})]
+    if not request.rabbitmq_url:
+        rabbit = {
+            "name": "rabbitmq",
+            "image": RABBITMQ_IMAGE,
+            "env": _env(RABBITMQ_ENV),
+            "ports": _ports({"amqp": RABBITMQ_PORT}),
+            "readinessProbe": _exec_probe(RABBITMQ_HEALTH, 5),
+        }
+        docs += [_deployment("rabbitmq", 1, rabbit), _headless("rabbitmq", {"amqp": RABBITMQ_PORT})]
+    for name, svc in request.topology.services.items():
+        docs.append(_deployment(name, svc.replicas, _agent(request, ["agent"])))
+        docs.append(_headless(name, AGENT_PORTS))
+
+    worker_args = ["agent", "--exit-idle", str(WORKER_IDLE_EXIT_S)]
+    docs.append(_headless(LOADGEN, {"control": CONTROL_PORT}))
+    docs.append(
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": LOADGEN, "labels": _labels(LOADGEN)},
+            "spec": {
+                "completionMode": "Indexed",  # pod hostnames loadgen-0, loadgen-1, ...
+                "completions": workers,
+                "parallelism": workers,
+                "backoffLimit": 0,
+                "template": {
+                    "metadata": {"labels": _labels(LOADGEN)},
+                    "spec": {
+                        "subdomain": LOADGEN,  # loadgen-<index>.loadgen resolves to the pod
+                        "restartPolicy": "Never",
+                        "containers": [_agent(request, worker_args)],
+                    },
+                },
+            },
+        }
+    )
+    args = request.orchestrator_args("{service}:7070", "{service}-{replica}.{service}:7070")
+    args += ["--workers", str(workers), "--agents-wait", "300", *request.run_args]
+    docs.append(
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": ORCHESTRATOR, "labels": _labels(ORCHESTRATOR)},
+            "spec": {
+                "backoffLimit": 0,
+                "template": {
+                    "metadata": {"labels": _labels(ORCHESTRATOR)},
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [
+                            {
+                                "name": "hopbench",
+                                "image": request.image,
+                                "args": args,
+                                "volumeMounts": [
+                                    {
+                                        "name": "topology",
+                                        "mountPath": TOPOLOGY_PATH.rsplit("/", 1)[0],
+                                    },
+                                    {"name": "results", "mountPath": RESULTS_PATH},
+                                ],
+                            }
+                        ],
+                        "volumes": [
+                            {"name": "topology", "configMap": {"name": CONFIG}},
+                            {"name": "results", "persistentVolumeClaim": {"claimName": RESULTS}},
+                        ],
+                    },
+                },
+            },
+        }
+    )
+    header = (
+        f"# Rendered by `{command}`.\n"
+        "# kubectl apply -f FILE; kubectl wait --for=condition=complete job/hopbench-run\n"
+        f"# Orchestrator: {shlex.join(args)}\n"
+    )
+    return dump(docs, header)

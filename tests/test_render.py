@@ -1,0 +1,141 @@
+"""`hopbench render`: the committed compose file is the rendered one and parses
+with docker-compose; the Kubernetes manifests pass the Kubernetes schemas."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from hopbench.cli import _render_request, build_parser
+from hopbench.render.compose import render_compose
+from hopbench.render.k8s import render_k8s
+from tests.conftest import ROOT, TOPOLOGIES
+
+K8S_VERSION = "1.30.0"
+
+
+def render(target: str, *argv: str, out: str) -> tuple[str, str]:
+    args = build_parser().parse_args(["render", target, *argv, "--out", out])
+    request, command = _render_request(args)
+    if target == "compose":
+        return render_compose(request, Path(out), command), command
+    return render_k8s(request, args.workers, command), command
+
+
+def test_committed_compose_file_is_the_rendered_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    text, command = render("compose", "topologies/chain.yaml", "--mode", "all",
+                           out="docker-compose.yml")  # fmt: skip
+    committed = (ROOT / "docker-compose.yml").read_text()
+    assert committed == text, f"docker-compose.yml is stale: run `{command}`"
+
+
+def compose_config(path: Path) -> dict[str, Any]:
+    if shutil.which("docker-compose") is None:
+        pytest.skip("docker-compose is not installed (Debian: apt-get install docker-compose)")
+    done = subprocess.run(
+        ["docker-compose", "-f", str(path), "config"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    parsed: dict[str, Any] = yaml.safe_load(done.stdout)
+    return parsed
+
+
+def test_compose_file_parses_and_runs_every_replica(tmp_path: Path) -> None:
+    config = compose_config(ROOT / "docker-compose.yml")
+    services = config["services"]
+    assert set(services) == {"kafka", "rabbitmq", "gateway-0", "worker-0", "hopbench"}
+    assert services["kafka"]["image"].startswith("apache/kafka:")
+    assert services["rabbitmq"]["image"].startswith("rabbitmq:")
+    for broker in ("kafka", "rabbitmq"):
+        assert services[broker]["healthcheck"]["test"][0] == "CMD"
+    orchestrator = services["hopbench"]
+    assert set(orchestrator["depends_on"]) == {"kafka", "rabbitmq", "gateway-0", "worker-0"}
+    assert all(d["condition"] == "service_healthy" for d in orchestrator["depends_on"].values())
+    assert orchestrator["command"].endswith("--mode all")  # HOPBENCH_ARGS unset: the default
+    assert services["gateway-0"]["image"] == orchestrator["image"]  # one image for all
+
+    # replicas and brokers given by address, rendered elsewhere, parse too
+    out = tmp_path / "compose.yml"
+    text, _ = render("compose", str(TOPOLOGIES / "order-hybrid.yaml"),
+                     "--set", "services.billing.replicas=2", "--kafka-bootstrap", "k:9092",
+                     "--run-args", "--rate 300 --duration 20", out=str(out))  # fmt: skip
+    out.write_text(text)
+    services = compose_config(out)["services"]
+    assert "kafka" not in services
+    assert {"billing-0", "billing-1", "rabbitmq"} <= set(services)
+    assert "--kafka-bootstrap k:9092" in services["hopbench"]["command"]
+    assert services["hopbench"]["command"].endswith(
+        "--set services.billing.replicas=2 --rate 300 --duration 20"
+    )
+
+
+def documents(text: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+@pytest.mark.parametrize("brokers", ["in-cluster", "by-url"])
+def test_k8s_manifests_pass_the_schemas(tmp_path: Path, brokers: str) -> None:
+    extra = ["--kafka-bootstrap", "kafka.infra:9092", "--rabbitmq-url", "amqp://u:p@mq:5672/"]
+    given = extra if brokers == "by-url" else []
+    text, _ = render("k8s", str(TOPOLOGIES / "order-hybrid.yaml"), "--workers", "3",
+                     "--set", "services.billing.replicas=2", *given,
+                     out=str(tmp_path / "k.yaml"))  # fmt: skip
+    docs = documents(text)
+    for doc in docs:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    by_kind: dict[str, dict[str, dict[str, Any]]] = {}
+    for doc in docs:
+        by_kind.setdefault(doc["kind"], {})[doc["metadata"]["name"]] = doc
+    deployments = by_kind["Deployment"]
+    assert deployments["billing"]["spec"]["replicas"] == 2
+    assert ("kafka" in deployments) == (brokers == "in-cluster")
+    for name in deployments:
+        assert by_kind["Service"][name]["spec"]["clusterIP"] == "None"  # DNS gives every pod
+    loadgen = by_kind["Job"]["loadgen"]["spec"]
+    assert loadgen["completionMode"] == "Indexed"
+    assert loadgen["completions"] == loadgen["parallelism"] == 3
+    assert loadgen["template"]["spec"]["subdomain"] == "loadgen"
+    run = by_kind["Job"]["hopbench-run"]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert run[:2] == ["run", "/config/topology.yaml"]
+    assert run[run.index("--workers") + 1] == "3"
+    assert run[run.index("--worker-agents") + 1] == "{service}-{replica}.{service}:7070"
+    if brokers == "by-url":
+        assert run[run.index("--kafka-bootstrap") + 1] == "kafka.infra:9092"
+    topology = by_kind["ConfigMap"]["hopbench-topology"]["data"]["topology.yaml"]
+    assert topology == (TOPOLOGIES / "order-hybrid.yaml").read_text()
+
+
+def test_a_broken_manifest_fails_the_schema_check() -> None:
+    # the validation above can fail: a Deployment without its selector does
+    doc = documents(render("k8s", str(TOPOLOGIES / "chain.yaml"), out="k.yaml")[0])
+    deployment = next(d for d in doc if d["kind"] == "Deployment")
+    del deployment["spec"]["selector"]
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+
+
+def test_render_errors_name_the_fix(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((TOPOLOGIES / "chain.yaml").read_text().replace("worker", "big_worker"))
+    done = subprocess.run(
+        [sys.executable, "-m", "hopbench", "render", "compose", str(bad), "--out",
+         str(tmp_path / "c.yml")], capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "service 'big_worker' cannot be a container or DNS name" in done.stderr
+    done = subprocess.run(
+        [sys.executable, "-m", "hopbench", "render", "k8s", str(TOPOLOGIES / "chain.yaml"),
+         "--run-args", "--out elsewhere", "--out", str(tmp_path / "k.yml")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "--out is set by the rendered file itself" in done.stderr
+    assert "Traceback" not in done.stderr
