@@ -85,7 +85,7 @@ class Agent:
         role, replica = str(command["service"]), int(str(command["replica"]))
         clock.set_offset(int(str(command.get("clock_offset_ns", 0))))
         process = Process(spec, role, replica, listen="0.0.0.0")
-        log.warning("run %s: %s/%d", spec.run_id, role, replica)
+        print(f"hopbench agent: run {spec.run_id}: {role}/{replica}", flush=True)
         if role == LOADGEN:
             await drive(channel, process)
         else:

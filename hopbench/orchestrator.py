@@ -30,7 +30,7 @@ from hopbench.control import proc_usage
 from hopbench.errors import ConfigError, HopbenchError, RunError
 from hopbench.faults import Pause
 from hopbench.loadgen.recorder_hist import new_histogram
-from hopbench.placement import Deployment, Placement, addresses, host_of
+from hopbench.placement import Deployment, Placement, addresses, check_reachable, host_of
 from hopbench.provision import Agent, allocate_endpoints, exchanges, queues, topics
 from hopbench.results import RunResult, build_result, process_result
 from hopbench.runspec import LoadSpec, RunSpec, Settings
@@ -182,6 +182,8 @@ async def run_topology(request: RunRequest) -> RunResult:
                 await fleet.connect(
                     fleet.services, placement, placement.services, name, svc.replicas
                 )
+        reached = [c.address for c in fleet.services if c.address]
+        check_reachable(reached, _broker_addresses(kafka, rabbitmq_url))
         spec = RunSpec(
             run_id=run_id,
             topology=topology.to_dict(),
@@ -230,6 +232,10 @@ async def run_topology(request: RunRequest) -> RunResult:
 
         if placement.workers:
             await fleet.connect(fleet.workers, placement, placement.workers, LOADGEN, load.workers)
+            check_reachable(
+                [c.address for c in fleet.workers if c.address],
+                _broker_addresses(kafka, rabbitmq_url),
+            )
             for child in fleet.workers:
                 await fleet.configure(child, spec)
         else:
@@ -313,6 +319,13 @@ async def run_topology(request: RunRequest) -> RunResult:
         environment=environment(),
         notes=notes,
     )
+
+
+def _broker_addresses(
+    kafka: TansuBroker | KafkaCluster | None, rabbitmq_url: str | None
+) -> dict[str, str]:
+    found = {"--kafka-bootstrap": kafka.bootstrap} if kafka is not None else {}
+    return found | ({"--rabbitmq-url": rabbitmq_url} if rabbitmq_url else {})
 
 
 def _clock_notes(fleet: Fleet) -> list[str]:

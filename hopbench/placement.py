@@ -10,9 +10,11 @@ or by an explicit list, ``gateway/0=10.0.0.5:7070,worker/0=10.0.0.6:7070``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from hopbench.errors import ConfigError, RunError
 
@@ -110,3 +112,27 @@ def addresses(template: str, service: str, replicas: int) -> list[str]:
 
 def host_of(address: str) -> str:
     return address.rpartition(":")[0]
+
+
+def is_loopback(host: str) -> bool:
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: assume it resolves where it is used
+
+
+def check_reachable(agent_addresses: list[str], brokers: dict[str, str]) -> None:
+    """Agents on other hosts cannot reach a broker that only listens on loopback."""
+    away = [a for a in agent_addresses if not is_loopback(host_of(a))]
+    if not away:
+        return
+    for flag, address in brokers.items():
+        host = urlsplit(address).hostname if "://" in address else host_of(address)
+        if host and is_loopback(host):
+            raise ConfigError(
+                f"agents such as {away[0]} cannot reach a broker at {address} (loopback); "
+                f"pass {flag} with an address they can reach"
+            )
