@@ -20,10 +20,9 @@ import contextlib
 import json
 import logging
 import signal
-import socket
 
 from hopbench import clock
-from hopbench.control import BOOT_ID, ChildChannel, run_loop, setup_logging
+from hopbench.control import BOOT_ID, ChildChannel, machine, run_loop, setup_logging
 from hopbench.loadgen.__main__ import drive
 from hopbench.runspec import RunSpec
 from hopbench.services.__main__ import serve
@@ -59,7 +58,7 @@ class Agent:
         self.done_or(hangup)
         channel = ChildChannel(reader, writer.write, hangup)
         try:
-            channel.emit("hello", ports=self.ports, boot_id=BOOT_ID, host=socket.gethostname())
+            channel.emit("hello", ports=self.ports, boot_id=BOOT_ID, machine=machine())
             async for command in channel.commands():
                 if command["cmd"] == "configure":
                     self.runs += 1

@@ -17,8 +17,10 @@ import ctypes
 import json
 import logging
 import os
+import platform
 import resource
 import signal
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -37,6 +39,17 @@ def usage() -> dict[str, float]:
     """CPU seconds (user + system) and peak RSS of this process."""
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return {"cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_mb": ru.ru_maxrss / 1024}
+
+
+def machine() -> dict[str, Any]:
+    """The host a process runs on, as results record it."""
+    return {
+        "hostname": socket.gethostname(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+    }
 
 
 def proc_usage(pid: int) -> dict[str, float] | None:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.metadata
-import os
-import platform
 import secrets
 import signal
 import time
@@ -26,7 +24,7 @@ from hopbench.broker.kafka import KafkaCluster
 from hopbench.broker.rabbitmq import RabbitMqBroker
 from hopbench.broker.tansu import TansuBroker
 from hopbench.children import Child, ClockReading
-from hopbench.control import proc_usage
+from hopbench.control import machine, proc_usage
 from hopbench.errors import ConfigError, HopbenchError, RunError
 from hopbench.faults import Pause
 from hopbench.loadgen.recorder_hist import new_histogram
@@ -300,6 +298,7 @@ async def run_topology(request: RunRequest) -> RunResult:
             r["usage"],
             host=c.address or "local",
             clock=fleet.clock_of(c.name),
+            machine=c.hello.get("machine"),
             handled=r.get("handled", 0),
             errors=r.get("errors", 0),
             late_replies=r.get("late_replies", 0),
@@ -438,10 +437,7 @@ def environment() -> dict[str, Any]:
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             versions[package] = importlib.metadata.version(package)
     return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpus": os.cpu_count(),
+        **machine(),
         "clock": "time.monotonic_ns(); agents on other hosts aligned by measured offsets",
         "packages": versions,
     }

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hopbench.loadgen.merge import histogram_from
-from hopbench.results import Results, RunResult, cpu_ms_per_1000
+from hopbench.results import ProcessResult, Results, RunResult, cpu_ms_per_1000
 
 SPECTRUM_LEVELS = [1 - 10 ** (-x / 20) for x in range(0, 81)]  # 0 % .. 99.99 %
 
@@ -316,6 +316,7 @@ def _config(run: RunResult) -> str:
         "brokers": str(run.brokers),
         "machine": str({k: v for k, v in run.environment.items() if k != "packages"}),
         "versions": str(run.environment.get("packages", {})),
+        "processes": "; ".join(_process(p) for p in run.processes),
         "started": run.started_at,
         "notes": "; ".join(run.notes) or "-",
     }
@@ -326,6 +327,16 @@ def _config(run: RunResult) -> str:
         f"<details><summary>{html.escape(run.cell or run.mode)} — run {run.run_id}"
         f"</summary><table>{body}</table></details>"
     )
+
+
+def _process(p: ProcessResult) -> str:
+    where = "" if p.host == "local" else f" at {p.host}"
+    if p.machine:
+        where += f" ({p.machine.get('hostname')}, {p.machine.get('cpus')} CPUs)"
+    if p.clock and not p.clock.get("same_host"):
+        offset, error = p.clock["applied_offset_us"], p.clock["uncertainty_us"]
+        where += f", clock offset {offset:+,.0f} ± {error:,.0f} µs"
+    return f"{p.name}{where}: {p.cpu_s:g} CPU-s, {p.peak_rss_mb:g} MB"
 
 
 def write_report(results: Results, path: Path, title: str) -> None:

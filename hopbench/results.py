@@ -84,6 +84,7 @@ class ProcessResult(BaseModel):
     host: str = "local"  # "local" (a child of the orchestrator) or the agent's address
     # this process's clock against the orchestrator's (hopbench.children.ClockReading)
     clock: dict[str, Any] | None = None
+    machine: dict[str, Any] | None = None  # an agent's host (local ones: the run's environment)
 
 
 def process_result(
@@ -92,6 +93,7 @@ def process_result(
     end: dict[str, Any] | None,
     host: str = "local",
     clock: dict[str, Any] | None = None,
+    machine: dict[str, Any] | None = None,
     **counts: int,
 ) -> ProcessResult:
     """A process's row from its usage at ready and at the end (either may be unknown)."""
@@ -102,6 +104,7 @@ def process_result(
         peak_rss_mb=round((end or {}).get("peak_rss_mb", 0.0), 1),
         host=host,
         clock=clock,
+        machine=machine,
         **counts,
     )
 

@@ -5,7 +5,9 @@ run after run, and clocks aligned when an agent's clock is off by seconds."""
 from __future__ import annotations
 
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -93,7 +95,12 @@ def test_agents_with_skewed_clocks_serve_one_run_after_another(
             assert error <= clocks[name]["uncertainty_us"] + 1, (name, clocks[name])
         hosts = {p["name"]: p["host"] for p in run["processes"]}
         assert hosts["worker/0"] == worker
+        machines = {p["name"]: p["machine"] for p in run["processes"]}
+        assert machines["worker/0"]["hostname"] == socket.gethostname()
         assert any("other hosts" in note for note in run["notes"])
+    report = (out / "report.html").read_text()
+    offset = r"clock offset \+[67],\d{3},\d{3} ± \d+ µs"  # about +7 s
+    assert re.search(rf"worker/0 at 127\.0\.0\.1:\d+ \([^)]+\), {offset}", report)
     assert agents.stop() == [0, 0, 0]  # each served all three runs and ended on SIGTERM
 
 
