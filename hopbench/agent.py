@@ -45,6 +45,7 @@ class Agent:
         self._idle: asyncio.TimerHandle | None = None
 
     async def on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One orchestrator's connection, or a health probe (which only sees the hello)."""
         peer = writer.get_extra_info("peername")
         if self._busy:
             message = {"event": "error", "message": "this agent is serving another orchestrator"}
@@ -52,32 +53,32 @@ class Agent:
             writer.close()
             return
         self._busy = True
-        if self._idle is not None:
-            self._idle.cancel()
-        hangup = asyncio.Event()
-        self.done_or(hangup)
+        hangup = asyncio.Event()  # the run stops when the orchestrator hangs up or we end
+        ending = asyncio.ensure_future(self.done.wait())
+        ending.add_done_callback(lambda _: hangup.set())
         channel = ChildChannel(reader, writer.write, hangup)
+        ran = False
         try:
             channel.emit("hello", ports=self.ports, boot_id=BOOT_ID, machine=machine())
             async for command in channel.commands():
                 if command["cmd"] == "configure":
+                    if self._idle is not None:
+                        self._idle.cancel()  # only runs count as activity, not probes
                     self.runs += 1
+                    ran = True
                     await self._run(channel, command)
                 break
         except Exception:
             log.exception("run for %s failed", peer)
         finally:
+            ending.cancel()
             clock.set_offset(0)
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
             self._busy = False
-            self._arm_idle()
-
-    def done_or(self, hangup: asyncio.Event) -> None:
-        """A run also stops when the agent is told to end."""
-        task = asyncio.ensure_future(self.done.wait())
-        task.add_done_callback(lambda _: hangup.set())
+            if ran:
+                self._arm_idle()
 
     async def _run(self, channel: ChildChannel, command: dict[str, object]) -> None:
         spec = RunSpec.model_validate(command["spec"])

@@ -4,6 +4,7 @@ run after run, and clocks aligned when an agent's clock is off by seconds."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -123,3 +124,43 @@ def test_placement_templates() -> None:
         Placement(services="workers:7070")
     with pytest.raises(ConfigError, match=r"only \{service\} and \{replica\}"):
         Placement(services="{service}-{host}:7070")
+
+
+def test_a_job_worker_agent_exits_when_idle_after_its_run(tmp_path: Path) -> None:
+    """Kubernetes probes keep connecting; only the end of the runs may end the agent."""
+    log = tmp_path / "agent.log"
+    port = free_port()
+    argv = [sys.executable, "-m", "hopbench", "agent", "--listen", f"127.0.0.1:{port}",
+            "--exit-idle", "2"]  # fmt: skip
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=out, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while b"control on" not in log.read_bytes():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+        def probe() -> None:
+            with socket.create_connection(("127.0.0.1", port), 2) as sock:
+                assert b'"event": "hello"' in sock.recv(4096)
+
+        for _ in range(10):  # probes before any run never end it
+            probe()
+            time.sleep(0.3)
+        assert proc.poll() is None
+        done = hopbench("run", str(TOPOLOGIES / "chain.yaml"), "--rate", "100", "--duration", "1",
+                        "--warmup", "0", "--worker-agents", f"loadgen/0=127.0.0.1:{port}",
+                        "--out", str(tmp_path / "out"))  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        ended = time.monotonic()
+        while proc.poll() is None and time.monotonic() - ended < 20:
+            with contextlib.suppress(OSError):
+                probe()  # probes after the run do not keep it alive
+            time.sleep(0.3)
+        assert proc.poll() == 0, log.read_text()
+        assert time.monotonic() - ended < 6  # 2 s after its run, whatever the probes
+        assert "done after 1 run(s)" in log.read_text()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
