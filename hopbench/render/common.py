@@ -88,6 +88,28 @@ KAFKA_HEALTH = [
 ]
 RABBITMQ_ENV = {"RABBITMQ_DEFAULT_USER": RABBITMQ_USER, "RABBITMQ_DEFAULT_PASS": RABBITMQ_USER}
 RABBITMQ_HEALTH = ["rabbitmq-diagnostics", "-q", "check_port_connectivity"]
+
+
+@dataclass(frozen=True)
+class Broker:
+    name: str  # its container, Service and DNS name
+    image: str
+    env: dict[str, str]
+    health: list[str]  # a command that succeeds once it serves
+    port_name: str
+    port: int
+
+
+def brokers_to_run(request: RenderRequest) -> list[Broker]:
+    """The brokers to run alongside: those not given by address."""
+    wanted = [
+        Broker("kafka", KAFKA_IMAGE, KAFKA_ENV, KAFKA_HEALTH, "kafka", KAFKA_PORT),
+        Broker("rabbitmq", RABBITMQ_IMAGE, RABBITMQ_ENV, RABBITMQ_HEALTH, "amqp", RABBITMQ_PORT),
+    ]
+    given = {"kafka": request.kafka_bootstrap, "rabbitmq": request.rabbitmq_url}
+    return [b for b in wanted if not given[b.name]]
+
+
 AGENT_HEALTH = [
     "python",
     "-c",

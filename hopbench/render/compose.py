@@ -17,15 +17,10 @@ from typing import Any
 
 from hopbench.render.common import (
     AGENT_HEALTH,
-    KAFKA_ENV,
-    KAFKA_HEALTH,
-    KAFKA_IMAGE,
-    RABBITMQ_ENV,
-    RABBITMQ_HEALTH,
-    RABBITMQ_IMAGE,
     RESULTS_PATH,
     TOPOLOGY_PATH,
     RenderRequest,
+    brokers_to_run,
     dump,
 )
 
@@ -53,21 +48,13 @@ def render_compose(request: RenderRequest, out: Path, command: str) -> str:
     if (REPO / "Dockerfile").exists():
         hopbench["build"] = _relative(REPO, base)
     services: dict[str, Any] = {}
-    brokers: list[str] = []
-    if not request.kafka_bootstrap:
-        services["kafka"] = {
-            "image": KAFKA_IMAGE,
-            "environment": dict(KAFKA_ENV),
-            "healthcheck": _health(KAFKA_HEALTH, 5, 30),
+    brokers = [b.name for b in brokers_to_run(request)]
+    for broker in brokers_to_run(request):
+        services[broker.name] = {
+            "image": broker.image,
+            "environment": dict(broker.env),
+            "healthcheck": _health(broker.health, 5, 30),
         }
-        brokers.append("kafka")
-    if not request.rabbitmq_url:
-        services["rabbitmq"] = {
-            "image": RABBITMQ_IMAGE,
-            "environment": dict(RABBITMQ_ENV),
-            "healthcheck": _health(RABBITMQ_HEALTH, 5, 30),
-        }
-        brokers.append("rabbitmq")
     agents = []
     for name, svc in request.topology.services.items():
         for replica in range(svc.replicas):

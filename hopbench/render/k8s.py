@@ -22,17 +22,10 @@ from typing import Any
 from hopbench.agent import CONTROL_PORT
 from hopbench.render.common import (
     AGENT_PORTS,
-    KAFKA_ENV,
-    KAFKA_HEALTH,
-    KAFKA_IMAGE,
-    KAFKA_PORT,
-    RABBITMQ_ENV,
-    RABBITMQ_HEALTH,
-    RABBITMQ_IMAGE,
-    RABBITMQ_PORT,
     RESULTS_PATH,
     TOPOLOGY_PATH,
     RenderRequest,
+    brokers_to_run,
     dump,
 )
 from hopbench.topology import LOADGEN
@@ -117,24 +110,16 @@ def render_k8s(request: RenderRequest, workers: int, command: str) -> str:
             },
         },
     ]
-    if not request.kafka_bootstrap:
-        kafka = {
-            "name": "kafka",
-            "image": KAFKA_IMAGE,
-            "env": _env(KAFKA_ENV),
-            "ports": _ports({"kafka": KAFKA_PORT}),
-            "readinessProbe": _exec_probe(KAFKA_HEALTH, 5),
+    for broker in brokers_to_run(request):
+        ports = {broker.port_name: broker.port}
+        container = {
+            "name": broker.name,
+            "image": broker.image,
+            "env": _env(broker.env),
+            "ports": _ports(ports),
+            "readinessProbe": _exec_probe(broker.health, 5),
         }
-        docs += [_deployment("kafka", 1, kafka), _headless("kafka", {"kafka": KAFKA_PORT})]
-    if not request.rabbitmq_url:
-        rabbit = {
-            "name": "rabbitmq",
-            "image": RABBITMQ_IMAGE,
-            "env": _env(RABBITMQ_ENV),
-            "ports": _ports({"amqp": RABBITMQ_PORT}),
-            "readinessProbe": _exec_probe(RABBITMQ_HEALTH, 5),
-        }
-        docs += [_deployment("rabbitmq", 1, rabbit), _headless("rabbitmq", {"amqp": RABBITMQ_PORT})]
+        docs += [_deployment(broker.name, 1, container), _headless(broker.name, ports)]
     for name, svc in request.topology.services.items():
         docs.append(_deployment(name, svc.replicas, _agent(request, ["agent"])))
         docs.append(_headless(name, AGENT_PORTS))
