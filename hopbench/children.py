@@ -180,7 +180,7 @@ class Child:
         if not queue.empty():
             return queue.get_nowait()
         if self._refusal is not None:
-            raise self._failure(f"refused: {self._refusal}")
+            raise self._failure(f"reported an error: {self._refusal}")
         if self.proc is not None:
             await self.proc.wait()
             raise self._failure(f"exited with status {self.proc.returncode} before '{event}'")

@@ -111,7 +111,7 @@ class Fleet:
             if c.remote and c.name.split("/")[0] == service
         ]
 
-    async def configure(self, child: Child, spec: RunSpec) -> None:
+    def configure(self, child: Child, spec: RunSpec) -> None:
         service, replica = child.name.split("/")
         offset = self.clocks[child.name].applied_ns
         dump = spec.model_dump(mode="json")
@@ -204,7 +204,7 @@ async def run_topology(request: RunRequest) -> RunResult:
 
         if placement.services:
             for child in fleet.services:
-                await fleet.configure(child, spec)
+                fleet.configure(child, spec)
         else:
             say(f"starting {sum(s.replicas for s in topology.services.values())} service processes")
             for name, svc in topology.services.items():
@@ -235,7 +235,7 @@ async def run_topology(request: RunRequest) -> RunResult:
                 _broker_addresses(kafka, rabbitmq_url),
             )
             for child in fleet.workers:
-                await fleet.configure(child, spec)
+                fleet.configure(child, spec)
         else:
             for w in range(load.workers):
                 fleet.workers.append(
