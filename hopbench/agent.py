@@ -10,14 +10,16 @@ The agent listens on a control port and serves one orchestrator at a time:
    child started by the orchestrator (ready, start, progress, stop, report).
 
 Then it waits for the next run: one set of containers serves a whole suite.
-A run ends when the orchestrator hangs up, too. SIGTERM ends the agent.
+A run ends when the orchestrator hangs up, too. SIGTERM ends the agent, and so
+does ``shutdown``, which an orchestrator sends to its load worker agents when it
+is done with them (a Kubernetes Job's pods must exit for the Job to complete);
+``--exit-idle`` is the safety net when no orchestrator comes back.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import signal
 
@@ -47,11 +49,7 @@ class Agent:
     async def on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """One orchestrator's connection, or a health probe (which only sees the hello)."""
         peer = writer.get_extra_info("peername")
-        if self._busy:
-            message = {"event": "error", "message": "this agent is serving another orchestrator"}
-            writer.write(json.dumps(message).encode() + b"\n")
-            writer.close()
-            return
+        busy = self._busy  # serving a run: only "shutdown" (and clock probes) are taken
         self._busy = True
         hangup = asyncio.Event()  # the run stops when the orchestrator hangs up or we end
         ending = asyncio.ensure_future(self.done.wait())
@@ -59,9 +57,14 @@ class Agent:
         channel = ChildChannel(reader, writer.write, hangup)
         ran = False
         try:
-            channel.emit("hello", ports=self.ports, boot_id=BOOT_ID, machine=machine())
+            hello = {"ports": self.ports, "boot_id": BOOT_ID, "machine": machine(), "busy": busy}
+            channel.emit("hello", **hello)
             async for command in channel.commands():
-                if command["cmd"] == "configure":
+                if command["cmd"] == "shutdown":  # the orchestrator is done with this Job pod
+                    self.done.set()
+                elif command["cmd"] == "configure" and busy:
+                    channel.emit("error", message="this agent is serving another orchestrator")
+                elif command["cmd"] == "configure":
                     if self._idle is not None:
                         self._idle.cancel()  # only runs count as activity, not probes
                     self.runs += 1
@@ -72,11 +75,12 @@ class Agent:
             log.exception("run for %s failed", peer)
         finally:
             ending.cancel()
-            clock.set_offset(0)
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
-            self._busy = False
+            if not busy:
+                clock.set_offset(0)
+                self._busy = False
             if ran:
                 self._arm_idle()
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from hopbench.broker.procs import terminate
 from hopbench.clock import boot_id
-from hopbench.errors import RunError
+from hopbench.errors import HopbenchError, RunError
 
 STREAM_LIMIT = 256 * 1024 * 1024  # a report line carries encoded histograms and bitmaps
 CLOCK_ROUNDS = 16
@@ -236,3 +236,11 @@ class Child:
             self._pump.cancel()
         else:
             await self.close()
+
+
+async def shutdown_agent(address: str) -> None:
+    """Tell an agent to exit (a best effort: it may be gone already)."""
+    with contextlib.suppress(HopbenchError):
+        child = await Child.connect("agent", address)
+        child.send("shutdown")
+        await child.close()

@@ -146,13 +146,16 @@ async def run_all(
     repeat: int,
     find_max: bool,
 ) -> None:
-    for topology in topologies:
-        if find_max:
-            await session.search(topology, load)
-            continue
-        for rate in rates:
-            for _ in range(repeat):
-                await session.run_one(topology, load.model_copy(update={"rate": rate}))
+    try:
+        for topology in topologies:
+            if find_max:
+                await session.search(topology, load)
+                continue
+            for rate in rates:
+                for _ in range(repeat):
+                    await session.run_one(topology, load.model_copy(update={"rate": rate}))
+    finally:
+        await session.release()
 
 
 def _rates(text: str) -> list[float]:

@@ -62,6 +62,7 @@ class RunRequest:
     progress: Callable[[str], None] = lambda message: None
     # once a second while the load runs: (the second of the measured window, a line)
     live: Callable[[int, str], None] = lambda second, message: None
+    worker_agents: set[str] = field(default_factory=set)  # every load worker agent reached
 
 
 async def _pause(child: Child, pause: Pause, measure_start_ns: int, notes: list[str]) -> None:
@@ -94,6 +95,11 @@ class Fleet:
             try:
                 for replica, address in enumerate(addresses(template, service, count)):
                     found.append(await Child.connect(f"{service}/{replica}", address))
+                    if found[-1].hello.get("busy"):
+                        raise RunError(
+                            f"{service}/{replica}: the agent at {address} is serving another "
+                            "orchestrator; one agent is one process of one run at a time"
+                        )
                 break
             except RunError:
                 await asyncio.gather(*(c.close() for c in found))
@@ -230,6 +236,7 @@ async def run_topology(request: RunRequest) -> RunResult:
 
         if placement.workers:
             await fleet.connect(fleet.workers, placement, placement.workers, LOADGEN, load.workers)
+            request.worker_agents.update(c.address for c in fleet.workers if c.address)
             check_reachable(
                 [c.address for c in fleet.workers if c.address],
                 _broker_addresses(kafka, rabbitmq_url),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ class Session:
         self.path = options.out_dir / "results.json"
         self.results = results or Results()
         self.failures: list[str] = []
+        self.worker_agents: set[str] = set()
         self._live_line = False
 
     def say(self, message: str) -> None:
@@ -74,6 +76,7 @@ class Session:
             pauses=self.options.pauses,
             progress=self.say,
             live=self.live,
+            worker_agents=self.worker_agents,
         )
         try:
             run = await run_topology(request)
@@ -90,6 +93,13 @@ class Session:
         for note in run.notes:
             self.say(f"note: {note}")
         return run
+
+    async def release(self) -> None:
+        """Let the load worker agents go: their Job completes when they exit."""
+        from hopbench.children import shutdown_agent
+
+        await asyncio.gather(*(shutdown_agent(a) for a in sorted(self.worker_agents)))
+        self.worker_agents.clear()
 
     def write(self) -> None:
         self.results.write(self.path)

@@ -162,24 +162,27 @@ async def compare(suite: SuiteSpec, cells: list[Cell], session: Session) -> None
     todo = [c for c in cells if c.id not in finished]
     started = time.monotonic()
     session.say(f"suite {suite.name}: {len(cells)} cells, {len(cells) - len(todo)} already done")
-    for k, cell in enumerate(todo, start=1):
-        elapsed = time.monotonic() - started
-        eta = elapsed / (k - 1) * (len(todo) - k + 1) if k > 1 else None
-        print(
-            f"[{k}/{len(todo)}] {cell.id}  elapsed {_clock(elapsed)}"
-            + (f", about {_clock(eta)} to go" if eta is not None else ""),
-            flush=True,
-        )
-        if cell.find_max:
-            await session.search(cell.topology, cell.load, cell.id)
-            continue
-        run = await session.run_one(cell.topology, cell.load, cell.id)
-        if run is not None:
+    try:
+        for k, cell in enumerate(todo, start=1):
+            elapsed = time.monotonic() - started
+            eta = elapsed / (k - 1) * (len(todo) - k + 1) if k > 1 else None
             print(
-                f"      {run.achieved_rate:.0f}/s sent, {run.completion_rate:.0f}/s done, "
-                f"p99 {run.latency_us.p99 / 1000:.2f} ms, lost {run.lost}",
+                f"[{k}/{len(todo)}] {cell.id}  elapsed {_clock(elapsed)}"
+                + (f", about {_clock(eta)} to go" if eta is not None else ""),
                 flush=True,
             )
+            if cell.find_max:
+                await session.search(cell.topology, cell.load, cell.id)
+                continue
+            run = await session.run_one(cell.topology, cell.load, cell.id)
+            if run is not None:
+                print(
+                    f"      {run.achieved_rate:.0f}/s sent, {run.completion_rate:.0f}/s done, "
+                    f"p99 {run.latency_us.p99 / 1000:.2f} ms, lost {run.lost}",
+                    flush=True,
+                )
+    finally:
+        await session.release()
 
 
 def _clock(seconds: float) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from hopbench.broker.tansu import TansuBroker
 from hopbench.errors import BrokerUnavailable
 from tests import containers
 from tests.inprocess import Brokers, KafkaBroker
+from tests.namespaces import Network
 
 CONTAINERS = containers.wanted()
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,3 +100,14 @@ def brokers(request: pytest.FixtureRequest) -> Brokers:
         rabbitmq_url=request.getfixturevalue("rabbitmq_url"),
         real=True,
     )
+
+
+@pytest.fixture
+def network(tmp_path: Path) -> Iterator[Network]:
+    if shutil.which("ip") is None or os.geteuid() != 0:
+        pytest.skip("needs root and iproute2 to make network namespaces")
+    net = Network(tmp_path)
+    try:
+        yield net
+    finally:
+        net.close()

@@ -29,11 +29,12 @@ class Agents:
         self.tmp = tmp
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start(self, skew_s: float = 0.0) -> str:
+    def start(self, skew_s: float = 0.0, *flags: str) -> str:
         port = free_port()
         env = {**os.environ, "HOPBENCH_TEST_CLOCK_SKEW_NS": str(int(skew_s * 1e9))}
         argv = [sys.executable, "-m", "hopbench", "agent", "--listen", f"127.0.0.1:{port}",
-                "--http-port", str(free_port()), "--grpc-port", str(free_port())]  # fmt: skip
+                "--http-port", str(free_port()), "--grpc-port", str(free_port()),
+                *flags]  # fmt: skip
         with (self.tmp / f"agent-{port}.log").open("wb") as log:
             self.procs.append(
                 subprocess.Popen(argv, env=env, stdout=log, stderr=log, start_new_session=True)
@@ -105,12 +106,20 @@ def test_agents_with_skewed_clocks_serve_one_run_after_another(
     assert agents.stop() == [0, 0, 0]  # each served all three runs and ended on SIGTERM
 
 
-def test_missing_agent_is_a_clear_error(tmp_path: Path) -> None:
+def test_missing_or_busy_agents_are_clear_errors(tmp_path: Path, agents: Agents) -> None:
     template = f"{{service}}-{{replica}}:{free_port()}"
     done = hopbench("run", str(TOPOLOGIES / "chain.yaml"), "--duration", "1", "--warmup", "0",
                     "--out", str(tmp_path), "--agents", template)  # fmt: skip
     assert done.returncode == 1
     assert "gateway/0: no hopbench agent answers at gateway-0:" in done.stderr
+    assert "Traceback" not in done.stderr
+
+    one = agents.start()  # one agent cannot be two processes
+    both = f"gateway/0={one},worker/0={one}"
+    done = hopbench("run", str(TOPOLOGIES / "chain.yaml"), "--duration", "1", "--warmup", "0",
+                    "--out", str(tmp_path), "--agents", both)  # fmt: skip
+    assert done.returncode == 1
+    assert f"worker/0: the agent at {one} is serving another orchestrator" in done.stderr
     assert "Traceback" not in done.stderr
 
 
@@ -126,41 +135,42 @@ def test_placement_templates() -> None:
         Placement(services="{service}-{host}:7070")
 
 
-def test_a_job_worker_agent_exits_when_idle_after_its_run(tmp_path: Path) -> None:
-    """Kubernetes probes keep connecting; only the end of the runs may end the agent."""
-    log = tmp_path / "agent.log"
-    port = free_port()
-    argv = [sys.executable, "-m", "hopbench", "agent", "--listen", f"127.0.0.1:{port}",
-            "--exit-idle", "2"]  # fmt: skip
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdout=out, stderr=out, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 30
-        while b"control on" not in log.read_bytes():
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+def probe(port: int) -> None:
+    """What a Kubernetes or compose health check does: connect, read the hello, go."""
+    with socket.create_connection(("127.0.0.1", port), 2) as sock:
+        assert b'"event": "hello"' in sock.recv(4096)
 
-        def probe() -> None:
-            with socket.create_connection(("127.0.0.1", port), 2) as sock:
-                assert b'"event": "hello"' in sock.recv(4096)
 
-        for _ in range(10):  # probes before any run never end it
-            probe()
-            time.sleep(0.3)
-        assert proc.poll() is None
-        done = hopbench("run", str(TOPOLOGIES / "chain.yaml"), "--rate", "100", "--duration", "1",
-                        "--warmup", "0", "--worker-agents", f"loadgen/0=127.0.0.1:{port}",
-                        "--out", str(tmp_path / "out"))  # fmt: skip
-        assert done.returncode == 0, done.stderr
-        ended = time.monotonic()
-        while proc.poll() is None and time.monotonic() - ended < 20:
-            with contextlib.suppress(OSError):
-                probe()  # probes after the run do not keep it alive
-            time.sleep(0.3)
-        assert proc.poll() == 0, log.read_text()
-        assert time.monotonic() - ended < 6  # 2 s after its run, whatever the probes
-        assert "done after 1 run(s)" in log.read_text()
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+@pytest.mark.parametrize("role", ["load worker", "service"])
+def test_agents_exit_when_done_and_probes_do_not_keep_them(
+    tmp_path: Path, role: str, agents: Agents
+) -> None:
+    """A load worker agent is told to exit when the orchestrator is done (a Job
+    completes); any agent with --exit-idle exits after that long without a run,
+    however many health probes come in."""
+    # a load worker may only go because it was told to: its idle limit is far away
+    address = agents.start(0.0, "--exit-idle", "60" if role == "load worker" else "2")
+    proc, port = agents.procs[-1], int(address.rpartition(":")[2])
+    log = tmp_path / f"agent-{port}.log"
+    for _ in range(10):  # probes before any run never end it
+        probe(port)
+        time.sleep(0.3)
+    assert proc.poll() is None
+    where = ["--worker-agents", f"loadgen/0={address}"]
+    if role == "service":
+        where = ["--agents", f"gateway/0={address},worker/0={agents.start()}"]
+    done = hopbench("run", str(TOPOLOGIES / "chain.yaml"), "--rate", "100", "--duration", "1",
+                    "--warmup", "0", *where, "--out", str(tmp_path / "out"))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    ended = time.monotonic()
+    while proc.poll() is None and time.monotonic() - ended < 20:
+        with contextlib.suppress(OSError):
+            probe(port)  # probes after the run do not keep it alive
+        time.sleep(0.3)
+    assert proc.poll() == 0, log.read_text()
+    took = time.monotonic() - ended
+    if role == "load worker":
+        assert took < 1, took  # told to go: at once
+    else:
+        assert took < 6, took  # 2 s after its run
+    assert "done after 1 run(s)" in log.read_text()

@@ -8,8 +8,9 @@
 - The load generator: an Indexed Job, one pod per load worker, reached as
   ``loadgen-<index>.loadgen``. Each worker records its latencies in an
   HdrHistogram and sends it, encoded, to the orchestrator, which merges them
-  exactly (hopbench.loadgen.merge) into results.json. Worker pods exit once the
-  orchestrator is done with them, so the Job completes.
+  exactly (hopbench.loadgen.merge) into results.json. The orchestrator tells the
+  worker pods to exit when it is done, so the Job completes (or they exit after
+  10 idle minutes if it never comes back).
 - The orchestrator: a Job that runs `hopbench run` and writes results.json and
   report.html to a PersistentVolumeClaim.
 """
@@ -33,7 +34,7 @@ from hopbench.topology import LOADGEN
 ORCHESTRATOR = "hopbench-run"
 CONFIG = "hopbench-topology"
 RESULTS = "hopbench-results"
-WORKER_IDLE_EXIT_S = 120
+WORKER_IDLE_EXIT_S = 600  # a safety net: the orchestrator tells them when it is done
 CONFIG_DIR = TOPOLOGY_PATH.rsplit("/", 1)[0]
 
 
