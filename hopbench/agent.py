@@ -47,28 +47,23 @@ class Agent:
         self._idle: asyncio.TimerHandle | None = None
 
     async def on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        """One orchestrator's connection, or a health probe (which only sees the hello)."""
+        """An orchestrator's connection, or a health probe (which only reads the hello).
+        Only a run makes the agent busy: a probe never turns an orchestrator away."""
         peer = writer.get_extra_info("peername")
-        busy = self._busy  # serving a run: only "shutdown" (and clock probes) are taken
-        self._busy = True
-        hangup = asyncio.Event()  # the run stops when the orchestrator hangs up or we end
+        hangup = asyncio.Event()  # a run stops when the orchestrator hangs up or we end
         ending = asyncio.ensure_future(self.done.wait())
         ending.add_done_callback(lambda _: hangup.set())
         channel = ChildChannel(reader, writer.write, hangup)
-        ran = False
         try:
-            hello = {"ports": self.ports, "boot_id": BOOT_ID, "machine": machine(), "busy": busy}
-            channel.emit("hello", **hello)
+            channel.emit(
+                "hello", ports=self.ports, boot_id=BOOT_ID, machine=machine(), busy=self._busy
+            )
             async for command in channel.commands():
                 if command["cmd"] == "shutdown":  # the orchestrator is done with this Job pod
                     self.done.set()
-                elif command["cmd"] == "configure" and busy:
+                elif command["cmd"] == "configure" and self._busy:
                     channel.emit("error", message="this agent is serving another orchestrator")
                 elif command["cmd"] == "configure":
-                    if self._idle is not None:
-                        self._idle.cancel()  # only runs count as activity, not probes
-                    self.runs += 1
-                    ran = True
                     await self._run(channel, command)
                 break
         except Exception:
@@ -78,22 +73,26 @@ class Agent:
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
-            if not busy:
-                clock.set_offset(0)
-                self._busy = False
-            if ran:
-                self._arm_idle()
 
     async def _run(self, channel: ChildChannel, command: dict[str, object]) -> None:
-        spec = RunSpec.model_validate(command["spec"])
-        role, replica = str(command["service"]), int(str(command["replica"]))
-        clock.set_offset(int(str(command.get("clock_offset_ns", 0))))
-        process = Process(spec, role, replica, listen="0.0.0.0")
-        print(f"hopbench agent: run {spec.run_id}: {role}/{replica}", flush=True)
-        if role == LOADGEN:
-            await drive(channel, process)
-        else:
-            await serve(channel, process)
+        self._busy = True
+        if self._idle is not None:
+            self._idle.cancel()  # only runs count as activity, not probes
+        self.runs += 1
+        try:
+            spec = RunSpec.model_validate(command["spec"])
+            role, replica = str(command["service"]), int(str(command["replica"]))
+            clock.set_offset(int(str(command.get("clock_offset_ns", 0))))
+            process = Process(spec, role, replica, listen="0.0.0.0")
+            print(f"hopbench agent: run {spec.run_id}: {role}/{replica}", flush=True)
+            if role == LOADGEN:
+                await drive(channel, process)
+            else:
+                await serve(channel, process)
+        finally:
+            clock.set_offset(0)
+            self._busy = False
+            self._arm_idle()
 
     def _arm_idle(self) -> None:
         if self.exit_idle_s is not None and self.runs > 0:

@@ -190,7 +190,10 @@ class Child:
         self._write(json.dumps({"cmd": cmd, **data}).encode() + b"\n")
 
     async def ask(self, cmd: str, event: str, timeout_s: float) -> dict[str, Any]:
-        self.send(cmd)
+        return await self.ask_for(cmd, event, timeout_s)
+
+    async def ask_for(self, cmd: str, event: str, timeout_s: float, **data: Any) -> dict[str, Any]:
+        self.send(cmd, **data)
         return await self.expect(event, timeout_s)
 
     async def read_clock(self, rounds: int = CLOCK_ROUNDS) -> ClockReading:

@@ -280,7 +280,8 @@ async def run_topology(request: RunRequest) -> RunResult:
             )
             stack.push_async_callback(_cancel, task)
         recording = [c for c in services if topology.records_completion(c.name.split("/")[0])]
-        live = asyncio.create_task(_live([*workers, *recording], request.live))
+        origin_ns = start_ns + int(load.warmup_s * 1e9)
+        live = asyncio.create_task(_live([*workers, *recording], start_ns, origin_ns, request.live))
         stack.push_async_callback(_cancel, live)
         run_limit = load.warmup_s + load.duration_s + request.settings.request_timeout_s + 60
         worker_reports = await asyncio.gather(*(c.expect("report", run_limit) for c in workers))
@@ -349,27 +350,31 @@ def _clock_notes(fleet: Fleet) -> list[str]:
     ]
 
 
-async def _live(recording: list[Child], show: Callable[[int, str], None]) -> None:
-    """Every second: the last whole second's sends, completions and p99, merged
-    exactly across the processes that record completions."""
+async def _live(
+    recording: list[Child], start_ns: int, origin_ns: int, show: Callable[[int, str], None]
+) -> None:
+    """Just after each second ends: that second's sends, completions and p99, merged
+    exactly across the processes that record completions (each is asked for it)."""
     hist = new_histogram()
+    k = (start_ns - origin_ns) // 1_000_000_000  # the first second of the schedule
     while True:
-        await asyncio.sleep(1.0)
+        # 100 ms after second k ends, when its completions have landed
+        wake_ns = origin_ns + (k + 1) * 1_000_000_000 + 100_000_000
+        await asyncio.sleep(max(0, wake_ns - time.monotonic_ns()) / 1e9)
         try:
-            replies = await asyncio.gather(*(c.ask("progress", "progress", 5) for c in recording))
+            asks = [c.ask_for("progress", "progress", 5, second=k) for c in recording]
+            snaps = [r["live"] for r in await asyncio.gather(*asks)]
         except HopbenchError:
             return  # a process in trouble: the run itself will say so
-        snaps = [r["live"] for r in replies]
-        k = max(snap["second"] for snap in snaps)
-        now = [snap for snap in snaps if snap["second"] == k]
         hist.reset()
-        for snap in now:
+        for snap in snaps:
             if snap["latency"]:
                 hist.decode_and_add(snap["latency"])
         p99 = f"{hist.get_value_at_percentile(99) / 1000:.2f} ms" if hist.get_total_count() else "-"
         when = "warm-up" if k < 0 else f"{k + 1:>3d} s"
-        sent, done = sum(s["sent"] for s in now), sum(s["completed"] for s in now)
+        sent, done = sum(s["sent"] for s in snaps), sum(s["completed"] for s in snaps)
         show(k, f"{when}: sent {sent}/s, completions {done}/s, p99 {p99}")
+        k += 1
 
 
 async def _drain(

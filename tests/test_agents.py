@@ -119,7 +119,9 @@ def test_missing_or_busy_agents_are_clear_errors(tmp_path: Path, agents: Agents)
     done = hopbench("run", str(TOPOLOGIES / "chain.yaml"), "--duration", "1", "--warmup", "0",
                     "--out", str(tmp_path), "--agents", both)  # fmt: skip
     assert done.returncode == 1
-    assert f"worker/0: the agent at {one} is serving another orchestrator" in done.stderr
+    assert f"worker/0 (agent at {one}) reported an error: this agent is serving another" in (
+        done.stderr
+    )
     assert "Traceback" not in done.stderr
 
 

@@ -12,7 +12,6 @@ import contextlib
 import logging
 from pathlib import Path
 
-from hopbench import clock
 from hopbench.control import ChildChannel, run_child
 from hopbench.loadgen.schedule import ClosedSchedule, OpenSchedule
 from hopbench.loadgen.worker import LoadWorker
@@ -77,7 +76,8 @@ async def drive(channel: ChildChannel, process: Process) -> None:
             if command["cmd"] == "start" and running is None:
                 running = asyncio.create_task(run(int(command["start_ns"])))
             elif command["cmd"] == "progress":
-                channel.emit("progress", live=worker.recorder.series.snapshot(clock.now_ns()))
+                second = int(command.get("second", -1))
+                channel.emit("progress", live=worker.recorder.series.snapshot(second))
     finally:
         if running is not None and not running.done():
             running.cancel()

@@ -62,10 +62,9 @@ class SecondSeries:
             hist.reset()
             self._spare.append(hist)
 
-    def snapshot(self, now_ns: int) -> dict[str, Any]:
-        """The last whole second, for a live display: its counts and its latency
-        histogram (encoded, so that the orchestrator can merge processes exactly)."""
-        k = self.second(now_ns) - 1
+    def snapshot(self, k: int) -> dict[str, Any]:
+        """One second, for a live display: its counts and its latency histogram
+        (encoded, so that the orchestrator can merge processes exactly)."""
         hist = self._live.get(k)
         if hist is not None and hist.get_total_count():
             encoded: str | None = hist.encode().decode("ascii")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hopbench import clock
 from hopbench.control import ChildChannel, run_child
 from hopbench.runspec import RunSpec
 from hopbench.services.runtime import ServiceRuntime
@@ -39,11 +38,9 @@ async def serve(channel: ChildChannel, process: Process) -> None:
             elif command["cmd"] == "late_after":
                 runtime.recorder.late_after_ns = int(command["t_ns"])
             elif command["cmd"] == "progress":
-                channel.emit(
-                    "progress",
-                    completed=runtime.recorder.completed_count(),
-                    live=runtime.recorder.series.snapshot(clock.now_ns()),
-                )
+                second = command.get("second")
+                live = None if second is None else runtime.recorder.series.snapshot(int(second))
+                channel.emit("progress", completed=runtime.recorder.completed_count(), live=live)
     finally:
         await runtime.close()
     channel.emit(
