@@ -32,9 +32,6 @@ from hopbench.services.transports.base import Process
 from hopbench.topology import LOADGEN
 
 log = logging.getLogger("hopbench.agent")
-HTTP_PORT = 8000
-GRPC_PORT = 9000
-CONTROL_PORT = 7070
 
 
 class Agent:

@@ -8,14 +8,13 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 import pydantic
 
 from hopbench.errors import ConfigError, HopbenchError
 from hopbench.faults import Pause
-from hopbench.placement import Deployment
-from hopbench.render.common import IMAGE
+from hopbench.placement import GRPC_PORT, HTTP_PORT, Deployment
+from hopbench.render.common import IMAGE, RenderRequest
 from hopbench.runspec import LoadSpec, Settings
 from hopbench.session import Options, Session
 from hopbench.topology import LOADGEN, MODES, Topology, load_topology
@@ -212,10 +211,8 @@ def cmd_agent(args: argparse.Namespace) -> int:
 RESERVED = ("--agents", "--worker-agents", "--kafka-bootstrap", "--rabbitmq-url", "--out")
 
 
-def _render_request(args: argparse.Namespace) -> tuple[Any, str]:
+def _render_request(args: argparse.Namespace) -> tuple[RenderRequest, str]:
     import shlex
-
-    from hopbench.render.common import RenderRequest
 
     topology = [load_topology(args.topology, args.set, m) for m in _modes(args.mode)][-1]
     extra = shlex.split(args.run_args or "")
@@ -445,14 +442,14 @@ def build_parser() -> argparse.ArgumentParser:
     ag.add_argument(
         "--listen", default="0.0.0.0:7070", help="control address (default 0.0.0.0:7070)"
     )
-    ag.add_argument("--http-port", type=int, default=8000, help="HTTP server port (default 8000)")
-    ag.add_argument("--grpc-port", type=int, default=9000, help="gRPC server port (default 9000)")
+    for mode, port in (("http", HTTP_PORT), ("grpc", GRPC_PORT)):
+        ag.add_argument(f"--{mode}-port", type=int, default=port, help=f"default {port}")
     ag.add_argument(
         "--exit-idle",
         type=float,
         default=None,
         metavar="SECONDS",
-        help="after a run, exit when no orchestrator connects for this long (a Kubernetes Job)",
+        help="after a run, exit when no run starts for this long (a safety net for Job pods)",
     )
     ag.set_defaults(func=cmd_agent)
 

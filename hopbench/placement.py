@@ -46,6 +46,9 @@ class Placement:
 
 
 DEFAULT_RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
+CONTROL_PORT = 7070  # an agent's defaults: `hopbench agent` and the rendered files
+HTTP_PORT = 8000
+GRPC_PORT = 9000
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,14 @@ from typing import Any
 
 import yaml
 
-from hopbench.agent import CONTROL_PORT, GRPC_PORT, HTTP_PORT
 from hopbench.errors import ConfigError
+from hopbench.placement import CONTROL_PORT, GRPC_PORT, HTTP_PORT
 from hopbench.topology import Topology
 
 IMAGE = "hopbench:local"
 KAFKA_IMAGE = "apache/kafka:3.9.0"
 RABBITMQ_IMAGE = "rabbitmq:3.13"
-RABBITMQ_USER = "hopbench"  # RabbitMQ's guest user may only connect from localhost
+RABBITMQ_USER = RABBITMQ_PASSWORD = "hopbench"  # guest may only connect from localhost
 KAFKA_PORT = 9092
 RABBITMQ_PORT = 5672
 TOPOLOGY_PATH = "/config/topology.yaml"
@@ -52,8 +52,8 @@ class RenderRequest:
 
     @property
     def rabbitmq(self) -> str:
-        pw = RABBITMQ_USER
-        return self.rabbitmq_url or f"amqp://{RABBITMQ_USER}:{pw}@rabbitmq:{RABBITMQ_PORT}/"
+        login = f"{RABBITMQ_USER}:{RABBITMQ_PASSWORD}"
+        return self.rabbitmq_url or f"amqp://{login}@rabbitmq:{RABBITMQ_PORT}/"
 
     def orchestrator_args(self, agents: str, worker_agents: str | None = None) -> list[str]:
         args = ["run", TOPOLOGY_PATH, "--agents", agents]
@@ -86,7 +86,7 @@ KAFKA_HEALTH = [
     "--bootstrap-server",
     f"localhost:{KAFKA_PORT}",
 ]
-RABBITMQ_ENV = {"RABBITMQ_DEFAULT_USER": RABBITMQ_USER, "RABBITMQ_DEFAULT_PASS": RABBITMQ_USER}
+RABBITMQ_ENV = {"RABBITMQ_DEFAULT_USER": RABBITMQ_USER, "RABBITMQ_DEFAULT_PASS": RABBITMQ_PASSWORD}
 RABBITMQ_HEALTH = ["rabbitmq-diagnostics", "-q", "check_port_connectivity"]
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from hopbench.agent import CONTROL_PORT
+from hopbench.placement import CONTROL_PORT
 from hopbench.render.common import (
     AGENT_PORTS,
     RESULTS_PATH,
