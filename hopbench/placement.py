@@ -60,20 +60,21 @@ class Deployment:
     placement: Placement = field(default_factory=Placement)
 
     @classmethod
-    def from_env(cls, **flags: str | None) -> Deployment:
+    def from_env(
+        cls,
+        rabbitmq_url: str | None = None,
+        kafka_bootstrap: str | None = None,
+        agents: str | None = None,
+        worker_agents: str | None = None,
+        agents_wait: float = 0.0,
+    ) -> Deployment:
         """Flags first, then HOPBENCH_RABBITMQ_URL / HOPBENCH_KAFKA_BOOTSTRAP, then local."""
         return cls(
-            rabbitmq_url=flags.get("rabbitmq_url")
+            rabbitmq_url=rabbitmq_url
             or os.environ.get("HOPBENCH_RABBITMQ_URL")
             or DEFAULT_RABBITMQ_URL,
-            kafka_bootstrap=flags.get("kafka_bootstrap")
-            or os.environ.get("HOPBENCH_KAFKA_BOOTSTRAP")
-            or None,
-            placement=Placement(
-                flags.get("agents"),
-                flags.get("worker_agents"),
-                float(flags.get("agents_wait") or 0),
-            ),
+            kafka_bootstrap=kafka_bootstrap or os.environ.get("HOPBENCH_KAFKA_BOOTSTRAP") or None,
+            placement=Placement(agents, worker_agents, agents_wait),
         )
 
 

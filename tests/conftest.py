@@ -44,16 +44,10 @@ def broker_containers() -> Iterator[None]:
     if not CONTAINERS:
         yield
         return
-    with containers.brokers() as (bootstrap, url):
-        saved = {
-            k: os.environ.get(k) for k in ("HOPBENCH_KAFKA_BOOTSTRAP", "HOPBENCH_RABBITMQ_URL")
-        }
-        os.environ.update(HOPBENCH_KAFKA_BOOTSTRAP=bootstrap, HOPBENCH_RABBITMQ_URL=url)
-        try:
-            yield
-        finally:
-            for key, value in saved.items():
-                os.environ.pop(key, None) if value is None else os.environ.update({key: value})
+    with containers.brokers() as (bootstrap, url), pytest.MonkeyPatch.context() as env:
+        env.setenv("HOPBENCH_KAFKA_BOOTSTRAP", bootstrap)
+        env.setenv("HOPBENCH_RABBITMQ_URL", url)
+        yield
 
 
 @pytest.fixture(scope="session")
