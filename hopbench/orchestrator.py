@@ -290,7 +290,7 @@ async def run_topology(request: RunRequest) -> RunResult:
         for child in workers:
             child.send("stop")
 
-        await _drain(topology, services, worker_reports, request.grace_s, notes)
+        await _drain(topology, recording, worker_reports, request.grace_s, notes)
         await fleet.read_clocks(services)
         service_reports = await asyncio.gather(*(c.finish(30.0) for c in services))
         broker_end = proc_usage(tansu.pid) if tansu and tansu.pid else None
@@ -379,7 +379,7 @@ async def _live(
 
 async def _drain(
     topology: Topology,
-    services: list[Child],
+    recording: list[Child],
     worker_reports: list[dict[str, Any]],
     grace_s: float,
     notes: list[str],
@@ -390,7 +390,6 @@ async def _drain(
         return
     sent = sum(r["worker"]["sent"] for r in worker_reports)
     expected = sent * len(sinks)
-    recording = [c for c in services if topology.records_completion(c.name.split("/")[0])]
     # Completions within the grace period are on time; within a second grace period
     # they still count, as `late`; after that the rest is lost.
     grace_ends = time.monotonic() + grace_s
