@@ -64,7 +64,7 @@ from aiormq.abc import DeliveredMessage
 from fastapi import FastAPI, Request, Response
 from hdrh.histogram import HdrHistogram
 
-from hopbench.broker.tansu import TansuBroker
+from hopbench.brokers.tansu import TansuBroker
 from hopbench.loadgen.ticker import Ticker
 
 MODES = ("http", "grpc", "kafka", "rabbitmq")

@@ -9,11 +9,11 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from hopbench.faults import Pause
-from hopbench.orchestrator import RunRequest, run_topology
-from hopbench.results import RunResult
-from hopbench.runspec import LoadSpec, Settings
-from hopbench.topology import Topology
+from hopbench.config.faults import Pause
+from hopbench.config.runspec import LoadSpec, Settings
+from hopbench.config.topology import Topology
+from hopbench.results.schema import RunResult
+from hopbench.run.orchestrator import RunRequest, run_topology
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 

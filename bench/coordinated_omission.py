@@ -14,8 +14,8 @@ from __future__ import annotations
 import uvloop
 
 from bench.common import one_hop, run, write_section
-from hopbench.faults import Pause
-from hopbench.runspec import LoadSpec
+from hopbench.config.faults import Pause
+from hopbench.config.runspec import LoadSpec
 
 RATE, DURATION_S, PAUSE_AT_S, PAUSE_S, IN_FLIGHT = 200, 10, 4, 1, 32
 

@@ -20,11 +20,11 @@ from pathlib import Path
 import uvloop
 
 from bench.common import one_hop, write_section
-from hopbench.children import Child
+from hopbench.config.runspec import LoadSpec, RunSpec
+from hopbench.control.child import Child
 from hopbench.proto.hopbench_pb2 import Envelope
-from hopbench.provision import allocate_endpoints
-from hopbench.results import build_result
-from hopbench.runspec import LoadSpec, RunSpec
+from hopbench.results.schema import build_result
+from hopbench.run.provision import allocate_endpoints
 
 CONNECTIONS, SECONDS, ROUNDS = 32, 10, 2
 

@@ -14,7 +14,7 @@ import sys
 import uvloop
 
 from bench.common import one_hop, run, write_section
-from hopbench.runspec import LoadSpec
+from hopbench.config.runspec import LoadSpec
 
 RATE = 500
 

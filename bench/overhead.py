@@ -16,7 +16,7 @@ import uvloop
 
 from bench import baselines
 from bench.common import one_hop, run, write_section
-from hopbench.runspec import LoadSpec
+from hopbench.config.runspec import LoadSpec
 
 RATE, SECONDS, PAYLOAD = 500, 5, 100
 MODES = ("http", "grpc", "kafka", "rabbitmq")

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pydantic
 
+from hopbench.config.deployment import GRPC_PORT, HTTP_PORT, Deployment
+from hopbench.config.faults import Pause
+from hopbench.config.load import load_topology
+from hopbench.config.runspec import LoadSpec, Settings
+from hopbench.config.topology import LOADGEN, MODES, Topology
 from hopbench.errors import ConfigError, HopbenchError
-from hopbench.faults import Pause
-from hopbench.placement import GRPC_PORT, HTTP_PORT, Deployment
 from hopbench.render.common import IMAGE, RenderRequest
-from hopbench.runspec import LoadSpec, Settings
-from hopbench.session import Options, Session
-from hopbench.topology import LOADGEN, MODES, Topology, load_topology
+from hopbench.run.session import Options, Session
 
 
 def _modes(text: str | None) -> list[str | None]:
@@ -178,7 +179,7 @@ def _deployment(args: argparse.Namespace) -> Deployment:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from hopbench.suite import compare, prepare
+    from hopbench.run.suite import compare, prepare
 
     out = args.out or Path("results") / args.suite.stem
     suite, cells, session = prepare(args.suite, out, args.resume, _deployment(args))
@@ -187,8 +188,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from hopbench.report import summary, summary_table, write_report
-    from hopbench.results import Results
+    from hopbench.results.report import summary, summary_table, write_report
+    from hopbench.results.schema import Results
 
     results = Results.read(args.dir / "results.json")
     write_report(results, args.dir / "report.html", f"hopbench: {args.dir.name}")
@@ -198,7 +199,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
-    from hopbench import agent
+    from hopbench.control import agent
 
     host, sep, port = args.listen.rpartition(":")
     if not sep or not port.isdigit():

@@ -3,7 +3,9 @@
     HopbenchError            exit status 1 unless a subclass says otherwise
     ├── ConfigError          a topology, suite or override is wrong (exit 2)
     ├── BrokerUnavailable    a broker could not be started or reached
-    └── RunError             a service or load worker failed during a run
+    ├── RunError             a service or load worker failed during a run
+    └── TransportError       one send, request or reply failed; the process that saw
+                             it counts it as an error and the run goes on
 
 Errors from pydantic, aiokafka, aio-pika, grpc or aiohttp are mapped to these at
 the boundary (``raise ... from exc``); the CLI prints the message, never a traceback.
@@ -26,3 +28,7 @@ class BrokerUnavailable(HopbenchError):
 
 class RunError(HopbenchError):
     pass
+
+
+class TransportError(HopbenchError):
+    """A send, request or reply failed; the caller counts it as an error."""

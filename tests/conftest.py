@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from hopbench.broker.kafka import KafkaCluster
-from hopbench.broker.rabbitmq import RabbitMqBroker
-from hopbench.broker.tansu import TansuBroker
+from hopbench.brokers.kafka import KafkaCluster
+from hopbench.brokers.rabbitmq import RabbitMqBroker
+from hopbench.brokers.tansu import TansuBroker
 from hopbench.errors import BrokerUnavailable
 from tests import containers
 from tests.inprocess import Brokers, KafkaBroker

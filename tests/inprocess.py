@@ -14,16 +14,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from hopbench.broker.rabbitmq import RabbitMqBroker
-from hopbench.loadgen.__main__ import build_worker, schedule_for
-from hopbench.provision import allocate_endpoints, exchanges, queues, topics
-from hopbench.results import ProcessResult, RunResult, build_result
-from hopbench.runspec import LoadSpec, RunSpec, Settings
-from hopbench.services.__main__ import build_service
+from hopbench.brokers.rabbitmq import RabbitMqBroker
+from hopbench.config.runspec import LoadSpec, RunSpec, Settings
+from hopbench.config.topology import LOADGEN, Topology
+from hopbench.loadgen.process import build_worker, schedule_for
+from hopbench.results.schema import ProcessResult, RunResult, build_result
+from hopbench.run.provision import allocate_endpoints, exchanges, queues, topics
+from hopbench.services.process import build_service
 from hopbench.services.runtime import ServiceRuntime
-from hopbench.services.transports.base import Process
-from hopbench.services.transports.inmemory import HUBS
-from hopbench.topology import LOADGEN, Topology
+from hopbench.transports.base import Process
+from hopbench.transports.inmemory import HUBS
 
 
 class KafkaBroker(Protocol):

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from hopbench.broker.procs import free_port
+from hopbench.brokers.procs import free_port
+from hopbench.config.deployment import Placement, addresses
 from hopbench.errors import ConfigError
-from hopbench.placement import Placement, addresses
 from tests.conftest import TOPOLOGIES
 from tests.test_cli_run import hopbench, runs
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from hopbench.broker.tansu import tansu_binary
+from hopbench.brokers.tansu import tansu_binary
 from tests.conftest import ROOT
 from tests.namespaces import Network, wait_healthy
 from tests.test_cli_run import runs

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from hopbench.config.load import load_topology
+from hopbench.config.runspec import LoadSpec, RunSpec
 from hopbench.errors import ConfigError
-from hopbench.provision import queues, topics
-from hopbench.runspec import LoadSpec, RunSpec
-from hopbench.topology import load_topology
+from hopbench.run.provision import queues, topics
 from tests.inprocess import Brokers, run_in_process
 
 TOPOLOGY = """\

@@ -11,8 +11,8 @@ import asyncio
 
 import pytest
 
-from hopbench.runspec import LoadSpec
-from hopbench.topology import load_topology
+from hopbench.config.load import load_topology
+from hopbench.config.runspec import LoadSpec
 from tests.conftest import TOPOLOGIES
 from tests.inprocess import Brokers, run_in_process
 

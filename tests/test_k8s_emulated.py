@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from hopbench.broker.tansu import tansu_binary
+from hopbench.brokers.tansu import tansu_binary
 from tests.conftest import TOPOLOGIES
 from tests.namespaces import Network
 from tests.test_cli_run import hopbench, runs

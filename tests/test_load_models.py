@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from hopbench.runspec import LoadSpec
-from hopbench.topology import load_topology
+from hopbench.config.load import load_topology
+from hopbench.config.runspec import LoadSpec
 from tests.conftest import TOPOLOGIES
 from tests.inprocess import run_in_process
 

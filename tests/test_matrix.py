@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from hopbench.config.load import load_topology
+from hopbench.config.runspec import LoadSpec
+from hopbench.config.topology import MODES, Topology
 from hopbench.errors import ConfigError
-from hopbench.runspec import LoadSpec
-from hopbench.topology import MODES, Topology, load_topology
 from tests.inprocess import Brokers, run_in_process
 
 PATTERNS = ("request-reply", "fire-and-forget", "publish-subscribe")

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from hopbench.loadgen.merge import merge
-from hopbench.loadgen.recorder import Recorder, SeqBitmap
+from hopbench.config.load import load_topology
 from hopbench.loadgen.worker import WorkerReport
+from hopbench.measure.merge import merge
+from hopbench.measure.recorder import Recorder, SeqBitmap
 from hopbench.proto.hopbench_pb2 import Envelope
-from hopbench.topology import load_topology
 from tests.conftest import TOPOLOGIES
 
 ROUTE = (0, 1)  # chain over kafka: loadgen>gateway>worker

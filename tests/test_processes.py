@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from hopbench.children import Child
-from hopbench.provision import allocate_endpoints
-from hopbench.runspec import LoadSpec, RunSpec
-from hopbench.topology import load_topology
+from hopbench.config.load import load_topology
+from hopbench.config.runspec import LoadSpec, RunSpec
+from hopbench.control.child import Child
+from hopbench.run.provision import allocate_endpoints
 from tests.conftest import TOPOLOGIES
 
 pytestmark = pytest.mark.integration

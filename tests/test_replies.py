@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from hopbench.config.load import load_topology
+from hopbench.config.runspec import LoadSpec, Settings
+from hopbench.errors import TransportError
 from hopbench.proto.hopbench_pb2 import Envelope
-from hopbench.runspec import LoadSpec, Settings
 from hopbench.services.runtime import ServiceRuntime
-from hopbench.services.transports.base import TransportError
-from hopbench.services.transports.replies import PendingReplies
-from hopbench.topology import load_topology
+from hopbench.transports.replies import PendingReplies
 from tests.inprocess import Brokers, KafkaBroker, run_in_process
 
 

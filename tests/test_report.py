@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from hopbench.report import summary, summary_table, write_report
-from hopbench.results import Results
-from hopbench.runspec import LoadSpec
-from hopbench.topology import load_topology
+from hopbench.config.load import load_topology
+from hopbench.config.runspec import LoadSpec
+from hopbench.results.report import summary, summary_table, write_report
+from hopbench.results.schema import Results
 from tests.conftest import TOPOLOGIES
 from tests.inprocess import run_in_process
 

@@ -7,9 +7,9 @@ import asyncio
 
 import pytest
 
+from hopbench.config.load import load_topology
+from hopbench.config.runspec import LoadSpec
 from hopbench.errors import ConfigError
-from hopbench.runspec import LoadSpec
-from hopbench.topology import load_topology
 from tests.conftest import TOPOLOGIES
 from tests.inprocess import Brokers, run_in_process
 

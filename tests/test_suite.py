@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from hopbench.config.suite import load_suite
 from hopbench.errors import ConfigError
-from hopbench.suite import load_suite
 from tests.conftest import ROOT, reap
 
 SUITE = """\

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from hopbench.config.load import load_topology
 from hopbench.errors import ConfigError
-from hopbench.topology import load_topology
 from tests.conftest import TOPOLOGIES
 
 GOOD = """\

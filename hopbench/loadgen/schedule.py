@@ -13,9 +13,8 @@ import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
 
-Arrival = Literal["constant", "poisson"]
+from hopbench.config.settings import Arrival
 
 
 @dataclass(frozen=True)

@@ -19,13 +19,14 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from hopbench import clock
-from hopbench.loadgen.recorder import Recorder, SeqBitmap
-from hopbench.loadgen.recorder_hist import new_histogram, record
+from hopbench.config.topology import LOADGEN, Topology
+from hopbench.errors import TransportError
 from hopbench.loadgen.schedule import ClosedSchedule, OpenSchedule
 from hopbench.loadgen.ticker import Ticker
+from hopbench.measure.histogram import new_histogram, record
+from hopbench.measure.recorder import Recorder, SeqBitmap
 from hopbench.proto.hopbench_pb2 import Envelope
-from hopbench.services.transports.base import Transport, TransportError
-from hopbench.topology import LOADGEN, Topology
+from hopbench.transports.base import Transport
 
 log = logging.getLogger(__name__)
 # A message due this soon is sent now: a wake-up costs about as much.

@@ -2,8 +2,9 @@
 
     python -m hopbench.proto.generate [OUT_ROOT]
 
-Writes hopbench_pb2.py, hopbench_pb2.pyi and hopbench_pb2_grpc.py next to the
-.proto (or under OUT_ROOT/hopbench/proto, which the staleness test uses). The
+Compiles ``proto/hopbench.proto`` (top level of the checkout: the contract is
+language-neutral) into hopbench_pb2.py, hopbench_pb2.pyi and hopbench_pb2_grpc.py
+in this package (or under OUT_ROOT/hopbench/proto, which the staleness test uses). The
 generated files are committed; tests/test_proto.py fails when they are stale.
 """
 
@@ -14,8 +15,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-PROTO_DIR = Path(__file__).resolve().parent
+PROTO_DIR = Path(__file__).resolve().parent  # where the generated modules live
 PACKAGE_ROOT = PROTO_DIR.parent.parent  # the folder that holds the hopbench package
+SOURCE = PACKAGE_ROOT / "proto" / "hopbench.proto"
 PROTO_FILE = "hopbench/proto/hopbench.proto"
 GENERATED = ("hopbench_pb2.py", "hopbench_pb2.pyi", "hopbench_pb2_grpc.py")
 
@@ -27,10 +29,11 @@ def generate(out_root: Path) -> list[Path]:
     out_dir = out_root / "hopbench" / "proto"
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as include_root:
-        # Compile from a copy so protoc sees the import path hopbench/proto/...
+        # Compile from a copy so protoc sees the import path hopbench/proto/... (the
+        # path is part of the descriptor: keep it, or every reader's registry changes)
         staged = Path(include_root) / PROTO_FILE
         staged.parent.mkdir(parents=True)
-        shutil.copy(PROTO_DIR / "hopbench.proto", staged)
+        shutil.copy(SOURCE, staged)
         grpc_include = Path(protoc.__file__).parent / "_proto"
         status = protoc.main(
             [

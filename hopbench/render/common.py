@@ -10,9 +10,9 @@ from typing import Any
 
 import yaml
 
+from hopbench.config.deployment import CONTROL_PORT, GRPC_PORT, HTTP_PORT
+from hopbench.config.topology import Topology
 from hopbench.errors import ConfigError
-from hopbench.placement import CONTROL_PORT, GRPC_PORT, HTTP_PORT
-from hopbench.topology import Topology
 
 IMAGE = "hopbench:local"
 KAFKA_IMAGE = "apache/kafka:3.9.0"

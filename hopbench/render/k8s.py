@@ -8,7 +8,7 @@
 - The load generator: an Indexed Job, one pod per load worker, reached as
   ``loadgen-<index>.loadgen``. Each worker records its latencies in an
   HdrHistogram and sends it, encoded, to the orchestrator, which merges them
-  exactly (hopbench.loadgen.merge) into results.json. The orchestrator tells the
+  exactly (hopbench.measure.merge) into results.json. The orchestrator tells the
   worker pods to exit when it is done, so the Job completes (or they exit after
   10 idle minutes if it never comes back).
 - The orchestrator: a Job that runs `hopbench run` and writes results.json and
@@ -20,7 +20,8 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from hopbench.placement import CONTROL_PORT
+from hopbench.config.deployment import CONTROL_PORT
+from hopbench.config.topology import LOADGEN
 from hopbench.render.common import (
     AGENT_PORTS,
     RESULTS_PATH,
@@ -29,7 +30,6 @@ from hopbench.render.common import (
     brokers_to_run,
     dump,
 )
-from hopbench.topology import LOADGEN
 
 ORCHESTRATOR = "hopbench-run"
 CONFIG = "hopbench-topology"

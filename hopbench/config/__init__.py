@@ -1,0 +1,1 @@
+"""Configuration: topologies, settings, suites and deployments, read and checked."""

@@ -1,0 +1,88 @@
+"""Run settings and the load: plain, frozen pydantic models at the config edge.
+
+``Settings`` are the transport settings that change the answer (all written into the
+results); ``EDGE_SETTINGS`` are the ones an edge may set for itself. ``LoadSpec`` is
+the offered load, open or closed loop.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Arrival = Literal["constant", "poisson"]
+
+
+class Settings(BaseModel):
+    """Transport settings that change the answer; all are written into the results."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    request_timeout_s: float = Field(10.0, gt=0)
+    http_connections: int = Field(32, ge=1, description="pooled connections per caller and target")
+    grpc_channels: int = Field(1, ge=1, description="channels per caller and target replica")
+    kafka_acks: int = Field(1, description="producer acks: 0, 1 or -1 (all)")
+    kafka_linger_ms: int = Field(0, ge=0)
+    kafka_batch_bytes: int = Field(
+        1 << 20,
+        ge=1024,
+        description="producer batch size: aiokafka sends one batch per partition at a time, "
+        "so a full 16 KB default batch makes every sender wait",
+    )
+    kafka_fetch_max_wait_ms: int = Field(5, ge=0, description="see FINDINGS: Tansu waits it out")
+    kafka_partitions: int | None = Field(
+        None, ge=1, description="partitions per topic; default: the largest subscriber's replicas"
+    )
+    rabbitmq_confirms: bool = Field(False, description="publisher confirms awaited per message")
+    rabbitmq_durable: bool = Field(False, description="durable queues, persistent messages")
+    rabbitmq_reply: Literal["direct", "queue"] = Field(
+        "direct", description="request-reply: direct reply-to, or an exclusive reply queue"
+    )
+    prefetch: int = Field(
+        100, ge=1, description="messages one broker consumer handles at once (Kafka and RabbitMQ)"
+    )
+
+
+# The settings an edge may set for itself; every transport honours them per edge.
+EDGE_SETTINGS = frozenset(
+    {
+        "request_timeout_s",
+        "http_connections",
+        "grpc_channels",
+        "kafka_acks",
+        "kafka_linger_ms",
+        "kafka_batch_bytes",
+        "kafka_fetch_max_wait_ms",
+        "kafka_partitions",
+        "rabbitmq_confirms",
+        "rabbitmq_durable",
+        "prefetch",
+    }
+)
+
+
+class LoadSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rate: float = Field(gt=0, description="target messages per second, all workers together")
+    duration_s: float = Field(gt=0)
+    warmup_s: float = Field(ge=0)
+    payload_bytes: int = Field(ge=0)
+    workers: int = Field(1, ge=1)
+    max_in_flight: int = Field(10_000, ge=1)
+    arrival: Arrival = "constant"
+    seed: int = Field(0, description="Poisson arrivals are drawn from this seed")
+    concurrency: int | None = Field(
+        None, ge=1, description="closed loop: this many users in all (rate is then unused)"
+    )
+    think_ms: float = Field(0.0, ge=0, description="closed loop: pause after each reply")
+
+    @property
+    def closed(self) -> bool:
+        return self.concurrency is not None
+
+    @property
+    def label(self) -> str:
+        """'C=4' for a closed loop, '500/s' for an open one."""
+        return f"C={self.concurrency}" if self.concurrency is not None else f"{self.rate:g}/s"

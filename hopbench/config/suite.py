@@ -1,0 +1,119 @@
+"""Comparison suites: one topology, a matrix of variations, every cell run in turn.
+
+A suite names a topology and a matrix — modes or per-edge assignments, rates or a
+search for the knee, payload sizes, replica counts, repeats — plus an SLO. Each
+cell is one run (or one search); results are written after every cell, and
+``--resume`` skips the cells a previous, interrupted command finished.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+
+from hopbench.config.load import load_topology
+from hopbench.config.runspec import LoadSpec, Settings
+from hopbench.config.topology import Mode, Topology
+from hopbench.config.yamlsource import load_yaml, raise_validation_error
+from hopbench.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SuiteLoad(_Strict):
+    duration_s: float = Field(10, gt=0)
+    warmup_s: float = Field(2, ge=0)
+    workers: int = Field(1, ge=1)
+    arrival: Literal["constant", "poisson"] = "constant"
+    max_in_flight: int = Field(10_000, ge=1)
+    grace_s: float = Field(5, gt=0)
+    start_rate: float = Field(100, gt=0, description="where find_max starts")
+
+
+class Matrix(_Strict):
+    modes: list[Mode] = []
+    assignments: dict[str, list[str]] = Field(
+        {}, description="name -> --set overrides, e.g. edges.gateway->worker.mode=kafka"
+    )
+    rates: list[float] = []
+    find_max: bool = False
+    payloads: list[int] = [100]
+    replicas: dict[str, list[int]] = Field({}, description="service -> replica counts to try")
+    repeats: int = Field(1, ge=1)
+
+
+class SuiteSpec(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    description: str = ""
+    topology: str  # relative to the suite file
+    slo_p99_ms: float | None = Field(None, gt=0)
+    settings: dict[str, Any] = {}
+    load: SuiteLoad = SuiteLoad()
+    matrix: Matrix
+
+
+@dataclass(frozen=True)
+class Cell:
+    id: str
+    topology: Topology
+    load: LoadSpec
+    find_max: bool
+
+
+def load_suite(path: Path) -> tuple[SuiteSpec, list[Cell], Settings]:
+    located = load_yaml(path)
+    try:
+        suite = SuiteSpec.model_validate(located.data)
+    except pydantic.ValidationError as exc:
+        raise_validation_error(located, exc)
+        raise AssertionError("unreachable") from exc
+    matrix = suite.matrix
+    if bool(matrix.rates) == matrix.find_max:
+        raise located.error(("matrix",), "give either rates (a list) or find_max: true")
+    try:
+        settings = Settings.model_validate(suite.settings)
+    except pydantic.ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        raise located.error(("settings", *err["loc"]), err["msg"]) from None
+    topology_path = (path.parent / suite.topology).resolve()
+    variants: list[tuple[str, list[str], str | None]] = [(m, [], m) for m in matrix.modes]
+    variants += [(name, sets, None) for name, sets in matrix.assignments.items()]
+    variants = variants or [("as-written", [], None)]
+    combos = [
+        dict(zip(matrix.replicas, counts, strict=True))
+        for counts in itertools.product(*matrix.replicas.values())
+    ]
+    cells: list[Cell] = []
+    for (variant, sets, mode), payload, combo in itertools.product(
+        variants, matrix.payloads, combos
+    ):
+        overrides = sets + [f"services.{svc}.replicas={n}" for svc, n in combo.items()]
+        try:
+            topology = load_topology(topology_path, overrides, mode)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: cell {variant}: {exc}") from None
+        shape = [variant, f"{payload}B"] + [f"{svc}x{n}" for svc, n in combo.items()]
+        rates: list[float | None] = [None] if matrix.find_max else list(matrix.rates)
+        for rate in rates:
+            load = LoadSpec(
+                rate=rate or suite.load.start_rate,
+                duration_s=suite.load.duration_s,
+                warmup_s=suite.load.warmup_s,
+                payload_bytes=payload,
+                workers=suite.load.workers,
+                arrival=suite.load.arrival,
+                max_in_flight=suite.load.max_in_flight,
+            )
+            for repeat in range(matrix.repeats):
+                label = [*shape, "find-max" if rate is None else f"{rate:g}/s"]
+                if matrix.repeats > 1:
+                    label.append(f"#{repeat + 1}")
+                cells.append(Cell(" ".join(label), topology, load, rate is None))
+    return suite, cells, settings

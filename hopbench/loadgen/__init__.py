@@ -1,0 +1,1 @@
+"""The load generator: schedules, the ticker, the worker and its process."""

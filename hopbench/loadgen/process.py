@@ -1,0 +1,95 @@
+"""One load worker: ``python -m hopbench.loadgen --spec FILE --worker N``.
+
+It connects, says "ready", waits for "start" (with the shared start time, so
+several workers keep one schedule), runs, and reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+
+from hopbench.config.runspec import RunSpec
+from hopbench.config.topology import LOADGEN
+from hopbench.loadgen.schedule import ClosedSchedule, OpenSchedule
+from hopbench.loadgen.worker import LoadWorker
+from hopbench.protocol.channel import ChildChannel, run_child
+from hopbench.transports import make_transports
+from hopbench.transports.base import Process
+
+log = logging.getLogger("hopbench.loadgen")
+
+
+def build_worker(process: Process, transport: str | None = None) -> LoadWorker:
+    topology = process.spec.resolved
+    transports = make_transports(process, [topology.entry_edge], transport)
+    return LoadWorker(
+        topology,
+        process.spec.run_id,
+        process.replica,
+        transports[topology.entry_edge.mode],
+        process.spec.load.payload_bytes,
+        process.spec.load.max_in_flight,
+    )
+
+
+def schedule_for(process: Process, start_ns: int) -> OpenSchedule | ClosedSchedule:
+    load = process.spec.load
+    w, workers = process.replica, load.workers
+    if load.concurrency is not None:
+        # users split across workers; the first ones take the remainder
+        users = load.concurrency // workers + (1 if w < load.concurrency % workers else 0)
+        return ClosedSchedule(
+            start_ns, load.duration_s, load.warmup_s, max(users, 1), load.think_ms / 1000
+        )
+    return OpenSchedule(
+        start_ns, load.rate, load.duration_s, load.warmup_s, w, workers, load.arrival, load.seed
+    )
+
+
+async def drive(channel: ChildChannel, process: Process) -> None:
+    """Run the schedule when told to start, answering progress requests meanwhile."""
+    worker = build_worker(process)
+    running: asyncio.Task[None] | None = None
+
+    async def run(start_ns: int) -> None:
+        try:
+            report = await worker.drive(schedule_for(process, start_ns))
+        except Exception as exc:
+            log.exception("the load worker failed")
+            channel.emit("error", message=f"load worker failed: {exc!r}")
+            return
+        channel.emit(
+            "report",
+            worker=report.to_json(),
+            recorder=worker.recorder.to_json(),
+            late_replies=worker.transport.late_replies,
+        )
+
+    await worker.transport.start()
+    try:
+        channel.emit("ready")
+        async for command in channel.commands():
+            if command["cmd"] == "start" and running is None:
+                running = asyncio.create_task(run(int(command["start_ns"])))
+            elif command["cmd"] == "progress":
+                second = int(command.get("second", -1))
+                channel.emit("progress", live=worker.recorder.series.snapshot(second))
+    finally:
+        if running is not None and not running.done():
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+        await worker.transport.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m hopbench.loadgen")
+    parser.add_argument("--spec", type=Path, required=True)
+    parser.add_argument("--worker", type=int, required=True)
+    args = parser.parse_args()
+    process = Process(RunSpec.read(args.spec), LOADGEN, args.worker)
+    run_child(lambda channel: drive(channel, process))

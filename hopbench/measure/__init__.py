@@ -1,0 +1,1 @@
+"""The measurement core: histograms, the recorder, per-second series, merging, usage."""

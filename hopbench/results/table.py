@@ -1,0 +1,148 @@
+"""The terminal summary: one row per run, latencies in milliseconds."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from hopbench.results.schema import RunResult
+
+COLUMNS = (
+    ("topology", "<"),
+    ("mode", "<"),
+    ("pattern", "<"),
+    ("rate", ">"),
+    ("achieved", ">"),
+    ("sent", ">"),
+    ("done", ">"),
+    ("lost", ">"),
+    ("dup", ">"),
+    ("err", ">"),
+    ("p50 ms", ">"),
+    ("p90 ms", ">"),
+    ("p99 ms", ">"),
+    ("p99.9 ms", ">"),
+    ("max ms", ">"),
+    ("svc p50", ">"),
+    ("svc p99", ">"),
+)
+
+
+def _ms(us: float) -> str:
+    return f"{us / 1000:.2f}" if us < 100_000 else f"{us / 1000:.0f}"
+
+
+def _mode(run: RunResult) -> str:
+    """The mode, or for a mixed run in a suite the variant that named it."""
+    return run.cell.split()[0] if run.mode == "mixed" and run.cell else run.mode
+
+
+def _pattern(run: RunResult) -> str:
+    patterns = {e.pattern for e in run.edges}
+    return patterns.pop() if len(patterns) == 1 else "mixed"
+
+
+def row(run: RunResult) -> list[str]:
+    lat, svc = run.latency_us, run.service_time_us
+    return [
+        run.topology,
+        _mode(run),
+        _pattern(run),
+        run.load_label,
+        f"{run.achieved_rate:.0f}" + ("!" if run.generator_limited else ""),
+        str(run.sent),
+        str(run.completed),
+        str(run.lost),
+        str(run.duplicated),
+        str(run.errors),
+        _ms(lat.p50),
+        _ms(lat.p90),
+        _ms(lat.p99),
+        _ms(lat.p999),
+        _ms(lat.max),
+        _ms(svc.p50),
+        _ms(svc.p99),
+    ]
+
+
+def render(runs: Sequence[RunResult]) -> str:
+    rows = [[name for name, _ in COLUMNS]] + [row(r) for r in runs]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
+    lines = []
+    for r in rows:
+        cells = [
+            cell.ljust(w) if align == "<" else cell.rjust(w)
+            for cell, w, (_, align) in zip(r, widths, COLUMNS, strict=True)
+        ]
+        lines.append("  ".join(cells))
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    routed = [r for r in runs if len(r.routes) > 1]
+    if routed:
+        rows = [
+            [
+                f"{r.topology} {_mode(r)}",
+                route.route,
+                str(route.completed),
+                str(route.lost),
+                _ms(route.latency_us.p50),
+                _ms(route.latency_us.p99),
+            ]
+            for r in routed
+            for route in r.routes
+        ]
+        lines += ["", "per route (a message completes once on each):"]
+        lines.append(_grid(["run", "route", "done", "lost", "p50 ms", "p99 ms"], rows))
+    footer = [
+        "latency = completion - intended send (coordinated-omission-correct); "
+        "svc = completion - actual send.",
+        "a route ending in (reply) is a round trip back to the load generator; any other "
+        "route is one-way, load generator to the service that completes it.",
+    ]
+    if any(r.generator_limited for r in runs):
+        footer.append(
+            "! the load generator, not the system, was the limit in this run (see notes)."
+        )
+    return "\n".join([*lines, "", *footer])
+
+
+def _grid(header: list[str], rows: list[list[str]]) -> str:
+    table = [header, *rows]
+    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in
+                       enumerate(zip(r, widths, strict=True))) for r in table]  # fmt: skip
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def render_cells(cells: Sequence[dict[str, Any]]) -> str:
+    """Repeats: the median of each metric, with its range across the repeats."""
+
+    def spread(metric: dict[str, float], scale: float = 1000) -> str:
+        return (
+            f"{metric['median'] / scale:.2f} "
+            f"[{metric['min'] / scale:.2f}-{metric['max'] / scale:.2f}]"
+        )
+
+    rows = [
+        [
+            c["cell"],
+            str(c["repeats"]),
+            spread(c["metrics"]["achieved_rate"], 1),
+            spread(c["metrics"]["p50_us"]),
+            spread(c["metrics"]["p99_us"]),
+            spread(c["metrics"]["max_us"]),
+        ]
+        for c in cells
+    ]
+    header = ["cell", "runs", "achieved/s", "p50 ms", "p99 ms", "max ms"]
+    return "median [min-max] over repeats\n" + _grid(header, rows)
+
+
+def render_knees(knees: Sequence[dict[str, Any]]) -> str:
+    rows = []
+    for k in knees:
+        best = k["max_sustainable_rate"]
+        slo = f"p99 <= {k['slo_p99_ms']:g} ms" if k["slo_p99_ms"] is not None else "keeps up"
+        rows.append([f"{k['topology']} {k['mode']}", slo,
+                     f"{best:g}/s" if best else "none found", str(len(k["evidence"]))])  # fmt: skip
+    return "max sustainable rate\n" + _grid(["flow", "criterion", "rate", "probes"], rows)

@@ -1,0 +1,1 @@
+"""The generic service: one process per replica, its runtime and its work."""

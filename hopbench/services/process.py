@@ -1,0 +1,62 @@
+"""One service replica: ``python -m hopbench.services --spec FILE --service NAME --replica N``.
+
+Started by the orchestrator; ``ps`` shows which service and replica each process is.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from hopbench.config.runspec import RunSpec
+from hopbench.protocol.channel import ChildChannel, run_child
+from hopbench.services.runtime import ServiceRuntime
+from hopbench.transports import make_transports
+from hopbench.transports.base import Process
+
+
+def build_service(process: Process, transport: str | None = None) -> ServiceRuntime:
+    topology = process.spec.resolved
+    edges = (*topology.in_edges(process.service), *topology.out_edges(process.service))
+    return ServiceRuntime(
+        topology,
+        process.service,
+        process.replica,
+        process.spec.run_id,
+        make_transports(process, edges, transport),
+    )
+
+
+async def serve(channel: ChildChannel, process: Process) -> None:
+    runtime = build_service(process)
+    try:
+        await runtime.start()
+        channel.emit("ready")
+        async for command in channel.commands():
+            if command["cmd"] == "start":
+                runtime.recorder.start(int(command["origin_ns"]))
+            elif command["cmd"] == "late_after":
+                runtime.recorder.late_after_ns = int(command["t_ns"])
+            elif command["cmd"] == "progress":
+                second = command.get("second")
+                live = None if second is None else runtime.recorder.series.snapshot(int(second))
+                channel.emit("progress", completed=runtime.recorder.completed_count(), live=live)
+    finally:
+        await runtime.close()
+    channel.emit(
+        "report",
+        handled=runtime.handled,
+        errors=runtime.errors,
+        late_replies=runtime.late_replies,
+        recorder=runtime.recorder.to_json(),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m hopbench.services")
+    parser.add_argument("--spec", type=Path, required=True)
+    parser.add_argument("--service", required=True)
+    parser.add_argument("--replica", type=int, required=True)
+    args = parser.parse_args()
+    process = Process(RunSpec.read(args.spec), args.service, args.replica)
+    run_child(lambda channel: serve(channel, process))

@@ -1,0 +1,44 @@
+"""Transports, found by mode name. Modules are imported only when used."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable
+
+from hopbench.config.topology import Edge
+from hopbench.transports.base import Process, Transport
+
+_REGISTRY: dict[str, str] = {
+    "http": "hopbench.transports.http:HttpTransport",
+    "grpc": "hopbench.transports.grpc:GrpcTransport",
+    "kafka": "hopbench.transports.kafka:KafkaTransport",
+    "rabbitmq": "hopbench.transports.rabbitmq:RabbitMqTransport",
+    "inmemory": "hopbench.transports.inmemory:InMemoryTransport",
+}
+
+
+def transport_class(name: str) -> type[Transport]:
+    try:
+        target = _REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"no transport named {name!r}; known: {', '.join(_REGISTRY)}") from None
+    module_name, _, attr = target.partition(":")
+    cls: type[Transport] = getattr(importlib.import_module(module_name), attr)
+    return cls
+
+
+def make_transports(
+    process: Process, edges: Iterable[Edge], override: str | None = None
+) -> dict[str, Transport]:
+    """One transport per mode the edges use (all of one kind when override is given)."""
+    transports: dict[str, Transport] = {}
+    shared: Transport | None = None
+    for edge in edges:
+        if edge.mode in transports:
+            continue
+        if override is not None:
+            shared = shared or transport_class(override)(process)
+            transports[edge.mode] = shared
+        else:
+            transports[edge.mode] = transport_class(edge.mode)(process)
+    return transports

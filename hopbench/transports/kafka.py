@@ -1,0 +1,227 @@
+"""Kafka over aiokafka: publish-subscribe, fire-and-forget and request-reply.
+
+Publish-subscribe: one topic per publishing service; each subscribing service reads
+it in its own consumer group, so every subscriber gets every message and the
+replicas of one subscriber share it. Fire-and-forget: a topic per edge, read by the
+target's group. Request-reply: the request goes to the edge's topic with a
+correlation id and the caller's reply topic in its headers; the callee produces the
+reply there. Each calling process reads its own one-partition reply topic by direct
+assignment (no group, so no rebalance wait).
+
+A publish returns once the broker acknowledged it (per ``kafka_acks``), so a failed
+produce is an error, not a silent loss. Consumers hand each record to a handler
+task, at most ``prefetch`` at once, as RabbitMQ's prefetch does, so the two brokers
+get the same consumer concurrency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from aiokafka.structs import TopicPartition
+
+from hopbench.config.runspec import Settings
+from hopbench.config.topology import Edge
+from hopbench.errors import TransportError
+from hopbench.proto.hopbench_pb2 import Envelope
+from hopbench.transports.base import (
+    Handler,
+    Process,
+    Transport,
+    group_name,
+    reply_topic,
+    topic_name,
+)
+from hopbench.transports.replies import PendingReplies
+
+log = logging.getLogger(__name__)
+ASSIGNMENT_TIMEOUT_S = 30.0
+CORRELATION = "hb-correlation"
+REPLY_TO = "hb-reply-to"
+
+
+class KafkaTransport(Transport):
+    mode = "kafka"
+
+    def __init__(self, process: Process) -> None:
+        super().__init__(process)
+        bootstrap = process.spec.kafka_bootstrap
+        if bootstrap is None:
+            raise TransportError("a kafka edge needs a broker, and the run has none")
+        self.bootstrap = bootstrap
+        # one producer per distinct (acks, linger, batch) among this process's edges
+        self._producers: dict[tuple[int, int, int], AIOKafkaProducer] = {}
+        self._consumers: list[AIOKafkaConsumer] = []
+        self._pollers: list[asyncio.Task[None]] = []
+        self._handling: set[asyncio.Task[None]] = set()
+        self._client_id = f"{process.service}-{process.replica}"
+        self._reply_to = reply_topic(process.spec, process.service, process.replica)
+        self.calls = PendingReplies(self._client_id)
+        self.replies = self.calls
+
+    def _calls(self) -> bool:
+        topology = self.process.spec.resolved
+        return any(
+            e.mode == self.mode and e.is_sync for e in topology.out_edges(self.process.service)
+        )
+
+    async def start(self) -> None:
+        topology = self.process.spec.resolved
+        for edge in topology.out_edges(self.process.service):
+            if edge.mode == self.mode:
+                await self._producer_for(self.settings_for(edge))
+        if any(edge.is_sync for edge, _ in self.handlers.values()):
+            await self._producer_for(self.settings)  # replies go out on the run's settings
+        if self._calls():
+            reply_consumer = self._consumer(None, self.settings)
+            await self._connect(reply_consumer, self._reply_to)
+            reply_consumer.assign([TopicPartition(self._reply_to, 0)])
+            self._pollers.append(asyncio.create_task(self._poll_replies(reply_consumer)))
+        for edge, handler in self.handlers.values():
+            consumer = self._consumer(group_name(self.process.spec, edge), self.settings_for(edge))
+            consumer.subscribe([topic_name(self.process.spec, edge)])
+            await self._connect(consumer, edge.name)
+            await self._await_assignment(consumer, edge)
+            self._pollers.append(asyncio.create_task(self._poll(consumer, edge, handler)))
+
+    def _consumer(self, group: str | None, settings: Settings) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=group,
+            client_id=self._client_id,
+            auto_offset_reset="earliest",  # topics are new per run: nothing is skipped
+            fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
+            # join in ~3 s, not 5-8 s: this broker waits out the rebalance timeout
+            session_timeout_ms=6000,
+            rebalance_timeout_ms=2000,
+            heartbeat_interval_ms=500,
+        )
+
+    async def _connect(self, consumer: AIOKafkaConsumer, what: str) -> None:
+        self._consumers.append(consumer)  # stopped by stop_serving, whatever happens next
+        try:
+            await consumer.start()
+        except KafkaError as exc:
+            raise TransportError(f"{what}: Kafka consumer: {exc}") from exc
+
+    async def _await_assignment(self, consumer: AIOKafkaConsumer, edge: Edge) -> None:
+        deadline = asyncio.get_running_loop().time() + ASSIGNMENT_TIMEOUT_S
+        while not consumer.assignment():
+            if asyncio.get_running_loop().time() > deadline:
+                raise TransportError(
+                    f"{edge.name}: no partition assigned after {ASSIGNMENT_TIMEOUT_S} s"
+                )
+            await asyncio.sleep(0.05)
+
+    async def _poll(self, consumer: AIOKafkaConsumer, edge: Edge, handler: Handler) -> None:
+        slots = asyncio.Semaphore(self.settings_for(edge).prefetch)
+        async for record in consumer:
+            await slots.acquire()
+            task = asyncio.create_task(
+                self._handle(record.value, record.headers, edge, handler, slots)
+            )
+            self._handling.add(task)
+            task.add_done_callback(self._handling.discard)
+
+    async def _handle(
+        self, value: bytes, headers: Any, edge: Edge, handler: Handler, slots: asyncio.Semaphore
+    ) -> None:
+        try:
+            reply = await handler(edge, Envelope.FromString(value))
+            if edge.is_sync and reply is not None:
+                meta = dict(headers or ())
+                producer = await self._producer_for(self.settings)
+                ack = await producer.send(
+                    meta[REPLY_TO].decode(),
+                    reply.SerializeToString(),
+                    headers=[(CORRELATION, meta[CORRELATION])],
+                )
+                await ack
+        except Exception:  # the runtime counts its own errors; never kill the poller
+            log.exception("%s: handler failed", edge.name)
+        finally:
+            slots.release()
+
+    async def _poll_replies(self, consumer: AIOKafkaConsumer) -> None:
+        async for record in consumer:
+            correlation = dict(record.headers or ()).get(CORRELATION, b"").decode()
+            self.calls.resolve(correlation, Envelope.FromString(record.value))
+
+    def _key(self, edge: Edge) -> tuple[int, int, int]:
+        settings = self.settings_for(edge)
+        return (settings.kafka_acks, settings.kafka_linger_ms, settings.kafka_batch_bytes)
+
+    async def _producer_for(self, settings: Settings) -> AIOKafkaProducer:
+        key = (settings.kafka_acks, settings.kafka_linger_ms, settings.kafka_batch_bytes)
+        producer = self._producers.get(key)
+        if producer is not None:
+            return producer
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            client_id=self._client_id,
+            acks="all" if settings.kafka_acks < 0 else settings.kafka_acks,
+            linger_ms=settings.kafka_linger_ms,
+            max_batch_size=settings.kafka_batch_bytes,
+            enable_idempotence=False,
+        )
+        try:
+            await producer.start()
+        except KafkaError as exc:
+            await producer.stop()
+            raise TransportError(
+                f"Kafka producer could not connect to {self.bootstrap}: {exc}"
+            ) from exc
+        self._producers[key] = producer
+        return producer
+
+    async def request(self, edge: Edge, env: Envelope) -> Envelope:
+        correlation, future = self.calls.open()
+        headers = [(CORRELATION, correlation.encode()), (REPLY_TO, self._reply_to.encode())]
+        try:
+            await self._produce(edge, env, headers)
+        except TransportError:
+            self.calls.discard(correlation)
+            raise
+        return await self.calls.wait(
+            correlation, future, self.settings_for(edge).request_timeout_s, edge.name
+        )
+
+    async def publish(self, edge: Edge, env: Envelope) -> None:
+        await self._produce(edge, env, None)
+
+    async def _produce(
+        self, edge: Edge, env: Envelope, headers: list[tuple[str, bytes]] | None
+    ) -> None:
+        producer = self._producers.get(self._key(edge))
+        if producer is None:
+            raise TransportError(f"{edge.name}: the Kafka producer is not started")
+        try:
+            ack = await producer.send(
+                topic_name(self.process.spec, edge), env.SerializeToString(), headers=headers
+            )
+            await ack
+        except KafkaError as exc:
+            raise TransportError(f"{edge.name}: Kafka produce failed: {exc}") from exc
+
+    async def stop_serving(self) -> None:
+        for poller in self._pollers:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+        self._pollers.clear()
+        if self._handling:
+            await asyncio.gather(*list(self._handling), return_exceptions=True)
+        for consumer in self._consumers:
+            await consumer.stop()
+        self._consumers.clear()
+
+    async def close(self) -> None:
+        await self.stop_serving()
+        for producer in self._producers.values():
+            await producer.stop()
+        self._producers.clear()
