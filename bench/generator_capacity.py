@@ -23,7 +23,7 @@ from bench.common import one_hop, write_section
 from hopbench.config.runspec import LoadSpec, RunSpec
 from hopbench.control.child import Child
 from hopbench.proto.hopbench_pb2 import Envelope
-from hopbench.results.schema import build_result
+from hopbench.results.build import build_result
 from hopbench.run.provision import allocate_endpoints
 
 CONNECTIONS, SECONDS, ROUNDS = 32, 10, 2

@@ -8,31 +8,23 @@ transports in-process (integration tests). One set of test bodies serves both.
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 from hopbench.brokers.rabbitmq import RabbitMqBroker
 from hopbench.config.runspec import LoadSpec, RunSpec, Settings
 from hopbench.config.topology import LOADGEN, Topology
 from hopbench.loadgen.process import build_worker, schedule_for
-from hopbench.results.schema import ProcessResult, RunResult, build_result
-from hopbench.run.provision import allocate_endpoints, exchanges, queues, topics
+from hopbench.results.schema import ProcessResult, RunResult
+from hopbench.run import phases
+from hopbench.run.provision import allocate_endpoints
 from hopbench.services.process import build_service
 from hopbench.services.runtime import ServiceRuntime
 from hopbench.transports.base import Process
 from hopbench.transports.inmemory import HUBS
 
-
-class KafkaBroker(Protocol):
-    """Tansu, or a Kafka at an address (a testcontainer)."""
-
-    @property
-    def bootstrap(self) -> str: ...
-
-    async def create_topics(self, partitions: dict[str, int]) -> None: ...
+KafkaBroker = phases.KafkaAdmin  # Tansu, or a Kafka at an address (a testcontainer)
 
 
 @dataclass
@@ -54,7 +46,10 @@ async def run_in_process(
     inspect: Callable[[list[ServiceRuntime]], None] = lambda services: None,
 ) -> RunResult:
     """settle_s: at most this long for the sinks to complete; linger_s: then this long
-    for stragglers (late replies); inspect: sees the services before they close."""
+    for stragglers (late replies); inspect: sees the services before they close.
+
+    Provisioning, the load window, the drain and the result are the orchestrator's own
+    phases (hopbench.run.phases); only the processes differ: runtimes in this loop."""
     brokers = brokers or Brokers()
     override = None if brokers.real else "inmemory"
     spec = RunSpec(
@@ -67,29 +62,32 @@ async def run_in_process(
         rabbitmq_url=brokers.rabbitmq_url,
     )
     rabbit = RabbitMqBroker(brokers.rabbitmq_url) if brokers.rabbitmq_url else None
-    if brokers.kafka is not None and "kafka" in topology.modes:
-        await brokers.kafka.create_topics(topics(spec))
     if rabbit is not None and "rabbitmq" in topology.modes:
         await rabbit.connect()
-        await rabbit.declare_queues(queues(spec), exchanges(spec))
+    await phases.provision(phases.Brokers(kafka=brokers.kafka, rabbit=rabbit), spec)
     services = [
         build_service(Process(spec, name, replica), override)
         for name, svc in topology.services.items()
         for replica in range(svc.replicas)
     ]
     workers = [build_worker(Process(spec, LOADGEN, w), override) for w in range(load.workers)]
+    notes: list[str] = []
     try:
         for service in services:
             await service.start()
         for worker in workers:
             await worker.transport.start()
-        start_ns = time.monotonic_ns() + 10_000_000
+        window = phases.Window.after(load, delay_ns=10_000_000)
         for service in services:
-            service.recorder.start(start_ns + int(load.warmup_s * 1e9))
+            service.recorder.start(window.origin_ns)
         reports = await asyncio.gather(
-            *(w.drive(schedule_for(Process(spec, LOADGEN, w.worker), start_ns)) for w in workers)
+            *(
+                w.drive(schedule_for(Process(spec, LOADGEN, w.worker), window.start_ns))
+                for w in workers
+            )
         )
-        await _settle(services, topology, sum(r.sent for r in reports), settle_s)
+        recording = [RuntimeRecording(s) for s in services if s.records_completion]
+        await phases.drain(topology, recording, sum(r.sent for r in reports), settle_s, notes)
         await asyncio.sleep(linger_s)
         inspect(services)
     finally:
@@ -100,39 +98,43 @@ async def run_in_process(
         HUBS.pop(spec.run_id, None)
         if rabbit is not None:
             await rabbit.close()
-    recorders = {f"{s.spec.name}/{s.replica}": s.recorder.to_json() for s in services}
-    recorders.update({f"loadgen/{w.worker}": w.recorder.to_json() for w in workers})
-    return build_result(
-        spec,
-        started_at="",
-        workers=[r.to_json() for r in reports],
-        recorders=recorders,
-        processes=[
+    outcomes = [
+        phases.Outcome(
             ProcessResult(
                 name=f"{s.spec.name}/{s.replica}",
                 handled=s.handled,
                 errors=s.errors,
                 late_replies=s.late_replies,
-            )
-            for s in services
-        ]
-        + [
-            ProcessResult(name=f"loadgen/{w.worker}", late_replies=w.transport.late_replies)
-            for w in workers
-        ],
+            ),
+            s.recorder.to_json(),
+        )
+        for s in services
+    ] + [
+        phases.Outcome(
+            ProcessResult(name=f"loadgen/{w.worker}", late_replies=w.transport.late_replies),
+            w.recorder.to_json(),
+        )
+        for w in workers
+    ]
+    return phases.result(
+        spec,
+        started_at="",
+        worker_reports=[r.to_json() for r in reports],
+        outcomes=outcomes,
         brokers={},
         environment={},
-        notes=[],
+        notes=notes,
     )
 
 
-async def _settle(
-    services: list[ServiceRuntime], topology: Topology, sent: int, limit_s: float
-) -> None:
-    """Wait until the sinks hold every completion, for at most limit_s."""
-    expected = sent * len([r for r in topology.expected_routes() if r])
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        if sum(s.recorder.completed_count() for s in services) >= expected:
-            return
-        await asyncio.sleep(0.02)
+class RuntimeRecording:
+    """A service runtime in this event loop, as the drain phase sees it."""
+
+    def __init__(self, runtime: ServiceRuntime) -> None:
+        self.runtime = runtime
+
+    async def completed(self) -> int:
+        return self.runtime.recorder.completed_count()
+
+    def late_after(self, t_ns: int) -> None:
+        self.runtime.recorder.late_after_ns = t_ns

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from hopbench.measure.merge import histogram_from
-from hopbench.results.schema import ProcessResult, Results, RunResult, cpu_ms_per_1000
+from hopbench.results.csv import cpu_ms_per_1000
+from hopbench.results.schema import ProcessResult, Results, RunResult
 
 SPECTRUM_LEVELS = [1 - 10 ** (-x / 20) for x in range(0, 81)]  # 0 % .. 99.99 %
 

@@ -12,7 +12,8 @@ from hopbench.config.faults import Pause
 from hopbench.config.runspec import LoadSpec, Settings
 from hopbench.config.topology import Topology
 from hopbench.errors import HopbenchError, RunError
-from hopbench.results.schema import Results, RunResult, write_csv
+from hopbench.results.csv import write_csv
+from hopbench.results.schema import Results, RunResult
 from hopbench.run.sweep import Knee, Probe, find_max, summarize_cells
 
 

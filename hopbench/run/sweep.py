@@ -92,15 +92,7 @@ async def find_max(
     if bad is None:
         return good, probes
     if good is None:  # even the start rate failed: search below it
-        good_floor = bad / 2**4
-        while len(probes) < max_probes and good is None:
-            rate = bad / 2
-            if rate < good_floor:
-                return None, probes
-            if await probe(rate):
-                good = rate
-            else:
-                bad = rate
+        good, bad = await _below(probe, bad, lambda: len(probes) < max_probes)
         if good is None:
             return None, probes
     while len(probes) < max_probes and (bad - good) / good > precision:
@@ -110,6 +102,21 @@ async def find_max(
         else:
             bad = rate
     return good, probes
+
+
+async def _below(
+    probe: Callable[[float], Awaitable[bool]], bad: float, more: Callable[[], bool]
+) -> tuple[float | None, float]:
+    """Halve the rate until a probe passes, down to 1/16 of the first failure."""
+    floor = bad / 2**4
+    while more():
+        rate = bad / 2
+        if rate < floor:
+            break
+        if await probe(rate):
+            return rate, bad
+        bad = rate
+    return None, bad
 
 
 METRICS: dict[str, Callable[[RunResult], float]] = {

@@ -1,0 +1,188 @@
+"""How a run's reports become one result: every process's recorder merged exactly,
+the counts, the notes that say what limited the run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hopbench.config.runspec import RunSpec
+from hopbench.measure.histogram import new_histogram
+from hopbench.measure.merge import histogram_from, merge, summarize
+from hopbench.measure.series import merge_series
+from hopbench.results.schema import (
+    ACHIEVED_RATE_FLOOR,
+    SEND_LAG_P99_LIMIT_US,
+    EdgeResult,
+    HopResult,
+    Percentiles,
+    ProcessResult,
+    RouteResult,
+    RunResult,
+    TimePoint,
+    Warmup,
+)
+
+
+def process_result(
+    name: str,
+    ready: dict[str, Any] | None,
+    end: dict[str, Any] | None,
+    host: str = "local",
+    clock: dict[str, Any] | None = None,
+    machine: dict[str, Any] | None = None,
+    **counts: int,
+) -> ProcessResult:
+    """A process's row from its usage at ready and at the end (either may be unknown)."""
+    cpu = (end or {}).get("cpu_s", 0.0) - (ready or {}).get("cpu_s", 0.0)
+    return ProcessResult(
+        name=name,
+        cpu_s=round(max(cpu, 0.0), 3),
+        peak_rss_mb=round((end or {}).get("peak_rss_mb", 0.0), 1),
+        host=host,
+        clock=clock,
+        machine=machine,
+        **counts,
+    )
+
+
+def build_result(
+    spec: RunSpec,
+    *,
+    started_at: str,
+    workers: list[dict[str, Any]],
+    recorders: dict[str, dict[str, Any]],
+    processes: list[ProcessResult],
+    brokers: dict[str, Any],
+    environment: dict[str, Any],
+    notes: list[str],
+) -> RunResult:
+    """workers: WorkerReport JSONs; recorders: process name -> Recorder JSON."""
+    topology = spec.resolved
+    load = spec.load
+    sent, routes = merge(topology, workers, recorders)
+    latency, service_time, send_lag = new_histogram(), new_histogram(), new_histogram()
+    for route in routes:
+        latency.add(route.latency)
+        service_time.add(route.service_time)
+    for w in workers:
+        send_lag.add(histogram_from(w["send_lag"]))
+
+    measure_start = min((w["measure_start_ns"] for w in workers), default=0)
+    last_sent = max((w["last_sent_ns"] for w in workers), default=0)
+    gap_s = 0.0 if load.closed else 1 / load.rate
+    elapsed_s = max(load.duration_s, (last_sent - measure_start) / 1e9 + gap_s)
+    achieved = sent.sent / elapsed_s
+    completed = sum(r.completed for r in routes)
+    lag = summarize(send_lag)
+    # A closed loop has no schedule to keep: its rate is whatever the system allows.
+    # Sends held back at the explicit in-flight limit are the system pushing back,
+    # not the generator falling short: that is reported on its own.
+    in_flight_waits = sum(w["in_flight_waits"] for w in workers)
+    unsent = sum(w.get("unsent", 0) for w in workers)
+    generator_limited = not load.closed and (
+        unsent > 0
+        or (
+            in_flight_waits == 0
+            and (lag["p99"] > SEND_LAG_P99_LIMIT_US or achieved < ACHIEVED_RATE_FLOOR * load.rate)
+        )
+    )
+    notes = list(notes)
+    if in_flight_waits:
+        notes.append(
+            f"sends waited {in_flight_waits} times at the in-flight limit "
+            f"({load.max_in_flight} per worker): the system pushed back; latency still "
+            "counts from the intended send"
+        )
+    if unsent:
+        notes.append(f"{unsent} messages due in the schedule were never sent")
+    if generator_limited:
+        notes.append(
+            f"the load generator was the limit: send lag p99 {lag['p99']:.0f} µs, "
+            f"achieved {achieved:.0f}/s of {load.rate:.0f}/s"
+        )
+    series = list(recorders.values())
+    timeline = [TimePoint(**row) for row in merge_series([r["series"] for r in series])]
+    # Throughput is what completed inside the measured window: past capacity an open
+    # loop still completes everything eventually, during the grace period.
+    in_window = sum(p.completed for p in timeline if 0 <= p.t_s < load.duration_s)
+    completion_rate = round(in_window / max(len(routes), 1) / load.duration_s, 1)
+    foreign = sum(r.get("foreign", 0) for r in series)
+    if foreign:
+        notes.append(f"{foreign} messages of another run were received and ignored")
+
+    return RunResult(
+        run_id=spec.run_id,
+        topology=topology.name,
+        source=topology.source,
+        mode=topology.mode_label,
+        edges=[
+            EdgeResult(name=e.name, mode=e.mode, pattern=e.pattern, settings=dict(e.settings))
+            for e in topology.edges
+        ],
+        started_at=started_at,
+        target_rate=load.rate,
+        achieved_rate=round(achieved, 1),
+        completion_rate=completion_rate,
+        duration_s=load.duration_s,
+        warmup_s=load.warmup_s,
+        payload_bytes=load.payload_bytes,
+        workers=load.workers,
+        load=load.model_dump(mode="json"),
+        sent=sent.sent,
+        expected=sum(r.expected for r in routes),
+        completed=completed,
+        errors=sent.errors + sum(p.errors for p in processes),
+        lost=sum(r.lost for r in routes),
+        duplicated=sum(r.duplicated for r in routes),
+        negative_latencies=sum(r.negative for r in routes),
+        out_of_range=sum(r.out_of_range for r in routes),
+        out_of_order=sum(r.out_of_order for r in routes),
+        late=sum(r.late for r in routes),
+        late_replies=sum(p.late_replies for p in processes),
+        in_flight_waits=in_flight_waits,
+        unsent=unsent,
+        warmup=Warmup(
+            sent=sent.warmup_sent,
+            errors=sent.warmup_errors,
+            expected=sum(r.warmup_expected for r in routes),
+            lost=sum(r.warmup_lost for r in routes),
+        ),
+        latency_us=Percentiles(**summarize(latency)),
+        service_time_us=Percentiles(**summarize(service_time)),
+        send_lag_us=Percentiles(**lag),
+        generator_limited=generator_limited,
+        routes=[
+            RouteResult(
+                route=r.label,
+                recorded_by=sorted(r.recorders),
+                expected=r.expected,
+                completed=r.completed,
+                lost=r.lost,
+                duplicated=r.duplicated,
+                out_of_order=r.out_of_order,
+                late=r.late,
+                latency_us=Percentiles(**summarize(r.latency)),
+                hops=[
+                    HopResult(
+                        service=name,
+                        transit_us=Percentiles(**summarize(r.hops[name][0])),
+                        work_us=Percentiles(**summarize(r.hops[name][1])),
+                    )
+                    for name in topology.hop_services(r.route)
+                    if name in r.hops
+                ],
+            )
+            for r in routes
+        ],
+        processes=processes,
+        timeline=timeline,
+        histograms={
+            "latency": latency.encode().decode("ascii"),
+            "service_time": service_time.encode().decode("ascii"),
+            "send_lag": send_lag.encode().decode("ascii"),
+        },
+        brokers=brokers,
+        settings=spec.settings.model_dump(mode="json"),
+        environment=environment,
+        notes=notes,
+    )

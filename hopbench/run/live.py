@@ -1,0 +1,44 @@
+"""Live progress while the load runs: each second's sends, completions and p99."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+
+from hopbench.control.child import Child
+from hopbench.errors import HopbenchError
+from hopbench.measure.histogram import new_histogram
+from hopbench.run.phases import Window
+
+
+async def live(recording: list[Child], window: Window, show: Callable[[int, str], None]) -> None:
+    """Just after each second ends: that second's sends, completions and p99, merged
+    exactly across the processes that record completions (each is asked for it)."""
+    hist = new_histogram()
+    k = (window.start_ns - window.origin_ns) // 1_000_000_000  # the schedule's first second
+    while True:
+        # 100 ms after second k ends, when its completions have landed
+        wake_ns = window.origin_ns + (k + 1) * 1_000_000_000 + 100_000_000
+        await asyncio.sleep(max(0, wake_ns - time.monotonic_ns()) / 1e9)
+        try:
+            asks = [c.ask_for("progress", "progress", 5, second=k) for c in recording]
+            snaps = [r["live"] for r in await asyncio.gather(*asks)]
+        except HopbenchError:
+            return  # a process in trouble: the run itself will say so
+        hist.reset()
+        for snap in snaps:
+            if snap["latency"]:
+                hist.decode_and_add(snap["latency"])
+        p99 = f"{hist.get_value_at_percentile(99) / 1000:.2f} ms" if hist.get_total_count() else "-"
+        when = "warm-up" if k < 0 else f"{k + 1:>3d} s"
+        sent, done = sum(s["sent"] for s in snaps), sum(s["completed"] for s in snaps)
+        show(k, f"{when}: sent {sent}/s, completions {done}/s, p99 {p99}")
+        k += 1
+
+
+async def cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -1,0 +1,229 @@
+"""The phases of one run, each a function with typed inputs and outputs.
+
+brokers → provision → start (services, then load workers, then clocks) → load
+(live progress and faults alongside) → drain → collect → result. The orchestrator
+(hopbench.run.orchestrator) is the list of these calls; the in-process test
+harness calls the same provision, window, drain and result functions, so the tests
+exercise the product, not a copy of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from hopbench.brokers.kafka import KafkaCluster
+from hopbench.brokers.rabbitmq import RabbitMqBroker
+from hopbench.brokers.tansu import TansuBroker
+from hopbench.config.deployment import Deployment
+from hopbench.config.runspec import LoadSpec, RunSpec, Settings
+from hopbench.config.topology import Topology
+from hopbench.measure.usage import proc_usage
+from hopbench.results.build import build_result
+from hopbench.results.schema import ProcessResult, RunResult
+from hopbench.run.provision import exchanges, queues, topics
+
+START_DELAY_NS = 200_000_000  # from "start" to the first send: every process has the command
+
+
+class KafkaAdmin(Protocol):
+    """A Kafka the run can use: the embedded Tansu or a cluster by address."""
+
+    @property
+    def bootstrap(self) -> str: ...
+
+    async def create_topics(self, partitions: dict[str, int]) -> None: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+@dataclass
+class Brokers:
+    """The brokers a run uses: Kafka (embedded Tansu or a cluster by address) and RabbitMQ."""
+
+    kafka: KafkaAdmin | None = None
+    rabbit: RabbitMqBroker | None = None
+    described: dict[str, Any] = field(default_factory=dict)  # for the results
+
+    @property
+    def tansu(self) -> TansuBroker | None:
+        """The embedded broker: a process of ours, whose CPU the run counts."""
+        return self.kafka if isinstance(self.kafka, TansuBroker) else None
+
+    @property
+    def kafka_bootstrap(self) -> str | None:
+        return self.kafka.bootstrap if self.kafka is not None else None
+
+    @property
+    def rabbitmq_url(self) -> str | None:
+        return self.rabbit.url if self.rabbit is not None else None
+
+    def usage(self) -> dict[str, float] | None:
+        """The embedded broker's CPU and memory so far (None: not a process of ours)."""
+        tansu = self.tansu
+        return proc_usage(tansu.pid) if tansu is not None and tansu.pid else None
+
+    def addresses(self) -> dict[str, str]:
+        """Each broker's address by the flag that sets it (to check agents can reach it)."""
+        found = {"--kafka-bootstrap": self.kafka.bootstrap} if self.kafka is not None else {}
+        return found | ({"--rabbitmq-url": self.rabbit.url} if self.rabbit is not None else {})
+
+
+async def start_brokers(
+    topology: Topology,
+    deployment: Deployment,
+    run_dir: Path,
+    run_id: str,
+    stack: contextlib.AsyncExitStack,
+    say: Callable[[str], None],
+    notes: list[str],
+) -> Brokers:
+    """Start or reach the brokers the topology's modes need; the stack stops them."""
+    brokers = Brokers()
+    if "kafka" in topology.modes and deployment.kafka_bootstrap:
+        cluster = KafkaCluster(deployment.kafka_bootstrap)
+        stack.push_async_callback(cluster.stop)
+        await cluster.connect()
+        brokers.kafka = cluster
+    elif "kafka" in topology.modes:
+        tansu = TansuBroker(run_dir / "tansu.log", cluster_id=f"hopbench-{run_id}")
+        stack.push_async_callback(tansu.stop)
+        say("starting the embedded Kafka broker (Tansu)")
+        await tansu.start()
+        brokers.kafka = tansu
+        notes.append("Kafka is Tansu, memory-only: nothing survives a broker restart")
+    if brokers.kafka is not None:
+        brokers.described["kafka"] = brokers.kafka.describe()
+    if "rabbitmq" in topology.modes:
+        rabbit = RabbitMqBroker(deployment.rabbitmq_url)
+        stack.push_async_callback(rabbit.close)
+        await rabbit.connect()
+        brokers.rabbit = rabbit
+        brokers.described["rabbitmq"] = rabbit.describe()
+    return brokers
+
+
+async def provision(brokers: Brokers, spec: RunSpec) -> None:
+    """Create the run's topics, queues and exchanges (removed when the brokers stop)."""
+    for name, info in brokers.described.items():
+        info["settings"] = broker_settings(name, spec.settings)
+    modes = spec.resolved.modes
+    if brokers.kafka is not None and "kafka" in modes:
+        await brokers.kafka.create_topics(topics(spec))
+    if brokers.rabbit is not None and "rabbitmq" in modes:
+        await brokers.rabbit.declare_queues(queues(spec), exchanges(spec))
+
+
+def broker_settings(name: str, settings: Settings) -> dict[str, Any]:
+    """The settings that shape a broker's numbers, as the results record them."""
+    if name == "kafka":
+        return {
+            "acks": settings.kafka_acks,
+            "linger_ms": settings.kafka_linger_ms,
+            "batch_bytes": settings.kafka_batch_bytes,
+            "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
+            "consumer_concurrency": settings.prefetch,
+            "idempotence": False,
+        }
+    return {
+        "publisher_confirms": settings.rabbitmq_confirms,
+        "durable": settings.rabbitmq_durable,
+        "prefetch": settings.prefetch,
+        "ack": "manual, after the handler finishes",
+        "reply": settings.rabbitmq_reply,
+    }
+
+
+@dataclass(frozen=True)
+class Window:
+    """When the load starts and when its measured part starts, on the run's one clock."""
+
+    start_ns: int  # the schedule's first send (warm-up included)
+    origin_ns: int  # the measured window's start: t = 0 in every series
+
+    @classmethod
+    def after(cls, load: LoadSpec, delay_ns: int = START_DELAY_NS) -> Window:
+        start_ns = time.monotonic_ns() + delay_ns
+        return cls(start_ns, start_ns + int(load.warmup_s * 1e9))
+
+
+class Recording(Protocol):
+    """A process that records completions, as the drain sees it (a child or, in the
+    tests, a service runtime in this event loop)."""
+
+    async def completed(self) -> int: ...
+
+    def late_after(self, t_ns: int) -> None: ...
+
+
+async def drain(
+    topology: Topology,
+    recording: Sequence[Recording],
+    sent: int,
+    grace_s: float,
+    notes: list[str],
+    poll_s: float = 0.05,
+) -> None:
+    """Wait until the sinks hold every expected completion, or the grace period ends.
+
+    Completions within the grace period are on time; within a second grace period
+    they still count, as `late`; after that the rest is lost."""
+    sinks = {r for r in topology.expected_routes() if r}
+    if not sinks:
+        return
+    expected = sent * len(sinks)
+    grace_ends = time.monotonic() + grace_s
+    late_ends = grace_ends + grace_s
+    late = False
+    while True:
+        counts = await asyncio.gather(*(r.completed() for r in recording))
+        if sum(counts) >= expected:
+            return
+        now = time.monotonic()
+        if now > late_ends:
+            notes.append(
+                f"sinks were still short of {expected} completions {2 * grace_s:g} s after "
+                "the last send; the missing ones count as lost"
+            )
+            return
+        if now > grace_ends and not late:
+            late = True
+            for process in recording:
+                process.late_after(time.monotonic_ns())
+        await asyncio.sleep(poll_s)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One process's share of a run: its row in the results and its recorder."""
+
+    process: ProcessResult
+    recorder: dict[str, Any] | None = None  # a broker process records nothing
+
+
+def result(
+    spec: RunSpec,
+    *,
+    started_at: str,
+    worker_reports: list[dict[str, Any]],
+    outcomes: list[Outcome],
+    brokers: dict[str, Any],
+    environment: dict[str, Any],
+    notes: list[str],
+) -> RunResult:
+    """The run's result, from every process's outcome and the load workers' reports."""
+    return build_result(
+        spec,
+        started_at=started_at,
+        workers=worker_reports,
+        recorders={o.process.name: o.recorder for o in outcomes if o.recorder is not None},
+        processes=[o.process for o in outcomes],
+        brokers=brokers,
+        environment=environment,
+        notes=notes,
+    )
