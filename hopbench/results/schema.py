@@ -1,6 +1,6 @@
 """The results schema (versioned) and how a run's reports become one result.
 
-``results.json`` is ``{"schema": SCHEMA, "runs": [RunResult, ...]}``; the README
+``results.json`` is ``{"schema": SCHEMA, "runs": [RunResult, ...]}``; docs/results.md
 documents every field. Counts cover the measured window; warm-up has its own.
 """
 
@@ -20,7 +20,7 @@ from hopbench.measure.merge import histogram_from, merge, summarize
 from hopbench.measure.series import merge_series
 
 SCHEMA = "hopbench.results.schema/1"
-# Beyond these, the generator and not the system was the limit (see README).
+# Beyond these, the generator and not the system was the limit (docs/measurement.md).
 SEND_LAG_P99_LIMIT_US = 1000
 ACHIEVED_RATE_FLOOR = 0.99
 
