@@ -287,7 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
             default=[],
             metavar="PATH=VALUE",
             help="override one field, e.g. services.worker.replicas=2 or "
-            "edges.gateway->worker.mode=kafka",
+            "'edges.gateway->worker.mode=kafka' (keep the quotes in a shell)",
         )
 
     def deployment_args(p: argparse.ArgumentParser) -> None:

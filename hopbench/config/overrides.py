@@ -2,7 +2,9 @@
 
 Paths are dotted: ``services.worker.replicas=2``, ``services.worker.work.cpu_us=200``,
 ``edges[1].mode=kafka`` (or ``edges.1.mode``), and edges by name:
-``edges.gateway->worker.mode=kafka``. Values are parsed as YAML scalars.
+``edges.gateway->worker.mode=kafka``. Values are parsed as YAML scalars. In a shell,
+quote a path that names an edge, or the ``>`` of ``->`` redirects:
+``--set 'edges.gateway->worker.mode=kafka'``.
 
 Changing an edge's mode keeps its pattern where the new mode carries it (an edge
 with no pattern takes the new mode's natural one); publish-subscribe moved to HTTP

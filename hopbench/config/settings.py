@@ -30,7 +30,9 @@ class Settings(BaseModel):
         description="producer batch size: aiokafka sends one batch per partition at a time, "
         "so a full 16 KB default batch makes every sender wait",
     )
-    kafka_fetch_max_wait_ms: int = Field(5, ge=0, description="see FINDINGS: Tansu waits it out")
+    kafka_fetch_max_wait_ms: int = Field(
+        5, ge=0, description="Tansu waits it out even with data ready (docs/findings.md)"
+    )
     kafka_partitions: int | None = Field(
         None, ge=1, description="partitions per topic; default: the largest subscriber's replicas"
     )

@@ -111,7 +111,7 @@ def describe(err: Mapping[str, Any]) -> str:
     if kind == "missing":
         return "is required but missing"
     if kind == "extra_forbidden":
-        return "is not a known field (check the spelling; see the README for the fields)"
+        return "is not a known field (check the spelling; see docs/topologies.md for the fields)"
     if kind in {"greater_than_equal", "greater_than", "less_than_equal", "less_than"}:
         return f"{value!r}: {err['msg'].lower()}"
     if kind.endswith("_type") or kind.endswith("_parsing"):

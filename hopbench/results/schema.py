@@ -1,6 +1,6 @@
 """The results schema (versioned): what one run's result and a results file hold.
 
-``results.json`` is ``{"schema": SCHEMA, "runs": [RunResult, ...]}``; the README
+``results.json`` is ``{"schema": SCHEMA, "runs": [RunResult, ...]}``; docs/results.md
 documents every field. Counts cover the measured window; warm-up has its own.
 """
 
@@ -16,7 +16,7 @@ from hopbench.config.runspec import LoadSpec
 from hopbench.errors import ConfigError
 
 SCHEMA = "hopbench.results/1"
-# Beyond these, the generator and not the system was the limit (see README).
+# Beyond these, the generator and not the system was the limit (docs/measurement.md).
 SEND_LAG_P99_LIMIT_US = 1000
 ACHIEVED_RATE_FLOOR = 0.99
 

@@ -3,8 +3,8 @@
 
 Server: FastAPI on uvicorn (uvloop, httptools). Client: aiohttp with a pooled
 connector per process, round-robin over the target's replicas. aiohttp, not
-httpx: FINDINGS.md measured httpx's default transport at 1/17 of aiohttp's rate
-with 32 requests in flight, which would measure httpx instead of HTTP.
+httpx: httpx's default transport reached 1/17 of aiohttp's rate with 32 requests in
+flight (docs/findings.md), which would measure httpx instead of HTTP.
 """
 
 from __future__ import annotations

@@ -8,12 +8,13 @@ edge's queue with ``reply_to`` and a correlation id; the reply comes back by dir
 reply-to (``amq.rabbitmq.reply-to``: no reply queue to declare, replies at most once),
 or with ``rabbitmq_reply=queue`` through an exclusive reply queue of the caller's.
 
-aiormq, not aio-pika or pika: measured on this machine (bench/rabbitmq_clients.py,
-README) it used about 1.5x less CPU per message than aio-pika and sustained more,
-and pika's blocking client would need threads beside the event loop. Publisher
-confirms are off unless ``rabbitmq_confirms`` is set (pika's default; aio-pika's
-is on); the setting is written into the results. Consumers ack after the handler
-finishes, with at most ``prefetch`` messages in flight.
+aiormq, not aio-pika or pika: measured on a 2-core machine
+(bench/rabbitmq_clients.py, docs/findings.md) it used about 1.5x less CPU per
+message than aio-pika and sustained more, and pika's blocking client would need
+threads beside the event loop. Publisher confirms are off unless
+``rabbitmq_confirms`` is set (pika's default; aio-pika's is on); the setting is
+written into the results. Consumers ack after the handler finishes, with at most
+``prefetch`` messages in flight.
 """
 
 from __future__ import annotations
