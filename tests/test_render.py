@@ -13,7 +13,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from hopbench.cli import _render_request, build_parser
+from hopbench.cli import build_parser
+from hopbench.cli.commands import render_request
 from hopbench.render.compose import render_compose
 from hopbench.render.k8s import render_k8s
 from tests.conftest import ROOT, TOPOLOGIES
@@ -23,7 +24,7 @@ K8S_VERSION = "1.30.0"
 
 def render(target: str, *argv: str, out: str) -> tuple[str, str]:
     args = build_parser().parse_args(["render", target, *argv, "--out", out])
-    request, command = _render_request(args)
+    request, command = render_request(args)
     if target == "compose":
         return render_compose(request, Path(out), command), command
     return render_k8s(request, args.workers, command), command

@@ -1,0 +1,201 @@
+"""The command line's parser: arguments only. What the values must be is checked in
+hopbench.config.flags; what each command does is in hopbench.cli.commands."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from hopbench.config.deployment import GRPC_PORT, HTTP_PORT
+from hopbench.config.topology import MODES
+from hopbench.render.common import IMAGE
+
+
+def topology_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("topology", type=Path, help="a topology YAML file")
+    p.add_argument(
+        "--mode",
+        help=f"set every edge to one mode: {', '.join(MODES)}; "
+        "a comma list or 'all' runs once per mode",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="PATH=VALUE",
+        help="override one field, e.g. services.worker.replicas=2 or "
+        "'edges.gateway->worker.mode=kafka' (keep the quotes in a shell)",
+    )
+
+
+def deployment_args(p: argparse.ArgumentParser) -> None:
+    where = p.add_argument_group("where the brokers and processes are")
+    where.add_argument(
+        "--rabbitmq-url",
+        help="RabbitMQ to use (default $HOPBENCH_RABBITMQ_URL, else amqp://guest:guest@127.0.0.1:5672/)",
+    )
+    where.add_argument(
+        "--kafka-bootstrap",
+        metavar="HOST:PORT",
+        help="a Kafka to use instead of the embedded one (default $HOPBENCH_KAFKA_BOOTSTRAP)",
+    )
+    where.add_argument(
+        "--agents",
+        metavar="TEMPLATE",
+        help="drive service replicas running `hopbench agent` at these addresses, "
+        "e.g. '{service}-{replica}:7070' (compose) or '{service}:7070' (DNS, Kubernetes)",
+    )
+    where.add_argument(
+        "--worker-agents",
+        metavar="TEMPLATE",
+        help="the same for load workers ({service} is 'loadgen'); default: local processes",
+    )
+    where.add_argument(
+        "--agents-wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="keep trying agents that do not answer yet for this long (default 0)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hopbench",
+        description="Measure what each style of service-to-service communication costs.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    validate = sub.add_parser("validate", help="check a topology file and show what it runs")
+    topology_args(validate)
+
+    run = sub.add_parser("run", help="run a topology under open-loop load and measure it")
+    topology_args(run)
+    run.add_argument("--rate", type=float, default=200.0, help="messages per second (default 200)")
+    run.add_argument("--duration", type=float, default=10.0, help="measured seconds (default 10)")
+    run.add_argument(
+        "--warmup", type=float, default=2.0, help="unmeasured seconds first (default 2)"
+    )
+    run.add_argument("--payload", type=int, default=100, help="payload bytes (default 100)")
+    run.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="load worker processes (default: a quarter of the cores, at least 1)",
+    )
+    run.add_argument(
+        "--arrival",
+        choices=["constant", "poisson"],
+        default="constant",
+        help="open-loop gaps: even, or exponential (default constant)",
+    )
+    run.add_argument("--seed", type=int, default=0, help="seed of Poisson arrivals (default 0)")
+    run.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        help="closed loop with this many users instead of a rate",
+    )
+    run.add_argument(
+        "--think-ms",
+        type=float,
+        default=0.0,
+        help="closed loop: pause after each reply (default 0)",
+    )
+    run.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=10_000,
+        help="requests a worker may have outstanding (default 10000)",
+    )
+    run.add_argument(
+        "--grace",
+        type=float,
+        default=5.0,
+        help="seconds sinks may take after the last send (default 5)",
+    )
+    run.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a transport setting, e.g. kafka_acks=-1 or rabbitmq_confirms=true",
+    )
+    run.add_argument("--rates", metavar="R1,R2,...", help="run each rate in turn (a sweep)")
+    run.add_argument(
+        "--repeat", type=int, default=1, help="run each cell N times; report the median and spread"
+    )
+    run.add_argument(
+        "--find-max",
+        action="store_true",
+        help="search for the highest rate that keeps up, starting at --rate",
+    )
+    run.add_argument(
+        "--slo-p99-ms",
+        type=float,
+        default=None,
+        help="with --find-max: p99 latency a rate must stay within",
+    )
+    run.add_argument(
+        "--pause",
+        action="append",
+        default=[],
+        metavar="SERVICE/N@AT:SECONDS",
+        help="freeze a replica during the run, e.g. worker/0@5:1 (a stall)",
+    )
+    deployment_args(run)
+    run.add_argument("--out", type=Path, default=Path("results"), help="output folder")
+
+    comp = sub.add_parser("compare", help="run every cell of a comparison suite")
+    comp.add_argument("suite", type=Path, help="a suite YAML file")
+    comp.add_argument(
+        "--out", type=Path, default=None, help="output folder (default results/SUITE-NAME)"
+    )
+    comp.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the cells an interrupted run finished; run the rest",
+    )
+    deployment_args(comp)
+
+    ren = sub.add_parser("render", help="write a compose file or Kubernetes manifests")
+    targets = ren.add_subparsers(dest="target", required=True)
+    for target, what, default_out in (
+        ("compose", "a compose file: brokers, a container per replica", "docker-compose.yml"),
+        ("k8s", "Kubernetes manifests: Deployments, Services, Jobs", "hopbench-k8s.yaml"),
+    ):
+        t = targets.add_parser(target, help=what)
+        topology_args(t)
+        t.add_argument(
+            "--run-args",
+            metavar="ARGS",
+            help="more arguments for the orchestrator's `hopbench run`, e.g. '--rate 500'",
+        )
+        t.add_argument("--kafka-bootstrap", help="use this Kafka instead of running one")
+        t.add_argument("--rabbitmq-url", help="use this RabbitMQ instead of running one")
+        t.add_argument("--image", default=IMAGE, help=f"the hopbench image (default {IMAGE})")
+        t.add_argument("--out", type=Path, default=Path(default_out), help="the file to write")
+        if target == "k8s":
+            t.add_argument("--workers", type=int, default=2, help="load worker pods (default 2)")
+
+    ag = sub.add_parser(
+        "agent",
+        help="serve as a service replica or load worker for an orchestrator elsewhere",
+    )
+    ag.add_argument(
+        "--listen", default="0.0.0.0:7070", help="control address (default 0.0.0.0:7070)"
+    )
+    for mode, port in (("http", HTTP_PORT), ("grpc", GRPC_PORT)):
+        ag.add_argument(f"--{mode}-port", type=int, default=port, help=f"default {port}")
+    ag.add_argument(
+        "--exit-idle",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="after a run, exit when no run starts for this long (a safety net for Job pods)",
+    )
+
+    rep = sub.add_parser("report", help="write report.html again from a results folder")
+    rep.add_argument("dir", type=Path, help="a folder with results.json")
+    return parser
