@@ -22,7 +22,7 @@ from hopbench.results.schema import ProcessResult, RunResult, build_result
 from hopbench.run.provision import allocate_endpoints, exchanges, queues, topics
 from hopbench.services.process import build_service
 from hopbench.services.runtime import ServiceRuntime
-from hopbench.transports.base import Process
+from hopbench.transports.context import TransportContext
 from hopbench.transports.inmemory import HUBS
 
 
@@ -73,11 +73,14 @@ async def run_in_process(
         await rabbit.connect()
         await rabbit.declare_queues(queues(spec), exchanges(spec))
     services = [
-        build_service(Process(spec, name, replica), override)
+        build_service(TransportContext.of(spec, name, replica), override)
         for name, svc in topology.services.items()
         for replica in range(svc.replicas)
     ]
-    workers = [build_worker(Process(spec, LOADGEN, w), override) for w in range(load.workers)]
+    workers = [
+        build_worker(TransportContext.of(spec, LOADGEN, w), load, override)
+        for w in range(load.workers)
+    ]
     try:
         for service in services:
             await service.start()
@@ -87,7 +90,7 @@ async def run_in_process(
         for service in services:
             service.recorder.start(start_ns + int(load.warmup_s * 1e9))
         reports = await asyncio.gather(
-            *(w.drive(schedule_for(Process(spec, LOADGEN, w.worker), start_ns)) for w in workers)
+            *(w.drive(schedule_for(load, w.worker, start_ns)) for w in workers)
         )
         await _settle(services, topology, sum(r.sent for r in reports), settle_s)
         await asyncio.sleep(linger_s)

@@ -41,12 +41,12 @@ def topics(spec: RunSpec) -> dict[str, int]:
     for edge in topology.edges:
         if edge.mode != "kafka":
             continue
-        name = topic_name(spec, edge)
+        name = topic_name(spec.run_id, edge)
         wanted = spec.for_edge(edge).kafka_partitions or topology.services[edge.target].replicas
         partitions[name] = max(partitions.get(name, 1), wanted)
         if edge.is_sync:
             for replica in range(_replicas(spec, edge.source)):
-                partitions[reply_topic(spec, edge.source, replica)] = 1
+                partitions[reply_topic(spec.run_id, edge.source, replica)] = 1
     return partitions
 
 
@@ -59,7 +59,7 @@ def _replicas(spec: RunSpec, service: str) -> int:
 def queues(spec: RunSpec) -> dict[str, bool]:
     """Queue -> durable, per the edge's own setting."""
     return {
-        queue_name(spec, e): spec.for_edge(e).rabbitmq_durable
+        queue_name(spec.run_id, e): spec.for_edge(e).rabbitmq_durable
         for e in spec.resolved.edges
         if e.mode == "rabbitmq"
     }
@@ -70,5 +70,7 @@ def exchanges(spec: RunSpec) -> dict[str, list[str]]:
     bound: dict[str, list[str]] = {}
     for edge in spec.resolved.edges:
         if edge.mode == "rabbitmq" and edge.pattern == "publish-subscribe":
-            bound.setdefault(exchange_name(spec, edge), []).append(queue_name(spec, edge))
+            bound.setdefault(exchange_name(spec.run_id, edge), []).append(
+                queue_name(spec.run_id, edge)
+            )
     return bound

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterable
+from typing import Any
 
 from hopbench.config.topology import Edge
-from hopbench.transports.base import Process, Transport
+from hopbench.transports.base import Transport
+from hopbench.transports.context import TransportContext
 
 _REGISTRY: dict[str, str] = {
     "http": "hopbench.transports.http:HttpTransport",
@@ -17,18 +19,22 @@ _REGISTRY: dict[str, str] = {
 }
 
 
+def _load(target: str) -> Any:
+    module_name, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
+
+
 def transport_class(name: str) -> type[Transport]:
     try:
         target = _REGISTRY[name]
     except KeyError:
         raise KeyError(f"no transport named {name!r}; known: {', '.join(_REGISTRY)}") from None
-    module_name, _, attr = target.partition(":")
-    cls: type[Transport] = getattr(importlib.import_module(module_name), attr)
+    cls: type[Transport] = _load(target)
     return cls
 
 
 def make_transports(
-    process: Process, edges: Iterable[Edge], override: str | None = None
+    context: TransportContext, edges: Iterable[Edge], override: str | None = None
 ) -> dict[str, Transport]:
     """One transport per mode the edges use (all of one kind when override is given)."""
     transports: dict[str, Transport] = {}
@@ -37,8 +43,8 @@ def make_transports(
         if edge.mode in transports:
             continue
         if override is not None:
-            shared = shared or transport_class(override)(process)
+            shared = shared or transport_class(override)(context)
             transports[edge.mode] = shared
         else:
-            transports[edge.mode] = transport_class(edge.mode)(process)
+            transports[edge.mode] = transport_class(edge.mode)(context)
     return transports

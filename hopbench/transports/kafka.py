@@ -25,18 +25,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
-from hopbench.config.runspec import Settings
+from hopbench.config.settings import Settings
 from hopbench.config.topology import Edge
 from hopbench.errors import TransportError
 from hopbench.proto.hopbench_pb2 import Envelope
-from hopbench.transports.base import (
-    Handler,
-    Process,
-    Transport,
-    group_name,
-    reply_topic,
-    topic_name,
-)
+from hopbench.transports.base import Handler, Transport, group_name, reply_topic, topic_name
+from hopbench.transports.context import TransportContext
 from hopbench.transports.replies import PendingReplies
 
 log = logging.getLogger(__name__)
@@ -48,9 +42,9 @@ REPLY_TO = "hb-reply-to"
 class KafkaTransport(Transport):
     mode = "kafka"
 
-    def __init__(self, process: Process) -> None:
-        super().__init__(process)
-        bootstrap = process.spec.kafka_bootstrap
+    def __init__(self, context: TransportContext) -> None:
+        super().__init__(context)
+        bootstrap = context.kafka_bootstrap
         if bootstrap is None:
             raise TransportError("a kafka edge needs a broker, and the run has none")
         self.bootstrap = bootstrap
@@ -59,20 +53,17 @@ class KafkaTransport(Transport):
         self._consumers: list[AIOKafkaConsumer] = []
         self._pollers: list[asyncio.Task[None]] = []
         self._handling: set[asyncio.Task[None]] = set()
-        self._client_id = f"{process.service}-{process.replica}"
-        self._reply_to = reply_topic(process.spec, process.service, process.replica)
+        self._client_id = f"{context.service}-{context.replica}"
+        self._reply_to = reply_topic(context.run_id, context.service, context.replica)
         self.calls = PendingReplies(self._client_id)
         self.replies = self.calls
 
     def _calls(self) -> bool:
-        topology = self.process.spec.resolved
-        return any(
-            e.mode == self.mode and e.is_sync for e in topology.out_edges(self.process.service)
-        )
+        outs = self.context.topology.out_edges(self.context.service)
+        return any(e.mode == self.mode and e.is_sync for e in outs)
 
     async def start(self) -> None:
-        topology = self.process.spec.resolved
-        for edge in topology.out_edges(self.process.service):
+        for edge in self.context.topology.out_edges(self.context.service):
             if edge.mode == self.mode:
                 await self._producer_for(self.settings_for(edge))
         if any(edge.is_sync for edge, _ in self.handlers.values()):
@@ -83,8 +74,9 @@ class KafkaTransport(Transport):
             reply_consumer.assign([TopicPartition(self._reply_to, 0)])
             self._pollers.append(asyncio.create_task(self._poll_replies(reply_consumer)))
         for edge, handler in self.handlers.values():
-            consumer = self._consumer(group_name(self.process.spec, edge), self.settings_for(edge))
-            consumer.subscribe([topic_name(self.process.spec, edge)])
+            run_id = self.context.run_id
+            consumer = self._consumer(group_name(run_id, edge), self.settings_for(edge))
+            consumer.subscribe([topic_name(run_id, edge)])
             await self._connect(consumer, edge.name)
             await self._await_assignment(consumer, edge)
             self._pollers.append(asyncio.create_task(self._poll(consumer, edge, handler)))
@@ -202,7 +194,7 @@ class KafkaTransport(Transport):
             raise TransportError(f"{edge.name}: the Kafka producer is not started")
         try:
             ack = await producer.send(
-                topic_name(self.process.spec, edge), env.SerializeToString(), headers=headers
+                topic_name(self.context.run_id, edge), env.SerializeToString(), headers=headers
             )
             await ack
         except KafkaError as exc:
