@@ -19,11 +19,13 @@ from hopbench.config.runspec import LoadSpec, RunSpec, Settings
 from hopbench.config.topology import LOADGEN, Topology
 from hopbench.loadgen.process import build_worker, schedule_for
 from hopbench.results.schema import ProcessResult, RunResult, build_result
-from hopbench.run.provision import allocate_endpoints, exchanges, queues, topics
+from hopbench.run.provision import allocate_endpoints
 from hopbench.services.process import build_service
 from hopbench.services.runtime import ServiceRuntime
+from hopbench.transports import provisioning
 from hopbench.transports.context import TransportContext
 from hopbench.transports.inmemory import HUBS
+from hopbench.transports.plan import Provisioning
 
 
 class KafkaBroker(Protocol):
@@ -32,7 +34,7 @@ class KafkaBroker(Protocol):
     @property
     def bootstrap(self) -> str: ...
 
-    async def create_topics(self, partitions: dict[str, int]) -> None: ...
+    async def provision(self, plan: Provisioning) -> None: ...
 
 
 @dataclass
@@ -67,11 +69,12 @@ async def run_in_process(
         rabbitmq_url=brokers.rabbitmq_url,
     )
     rabbit = RabbitMqBroker(brokers.rabbitmq_url) if brokers.rabbitmq_url else None
+    plan = provisioning(spec)
     if brokers.kafka is not None and "kafka" in topology.modes:
-        await brokers.kafka.create_topics(topics(spec))
+        await brokers.kafka.provision(plan)
     if rabbit is not None and "rabbitmq" in topology.modes:
         await rabbit.connect()
-        await rabbit.declare_queues(queues(spec), exchanges(spec))
+        await rabbit.provision(plan)
     services = [
         build_service(TransportContext.of(spec, name, replica), override)
         for name, svc in topology.services.items()

@@ -32,7 +32,8 @@ from hopbench.errors import ConfigError, HopbenchError, RunError
 from hopbench.measure.histogram import new_histogram
 from hopbench.measure.usage import machine, proc_usage
 from hopbench.results.schema import RunResult, build_result, process_result
-from hopbench.run.provision import Agent, allocate_endpoints, exchanges, queues, topics
+from hopbench.run.provision import Agent, allocate_endpoints
+from hopbench.transports import provisioning
 
 READY_TIMEOUT_S = 60.0
 PACKAGES = (
@@ -201,10 +202,11 @@ async def run_topology(request: RunRequest) -> RunResult:
         )
         for name, info in brokers.items():
             info["settings"] = _broker_settings(name, request.settings)
+        plan = provisioning(spec)
         if kafka is not None:
-            await kafka.create_topics(topics(spec))
+            await kafka.provision(plan)
         if rabbitmq_url is not None:
-            await rabbit.declare_queues(queues(spec), exchanges(spec))
+            await rabbit.provision(plan)
         spec_path = run_dir / "spec.json"
         spec.write(spec_path)
 

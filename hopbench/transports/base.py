@@ -86,31 +86,3 @@ def channel_of(edge: Edge) -> str:
     if edge.pattern == "publish-subscribe":
         return f"{edge.source}.{edge.mode}"
     return edge.name
-
-
-def topic_name(run_id: str, edge: Edge) -> str:
-    """Publish-subscribe: one topic per publishing service, a group per subscriber.
-    Fire-and-forget and request-reply: one topic per edge, read by the target's group."""
-    if edge.pattern == "publish-subscribe":
-        return f"hb-{run_id}-{edge.source}"
-    return f"hb-{run_id}-{edge.source}-{edge.target}"
-
-
-def group_name(run_id: str, edge: Edge) -> str:
-    return f"hb-{run_id}-{edge.target}"
-
-
-def reply_topic(run_id: str, service: str, replica: int) -> str:
-    """Where one process's request-reply calls over Kafka get their replies."""
-    return f"hb-{run_id}-reply-{service}-{replica}"
-
-
-def queue_name(run_id: str, edge: Edge) -> str:
-    """One queue per edge: the target's replicas compete for its messages (for
-    publish-subscribe, the subscriber's queue bound to the publisher's exchange)."""
-    return f"hb-{run_id}-{edge.source}-{edge.target}"
-
-
-def exchange_name(run_id: str, edge: Edge) -> str:
-    """Publish-subscribe over RabbitMQ: one fanout exchange per publishing service."""
-    return f"hb-{run_id}-{edge.source}"

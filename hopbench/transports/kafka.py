@@ -25,18 +25,60 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
+from hopbench.config.runspec import RunSpec
 from hopbench.config.settings import Settings
-from hopbench.config.topology import Edge
+from hopbench.config.topology import LOADGEN, Edge
 from hopbench.errors import TransportError
 from hopbench.proto.hopbench_pb2 import Envelope
-from hopbench.transports.base import Handler, Transport, group_name, reply_topic, topic_name
+from hopbench.transports.base import Handler, Transport
 from hopbench.transports.context import TransportContext
+from hopbench.transports.plan import Provisioning
 from hopbench.transports.replies import PendingReplies
 
 log = logging.getLogger(__name__)
 ASSIGNMENT_TIMEOUT_S = 30.0
 CORRELATION = "hb-correlation"
 REPLY_TO = "hb-reply-to"
+
+
+def topic_name(run_id: str, edge: Edge) -> str:
+    """Publish-subscribe: one topic per publishing service, a group per subscriber.
+    Fire-and-forget and request-reply: one topic per edge, read by the target's group."""
+    if edge.pattern == "publish-subscribe":
+        return f"hb-{run_id}-{edge.source}"
+    return f"hb-{run_id}-{edge.source}-{edge.target}"
+
+
+def group_name(run_id: str, edge: Edge) -> str:
+    return f"hb-{run_id}-{edge.target}"
+
+
+def reply_topic(run_id: str, service: str, replica: int) -> str:
+    """Where one process's request-reply calls over Kafka get their replies."""
+    return f"hb-{run_id}-reply-{service}-{replica}"
+
+
+def plan(spec: RunSpec) -> Provisioning:
+    """Topic -> partitions: an edge's kafka_partitions, else enough for the largest
+    subscriber group to share it; plus a one-partition reply topic for every
+    process that calls over Kafka (each replica, or each load worker)."""
+    topology = spec.resolved
+    partitions: dict[str, int] = {}
+    for edge in topology.edges:
+        if edge.mode != "kafka":
+            continue
+        name = topic_name(spec.run_id, edge)
+        wanted = spec.for_edge(edge).kafka_partitions or topology.services[edge.target].replicas
+        partitions[name] = max(partitions.get(name, 1), wanted)
+        if edge.is_sync:
+            callers = (
+                spec.load.workers
+                if edge.source == LOADGEN
+                else topology.services[edge.source].replicas
+            )
+            for replica in range(callers):
+                partitions[reply_topic(spec.run_id, edge.source, replica)] = 1
+    return Provisioning(kafka_topics=partitions)
 
 
 class KafkaTransport(Transport):

@@ -25,16 +25,45 @@ import aiormq
 from aiormq.abc import AbstractChannel, AbstractConnection, DeliveredMessage
 from pamqp.commands import Basic
 
+from hopbench.config.runspec import RunSpec
 from hopbench.config.topology import Edge
 from hopbench.errors import TransportError
 from hopbench.proto.hopbench_pb2 import Envelope
-from hopbench.transports.base import Handler, Transport, exchange_name, queue_name
+from hopbench.transports.base import Handler, Transport
 from hopbench.transports.context import TransportContext
+from hopbench.transports.plan import Provisioning
 from hopbench.transports.replies import PendingReplies
 
 log = logging.getLogger(__name__)
 AMQP_ERRORS = (aiormq.exceptions.AMQPError, OSError, TimeoutError)
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
+
+
+def queue_name(run_id: str, edge: Edge) -> str:
+    """One queue per edge: the target's replicas compete for its messages (for
+    publish-subscribe, the subscriber's queue bound to the publisher's exchange)."""
+    return f"hb-{run_id}-{edge.source}-{edge.target}"
+
+
+def exchange_name(run_id: str, edge: Edge) -> str:
+    """Publish-subscribe over RabbitMQ: one fanout exchange per publishing service."""
+    return f"hb-{run_id}-{edge.source}"
+
+
+def plan(spec: RunSpec) -> Provisioning:
+    """Queue -> durable (per the edge's own setting), and fanout exchange -> the
+    subscriber queues bound to it."""
+    queues: dict[str, bool] = {}
+    bound: dict[str, tuple[str, ...]] = {}
+    for edge in spec.resolved.edges:
+        if edge.mode != "rabbitmq":
+            continue
+        queue = queue_name(spec.run_id, edge)
+        queues[queue] = spec.for_edge(edge).rabbitmq_durable
+        if edge.pattern == "publish-subscribe":
+            exchange = exchange_name(spec.run_id, edge)
+            bound[exchange] = (*bound.get(exchange, ()), queue)
+    return Provisioning(rabbitmq_queues=queues, rabbitmq_exchanges=bound)
 
 
 class RabbitMqTransport(Transport):
