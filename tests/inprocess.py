@@ -21,7 +21,7 @@ from hopbench.run import phases
 from hopbench.run.provision import allocate_endpoints
 from hopbench.services.process import build_service
 from hopbench.services.runtime import ServiceRuntime
-from hopbench.transports.base import Process
+from hopbench.transports.context import TransportContext
 from hopbench.transports.inmemory import HUBS
 
 KafkaBroker = phases.KafkaAdmin  # Tansu, or a Kafka at an address (a testcontainer)
@@ -66,11 +66,14 @@ async def run_in_process(
         await rabbit.connect()
     await phases.provision(phases.Brokers(kafka=brokers.kafka, rabbit=rabbit), spec)
     services = [
-        build_service(Process(spec, name, replica), override)
+        build_service(TransportContext.of(spec, name, replica), override)
         for name, svc in topology.services.items()
         for replica in range(svc.replicas)
     ]
-    workers = [build_worker(Process(spec, LOADGEN, w), override) for w in range(load.workers)]
+    workers = [
+        build_worker(TransportContext.of(spec, LOADGEN, w), load, override)
+        for w in range(load.workers)
+    ]
     notes: list[str] = []
     try:
         for service in services:
@@ -81,10 +84,7 @@ async def run_in_process(
         for service in services:
             service.recorder.start(window.origin_ns)
         reports = await asyncio.gather(
-            *(
-                w.drive(schedule_for(Process(spec, LOADGEN, w.worker), window.start_ns))
-                for w in workers
-            )
+            *(w.drive(schedule_for(load, w.worker, window.start_ns)) for w in workers)
         )
         recording = [RuntimeRecording(s) for s in services if s.records_completion]
         await phases.drain(topology, recording, sum(r.sent for r in reports), settle_s, notes)

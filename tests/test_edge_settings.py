@@ -11,7 +11,7 @@ import pytest
 from hopbench.config.load import load_topology
 from hopbench.config.runspec import LoadSpec, RunSpec
 from hopbench.errors import ConfigError
-from hopbench.run.provision import queues, topics
+from hopbench.transports import provisioning
 from tests.inprocess import Brokers, run_in_process
 
 TOPOLOGY = """\
@@ -39,8 +39,9 @@ def test_each_edge_runs_with_its_own_settings(tmp_path: Path, brokers: Brokers) 
     topology = load_topology(write(tmp_path, TOPOLOGY))
     load = LoadSpec(rate=200, duration_s=0.5, warmup_s=0.3, payload_bytes=20)
     spec = RunSpec(run_id="x", topology=topology.to_dict(), load=load)
-    assert topics(spec)["hb-x-front-events"] == 3
-    assert queues(spec) == {"hb-x-front-jobs": True}
+    plan = provisioning(spec)
+    assert plan.kafka_topics["hb-x-front-events"] == 3
+    assert plan.rabbitmq_queues == {"hb-x-front-jobs": True}
     assert spec.for_edge(topology.edges[1]).kafka_acks == -1
     assert spec.for_edge(topology.edges[0]).kafka_acks == 1  # the run's default
     result = asyncio.run(run_in_process(topology, load, brokers, settle_s=5))

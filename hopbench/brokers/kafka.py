@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from hopbench.errors import BrokerUnavailable
+from hopbench.transports.plan import Provisioning
 
 
-async def create_topics(bootstrap: str, partitions: dict[str, int]) -> None:
+async def create_topics(bootstrap: str, partitions: Mapping[str, int]) -> None:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import KafkaError
 
@@ -52,9 +54,13 @@ class KafkaCluster:
             await admin.close()
         self.version = f"cluster {versions.get('cluster_id')}"
 
-    async def create_topics(self, partitions: dict[str, int]) -> None:
+    async def create_topics(self, partitions: Mapping[str, int]) -> None:
         await create_topics(self.bootstrap, partitions)
         self._topics = list(partitions)
+
+    async def provision(self, plan: Provisioning) -> None:
+        """Create the plan's topics (deleted again by ``stop``)."""
+        await self.create_topics(plan.kafka_topics)
 
     async def stop(self) -> None:
         """Delete this run's topics (a best effort: the run's results are already in hand)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -17,6 +18,7 @@ import aiormq
 from aiormq.abc import AbstractConnection
 
 from hopbench.errors import BrokerUnavailable
+from hopbench.transports.plan import Provisioning
 
 QUEUE_EXPIRES_MS = 10 * 60 * 1000
 
@@ -53,8 +55,14 @@ class RabbitMqBroker:
         version = self._connection.server_properties.get("version", b"unknown")
         self.server_version = version.decode() if isinstance(version, bytes) else str(version)
 
+    async def provision(self, plan: Provisioning) -> None:
+        """Declare the plan's queues and exchanges (deleted again by ``close``)."""
+        await self.declare_queues(plan.rabbitmq_queues, plan.rabbitmq_exchanges)
+
     async def declare_queues(
-        self, queues: dict[str, bool], exchanges: dict[str, list[str]] | None = None
+        self,
+        queues: Mapping[str, bool],
+        exchanges: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         """Queues (name -> durable), and fanout exchanges with their queues bound."""
         assert self._connection is not None

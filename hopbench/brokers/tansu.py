@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from hopbench.brokers.kafka import create_topics
 from hopbench.brokers.procs import free_port, terminate_popen, wait_for_port
 from hopbench.errors import BrokerUnavailable
+from hopbench.transports.plan import Provisioning
 
 HOST = "127.0.0.1"
 START_TIMEOUT_S = 20.0
@@ -72,8 +74,12 @@ class TansuBroker:
                 f"Tansu did not listen on {url} within {START_TIMEOUT_S} s: {tail}"
             )
 
-    async def create_topics(self, partitions: dict[str, int]) -> None:
+    async def create_topics(self, partitions: Mapping[str, int]) -> None:
         await create_topics(self.bootstrap, partitions)
+
+    async def provision(self, plan: Provisioning) -> None:
+        """Create the plan's topics (gone with the broker: memory only)."""
+        await self.create_topics(plan.kafka_topics)
 
     def describe(self) -> dict[str, Any]:
         return {

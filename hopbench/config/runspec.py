@@ -44,11 +44,7 @@ class RunSpec(BaseModel):
         cache: dict[int, Settings] = self.__dict__.setdefault("_edge_settings", {})
         found = cache.get(edge.index)
         if found is None:
-            found = cache[edge.index] = (
-                self.settings.model_copy(update=dict(edge.settings))
-                if edge.settings
-                else self.settings
-            )
+            found = cache[edge.index] = self.settings.with_overrides(edge.settings)
         return found
 
     def write(self, path: Path) -> None:

@@ -7,7 +7,8 @@ the offered load, open or closed loop.
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Iterable
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -44,6 +45,11 @@ class Settings(BaseModel):
     prefetch: int = Field(
         100, ge=1, description="messages one broker consumer handles at once (Kafka and RabbitMQ)"
     )
+
+    def with_overrides(self, overrides: Iterable[tuple[str, Any]]) -> Settings:
+        """These settings with an edge's own (``Edge.settings``) on top."""
+        update = dict(overrides)
+        return self.model_copy(update=update) if update else self
 
 
 # The settings an edge may set for itself; every transport honours them per edge.

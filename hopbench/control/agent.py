@@ -30,7 +30,7 @@ from hopbench.loadgen.process import drive
 from hopbench.measure.usage import machine
 from hopbench.protocol.channel import BOOT_ID, ChildChannel, run_loop, setup_logging
 from hopbench.services.process import serve
-from hopbench.transports.base import Process
+from hopbench.transports.context import TransportContext
 
 log = logging.getLogger("hopbench.control.agent")
 
@@ -81,12 +81,12 @@ class Agent:
             spec = RunSpec.model_validate(command["spec"])
             role, replica = str(command["service"]), int(str(command["replica"]))
             clock.set_offset(int(str(command.get("clock_offset_ns", 0))))
-            process = Process(spec, role, replica, listen="0.0.0.0")
+            context = TransportContext.of(spec, role, replica, listen="0.0.0.0")
             print(f"hopbench agent: run {spec.run_id}: {role}/{replica}", flush=True)
             if role == LOADGEN:
-                await drive(channel, process)
+                await drive(channel, context, spec.load)
             else:
-                await serve(channel, process)
+                await serve(channel, context)
         finally:
             clock.set_offset(0)
             self._busy = False

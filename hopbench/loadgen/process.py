@@ -12,33 +12,34 @@ import contextlib
 import logging
 from pathlib import Path
 
-from hopbench.config.runspec import RunSpec
+from hopbench.config.runspec import LoadSpec, RunSpec
 from hopbench.config.topology import LOADGEN
 from hopbench.loadgen.schedule import ClosedSchedule, OpenSchedule
 from hopbench.loadgen.worker import LoadWorker
 from hopbench.protocol.channel import ChildChannel, run_child
 from hopbench.transports import make_transports
-from hopbench.transports.base import Process
+from hopbench.transports.context import TransportContext
 
 log = logging.getLogger("hopbench.loadgen")
 
 
-def build_worker(process: Process, transport: str | None = None) -> LoadWorker:
-    topology = process.spec.resolved
-    transports = make_transports(process, [topology.entry_edge], transport)
+def build_worker(
+    context: TransportContext, load: LoadSpec, transport: str | None = None
+) -> LoadWorker:
+    topology = context.topology
+    transports = make_transports(context, [topology.entry_edge], transport)
     return LoadWorker(
         topology,
-        process.spec.run_id,
-        process.replica,
+        context.run_id,
+        context.replica,
         transports[topology.entry_edge.mode],
-        process.spec.load.payload_bytes,
-        process.spec.load.max_in_flight,
+        load.payload_bytes,
+        load.max_in_flight,
     )
 
 
-def schedule_for(process: Process, start_ns: int) -> OpenSchedule | ClosedSchedule:
-    load = process.spec.load
-    w, workers = process.replica, load.workers
+def schedule_for(load: LoadSpec, worker: int, start_ns: int) -> OpenSchedule | ClosedSchedule:
+    w, workers = worker, load.workers
     if load.concurrency is not None:
         # users split across workers; the first ones take the remainder
         users = load.concurrency // workers + (1 if w < load.concurrency % workers else 0)
@@ -50,14 +51,14 @@ def schedule_for(process: Process, start_ns: int) -> OpenSchedule | ClosedSchedu
     )
 
 
-async def drive(channel: ChildChannel, process: Process) -> None:
+async def drive(channel: ChildChannel, context: TransportContext, load: LoadSpec) -> None:
     """Run the schedule when told to start, answering progress requests meanwhile."""
-    worker = build_worker(process)
+    worker = build_worker(context, load)
     running: asyncio.Task[None] | None = None
 
     async def run(start_ns: int) -> None:
         try:
-            report = await worker.drive(schedule_for(process, start_ns))
+            report = await worker.drive(schedule_for(load, context.replica, start_ns))
         except Exception as exc:
             log.exception("the load worker failed")
             channel.emit("error", message=f"load worker failed: {exc!r}")
@@ -91,5 +92,6 @@ def main() -> None:
     parser.add_argument("--spec", type=Path, required=True)
     parser.add_argument("--worker", type=int, required=True)
     args = parser.parse_args()
-    process = Process(RunSpec.read(args.spec), LOADGEN, args.worker)
-    run_child(lambda channel: drive(channel, process))
+    spec = RunSpec.read(args.spec)
+    context = TransportContext.of(spec, LOADGEN, args.worker)
+    run_child(lambda channel: drive(channel, context, spec.load))

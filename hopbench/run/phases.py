@@ -26,7 +26,8 @@ from hopbench.config.topology import Topology
 from hopbench.measure.usage import proc_usage
 from hopbench.results.build import build_result
 from hopbench.results.schema import ProcessResult, RunResult
-from hopbench.run.provision import exchanges, queues, topics
+from hopbench.transports import provisioning
+from hopbench.transports.plan import Provisioning
 
 START_DELAY_NS = 200_000_000  # from "start" to the first send: every process has the command
 
@@ -37,7 +38,7 @@ class KafkaAdmin(Protocol):
     @property
     def bootstrap(self) -> str: ...
 
-    async def create_topics(self, partitions: dict[str, int]) -> None: ...
+    async def provision(self, plan: Provisioning) -> None: ...
 
     def describe(self) -> dict[str, Any]: ...
 
@@ -112,11 +113,11 @@ async def provision(brokers: Brokers, spec: RunSpec) -> None:
     """Create the run's topics, queues and exchanges (removed when the brokers stop)."""
     for name, info in brokers.described.items():
         info["settings"] = broker_settings(name, spec.settings)
-    modes = spec.resolved.modes
-    if brokers.kafka is not None and "kafka" in modes:
-        await brokers.kafka.create_topics(topics(spec))
-    if brokers.rabbit is not None and "rabbitmq" in modes:
-        await brokers.rabbit.declare_queues(queues(spec), exchanges(spec))
+    plan = provisioning(spec)
+    if brokers.kafka is not None and plan.kafka_topics:
+        await brokers.kafka.provision(plan)
+    if brokers.rabbit is not None and (plan.rabbitmq_queues or plan.rabbitmq_exchanges):
+        await brokers.rabbit.provision(plan)
 
 
 def broker_settings(name: str, settings: Settings) -> dict[str, Any]:

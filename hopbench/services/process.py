@@ -12,23 +12,23 @@ from hopbench.config.runspec import RunSpec
 from hopbench.protocol.channel import ChildChannel, run_child
 from hopbench.services.runtime import ServiceRuntime
 from hopbench.transports import make_transports
-from hopbench.transports.base import Process
+from hopbench.transports.context import TransportContext
 
 
-def build_service(process: Process, transport: str | None = None) -> ServiceRuntime:
-    topology = process.spec.resolved
-    edges = (*topology.in_edges(process.service), *topology.out_edges(process.service))
+def build_service(context: TransportContext, transport: str | None = None) -> ServiceRuntime:
+    topology = context.topology
+    edges = (*topology.in_edges(context.service), *topology.out_edges(context.service))
     return ServiceRuntime(
         topology,
-        process.service,
-        process.replica,
-        process.spec.run_id,
-        make_transports(process, edges, transport),
+        context.service,
+        context.replica,
+        context.run_id,
+        make_transports(context, edges, transport),
     )
 
 
-async def serve(channel: ChildChannel, process: Process) -> None:
-    runtime = build_service(process)
+async def serve(channel: ChildChannel, context: TransportContext) -> None:
+    runtime = build_service(context)
     try:
         await runtime.start()
         channel.emit("ready")
@@ -58,5 +58,5 @@ def main() -> None:
     parser.add_argument("--service", required=True)
     parser.add_argument("--replica", type=int, required=True)
     args = parser.parse_args()
-    process = Process(RunSpec.read(args.spec), args.service, args.replica)
-    run_child(lambda channel: serve(channel, process))
+    context = TransportContext.of(RunSpec.read(args.spec), args.service, args.replica)
+    run_child(lambda channel: serve(channel, context))

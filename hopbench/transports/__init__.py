@@ -1,12 +1,20 @@
-"""Transports, found by mode name. Modules are imported only when used."""
+"""Transports, found by mode name. Modules are imported only when used.
+
+A mode is its module plus a line here: its ``Transport`` class, and, for a mode
+whose broker must hold something before the run starts, its ``plan`` function.
+"""
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
+from hopbench.config.runspec import RunSpec
 from hopbench.config.topology import Edge
-from hopbench.transports.base import Process, Transport
+from hopbench.transports.base import Transport
+from hopbench.transports.context import TransportContext
+from hopbench.transports.plan import Provisioning
 
 _REGISTRY: dict[str, str] = {
     "http": "hopbench.transports.http:HttpTransport",
@@ -15,6 +23,16 @@ _REGISTRY: dict[str, str] = {
     "rabbitmq": "hopbench.transports.rabbitmq:RabbitMqTransport",
     "inmemory": "hopbench.transports.inmemory:InMemoryTransport",
 }
+# the modes whose broker needs topics, queues... named before the run: mode -> plan(spec)
+_PLANS: dict[str, str] = {
+    "kafka": "hopbench.transports.kafka:plan",
+    "rabbitmq": "hopbench.transports.rabbitmq:plan",
+}
+
+
+def _load(target: str) -> Any:
+    module_name, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module_name), attr)
 
 
 def transport_class(name: str) -> type[Transport]:
@@ -22,13 +40,12 @@ def transport_class(name: str) -> type[Transport]:
         target = _REGISTRY[name]
     except KeyError:
         raise KeyError(f"no transport named {name!r}; known: {', '.join(_REGISTRY)}") from None
-    module_name, _, attr = target.partition(":")
-    cls: type[Transport] = getattr(importlib.import_module(module_name), attr)
+    cls: type[Transport] = _load(target)
     return cls
 
 
 def make_transports(
-    process: Process, edges: Iterable[Edge], override: str | None = None
+    context: TransportContext, edges: Iterable[Edge], override: str | None = None
 ) -> dict[str, Transport]:
     """One transport per mode the edges use (all of one kind when override is given)."""
     transports: dict[str, Transport] = {}
@@ -37,8 +54,19 @@ def make_transports(
         if edge.mode in transports:
             continue
         if override is not None:
-            shared = shared or transport_class(override)(process)
+            shared = shared or transport_class(override)(context)
             transports[edge.mode] = shared
         else:
-            transports[edge.mode] = transport_class(edge.mode)(process)
+            transports[edge.mode] = transport_class(edge.mode)(context)
     return transports
+
+
+def provisioning(spec: RunSpec) -> Provisioning:
+    """Every topic, queue and exchange the run's modes need, each mode naming its own."""
+    plan = Provisioning()
+    for mode in sorted(spec.resolved.modes):
+        target = _PLANS.get(mode)
+        if target is not None:
+            part: Callable[[RunSpec], Provisioning] = _load(target)
+            plan |= part(spec)
+    return plan

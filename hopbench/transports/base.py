@@ -1,7 +1,8 @@
 """The one interface every mode implements.
 
 A process (a service replica or a load worker) holds one transport per mode it
-uses. Server side: ``serve(edge, handler)`` for each in-edge of that mode, before
+uses, made from the process's ``TransportContext`` (hopbench.transports.context).
+Server side: ``serve(edge, handler)`` for each in-edge of that mode, before
 ``start``. Client side: ``request`` for request-reply edges, ``publish`` for the
 asynchronous ones. Shutdown is two steps: ``stop_serving`` takes no new messages,
 then, once the process has nothing in flight, ``close`` closes connections. A
@@ -13,40 +14,25 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from hopbench.config.runspec import RunSpec, Settings
+from hopbench.config.settings import Settings
 from hopbench.config.topology import Edge
 from hopbench.errors import TransportError
 from hopbench.proto.hopbench_pb2 import Envelope
+from hopbench.transports.context import TransportContext
 from hopbench.transports.replies import PendingReplies
 
 # (in-edge, message) -> the reply for a request-reply edge, else None
 Handler = Callable[[Edge, Envelope], Coroutine[Any, Any, Envelope | None]]
 
 
-@dataclass(frozen=True)
-class Process:
-    """Who is running the transport: a service replica or a load worker."""
-
-    spec: RunSpec
-    service: str  # a service name, or "loadgen"
-    replica: int  # the replica index, or the load worker index
-    listen: str | None = None  # host to bind servers to; None: the endpoint's own host
-
-    def bind_address(self, mode: str) -> tuple[str, int]:
-        """Where this replica's server for one mode listens."""
-        host, _, port = self.spec.endpoints[mode][self.service][self.replica].rpartition(":")
-        return self.listen or host, int(port)
-
-
 class Transport(abc.ABC):
     mode: ClassVar[str]
 
-    def __init__(self, process: Process) -> None:
-        self.process = process
-        self.settings = process.spec.settings
+    def __init__(self, context: TransportContext) -> None:
+        self.context = context
+        self.settings = context.settings
         self.handlers: dict[int, tuple[Edge, Handler]] = {}
         # broker request-reply: calls awaiting a reply (set by the modes that have one)
         self.replies: PendingReplies | None = None
@@ -62,12 +48,12 @@ class Transport(abc.ABC):
 
     def publishes(self) -> bool:
         """Does this process send on any edge of this transport's mode?"""
-        topology = self.process.spec.resolved
-        return any(e.mode == self.mode for e in topology.out_edges(self.process.service))
+        outs = self.context.topology.out_edges(self.context.service)
+        return any(e.mode == self.mode for e in outs)
 
     def settings_for(self, edge: Edge) -> Settings:
         """The run's settings with the edge's own on top."""
-        return self.process.spec.for_edge(edge)
+        return self.context.settings_for(edge)
 
     def serve(self, edge: Edge, handler: Handler) -> None:
         """Receive the messages of one in-edge (call before start)."""
@@ -100,31 +86,3 @@ def channel_of(edge: Edge) -> str:
     if edge.pattern == "publish-subscribe":
         return f"{edge.source}.{edge.mode}"
     return edge.name
-
-
-def topic_name(spec: RunSpec, edge: Edge) -> str:
-    """Publish-subscribe: one topic per publishing service, a group per subscriber.
-    Fire-and-forget and request-reply: one topic per edge, read by the target's group."""
-    if edge.pattern == "publish-subscribe":
-        return f"hb-{spec.run_id}-{edge.source}"
-    return f"hb-{spec.run_id}-{edge.source}-{edge.target}"
-
-
-def group_name(spec: RunSpec, edge: Edge) -> str:
-    return f"hb-{spec.run_id}-{edge.target}"
-
-
-def reply_topic(spec: RunSpec, service: str, replica: int) -> str:
-    """Where one process's request-reply calls over Kafka get their replies."""
-    return f"hb-{spec.run_id}-reply-{service}-{replica}"
-
-
-def queue_name(spec: RunSpec, edge: Edge) -> str:
-    """One queue per edge: the target's replicas compete for its messages (for
-    publish-subscribe, the subscriber's queue bound to the publisher's exchange)."""
-    return f"hb-{spec.run_id}-{edge.source}-{edge.target}"
-
-
-def exchange_name(spec: RunSpec, edge: Edge) -> str:
-    """Publish-subscribe over RabbitMQ: one fanout exchange per publishing service."""
-    return f"hb-{spec.run_id}-{edge.source}"

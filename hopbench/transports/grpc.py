@@ -18,7 +18,8 @@ from hopbench.config.topology import Edge
 from hopbench.errors import TransportError
 from hopbench.proto import hopbench_pb2_grpc
 from hopbench.proto.hopbench_pb2 import Ack, Envelope
-from hopbench.transports.base import Handler, Process, Transport
+from hopbench.transports.base import Handler, Transport
+from hopbench.transports.context import TransportContext
 
 EDGE_KEY = "hb-edge"
 
@@ -59,8 +60,8 @@ class _Relay(hopbench_pb2_grpc.RelayServicer):  # type: ignore[misc]
 class GrpcTransport(Transport):
     mode = "grpc"
 
-    def __init__(self, process: Process) -> None:
-        super().__init__(process)
+    def __init__(self, context: TransportContext) -> None:
+        super().__init__(context)
         self._server: grpc.aio.Server | None = None
         self._channels: list[grpc.aio.Channel] = []
         self._stubs: dict[int, itertools.cycle[hopbench_pb2_grpc.RelayStub]] = {}
@@ -68,7 +69,7 @@ class GrpcTransport(Transport):
     async def start(self) -> None:
         if not self.handlers:
             return
-        host, port = self.process.bind_address("grpc")
+        host, port = self.context.bind_address("grpc")
         address = f"{host}:{port}"
         self._server = grpc.aio.server()
         hopbench_pb2_grpc.add_RelayServicer_to_server(_Relay(self), self._server)
@@ -80,7 +81,7 @@ class GrpcTransport(Transport):
         stubs = self._stubs.get(edge.index)
         if stubs is None:
             made = []
-            for address in self.process.spec.endpoints["grpc"][edge.target]:
+            for address in self.context.endpoints["grpc"][edge.target]:
                 for _ in range(self.settings_for(edge).grpc_channels):
                     channel = grpc.aio.insecure_channel(address)
                     self._channels.append(channel)

@@ -21,7 +21,8 @@ from fastapi import FastAPI, Request, Response
 from hopbench.config.topology import Edge
 from hopbench.errors import TransportError
 from hopbench.proto.hopbench_pb2 import Envelope
-from hopbench.transports.base import Handler, Process, Transport
+from hopbench.transports.base import Handler, Transport
+from hopbench.transports.context import TransportContext
 
 CONTENT_TYPE = "application/x-protobuf"
 
@@ -47,8 +48,8 @@ def _endpoint(edge: Edge, handler: Handler) -> Callable[[Request], Awaitable[Res
 class HttpTransport(Transport):
     mode = "http"
 
-    def __init__(self, process: Process) -> None:
-        super().__init__(process)
+    def __init__(self, context: TransportContext) -> None:
+        super().__init__(context)
         self._sessions: dict[tuple[int, float], aiohttp.ClientSession] = {}
         self._server: _Server | None = None
         self._serve_task: asyncio.Task[None] | None = None
@@ -60,7 +61,7 @@ class HttpTransport(Transport):
             await self._start_server()
 
     async def _start_server(self) -> None:
-        host, port = self.process.bind_address("http")
+        host, port = self.context.bind_address("http")
         app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
         # One fixed route per in-edge: a path parameter would cost FastAPI a
         # dependency-solving pass per request (measured with py-spy).
@@ -125,7 +126,7 @@ class HttpTransport(Transport):
     def _next_url(self, edge: Edge) -> str:
         urls = self._urls.get(edge.index)
         if urls is None:
-            replicas = self.process.spec.endpoints["http"][edge.target]
+            replicas = self.context.endpoints["http"][edge.target]
             urls = self._urls[edge.index] = itertools.cycle(
                 [f"http://{hp}/edges/{edge.index}" for hp in replicas]
             )

@@ -16,11 +16,7 @@ from dataclasses import dataclass, field
 from hopbench.config.topology import Edge
 from hopbench.errors import TransportError
 from hopbench.proto.hopbench_pb2 import Envelope
-from hopbench.transports.base import (
-    Handler,
-    Transport,
-    channel_of,
-)
+from hopbench.transports.base import Handler, Transport, channel_of
 
 
 @dataclass
@@ -51,21 +47,21 @@ class InMemoryTransport(Transport):
     mode = "inmemory"
 
     async def start(self) -> None:
-        hub = HUBS[self.process.spec.run_id]
+        hub = HUBS[self.context.run_id]
         for edge, handler in self.handlers.values():
             hub.handlers[edge.index].append((edge, handler))
 
     async def request(self, edge: Edge, env: Envelope) -> Envelope:
-        handler = HUBS[self.process.spec.run_id].pick(edge)
+        handler = HUBS[self.context.run_id].pick(edge)
         reply = await handler(edge, _copy(env))
         if reply is None:
             raise TransportError(f"{edge.name} gave no reply")
         return _copy(reply)
 
     async def publish(self, edge: Edge, env: Envelope) -> None:
-        hub = HUBS[self.process.spec.run_id]
+        hub = HUBS[self.context.run_id]
         channel = channel_of(edge)
-        for target in self.process.spec.resolved.edges:
+        for target in self.context.topology.edges:
             if target.source == edge.source and channel_of(target) == channel:
                 task = asyncio.create_task(self._deliver(hub, target, _copy(env)))
                 hub.tasks.add(task)
@@ -76,7 +72,7 @@ class InMemoryTransport(Transport):
         await hub.pick(edge)(edge, env)
 
     async def stop_serving(self) -> None:
-        hub = HUBS[self.process.spec.run_id]
+        hub = HUBS[self.context.run_id]
         for edge, handler in self.handlers.values():
             hub.handlers[edge.index].remove((edge, handler))
 

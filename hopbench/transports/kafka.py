@@ -25,18 +25,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
 
-from hopbench.config.runspec import Settings
-from hopbench.config.topology import Edge
+from hopbench.config.runspec import RunSpec
+from hopbench.config.settings import Settings
+from hopbench.config.topology import LOADGEN, Edge
 from hopbench.errors import TransportError
 from hopbench.proto.hopbench_pb2 import Envelope
-from hopbench.transports.base import (
-    Handler,
-    Process,
-    Transport,
-    group_name,
-    reply_topic,
-    topic_name,
-)
+from hopbench.transports.base import Handler, Transport
+from hopbench.transports.context import TransportContext
+from hopbench.transports.plan import Provisioning
 from hopbench.transports.replies import PendingReplies
 
 log = logging.getLogger(__name__)
@@ -45,12 +41,52 @@ CORRELATION = "hb-correlation"
 REPLY_TO = "hb-reply-to"
 
 
+def topic_name(run_id: str, edge: Edge) -> str:
+    """Publish-subscribe: one topic per publishing service, a group per subscriber.
+    Fire-and-forget and request-reply: one topic per edge, read by the target's group."""
+    if edge.pattern == "publish-subscribe":
+        return f"hb-{run_id}-{edge.source}"
+    return f"hb-{run_id}-{edge.source}-{edge.target}"
+
+
+def group_name(run_id: str, edge: Edge) -> str:
+    return f"hb-{run_id}-{edge.target}"
+
+
+def reply_topic(run_id: str, service: str, replica: int) -> str:
+    """Where one process's request-reply calls over Kafka get their replies."""
+    return f"hb-{run_id}-reply-{service}-{replica}"
+
+
+def plan(spec: RunSpec) -> Provisioning:
+    """Topic -> partitions: an edge's kafka_partitions, else enough for the largest
+    subscriber group to share it; plus a one-partition reply topic for every
+    process that calls over Kafka (each replica, or each load worker)."""
+    topology = spec.resolved
+    partitions: dict[str, int] = {}
+    for edge in topology.edges:
+        if edge.mode != "kafka":
+            continue
+        name = topic_name(spec.run_id, edge)
+        wanted = spec.for_edge(edge).kafka_partitions or topology.services[edge.target].replicas
+        partitions[name] = max(partitions.get(name, 1), wanted)
+        if edge.is_sync:
+            callers = (
+                spec.load.workers
+                if edge.source == LOADGEN
+                else topology.services[edge.source].replicas
+            )
+            for replica in range(callers):
+                partitions[reply_topic(spec.run_id, edge.source, replica)] = 1
+    return Provisioning(kafka_topics=partitions)
+
+
 class KafkaTransport(Transport):
     mode = "kafka"
 
-    def __init__(self, process: Process) -> None:
-        super().__init__(process)
-        bootstrap = process.spec.kafka_bootstrap
+    def __init__(self, context: TransportContext) -> None:
+        super().__init__(context)
+        bootstrap = context.kafka_bootstrap
         if bootstrap is None:
             raise TransportError("a kafka edge needs a broker, and the run has none")
         self.bootstrap = bootstrap
@@ -59,20 +95,17 @@ class KafkaTransport(Transport):
         self._consumers: list[AIOKafkaConsumer] = []
         self._pollers: list[asyncio.Task[None]] = []
         self._handling: set[asyncio.Task[None]] = set()
-        self._client_id = f"{process.service}-{process.replica}"
-        self._reply_to = reply_topic(process.spec, process.service, process.replica)
+        self._client_id = f"{context.service}-{context.replica}"
+        self._reply_to = reply_topic(context.run_id, context.service, context.replica)
         self.calls = PendingReplies(self._client_id)
         self.replies = self.calls
 
     def _calls(self) -> bool:
-        topology = self.process.spec.resolved
-        return any(
-            e.mode == self.mode and e.is_sync for e in topology.out_edges(self.process.service)
-        )
+        outs = self.context.topology.out_edges(self.context.service)
+        return any(e.mode == self.mode and e.is_sync for e in outs)
 
     async def start(self) -> None:
-        topology = self.process.spec.resolved
-        for edge in topology.out_edges(self.process.service):
+        for edge in self.context.topology.out_edges(self.context.service):
             if edge.mode == self.mode:
                 await self._producer_for(self.settings_for(edge))
         if any(edge.is_sync for edge, _ in self.handlers.values()):
@@ -83,8 +116,9 @@ class KafkaTransport(Transport):
             reply_consumer.assign([TopicPartition(self._reply_to, 0)])
             self._pollers.append(asyncio.create_task(self._poll_replies(reply_consumer)))
         for edge, handler in self.handlers.values():
-            consumer = self._consumer(group_name(self.process.spec, edge), self.settings_for(edge))
-            consumer.subscribe([topic_name(self.process.spec, edge)])
+            run_id = self.context.run_id
+            consumer = self._consumer(group_name(run_id, edge), self.settings_for(edge))
+            consumer.subscribe([topic_name(run_id, edge)])
             await self._connect(consumer, edge.name)
             await self._await_assignment(consumer, edge)
             self._pollers.append(asyncio.create_task(self._poll(consumer, edge, handler)))
@@ -202,7 +236,7 @@ class KafkaTransport(Transport):
             raise TransportError(f"{edge.name}: the Kafka producer is not started")
         try:
             ack = await producer.send(
-                topic_name(self.process.spec, edge), env.SerializeToString(), headers=headers
+                topic_name(self.context.run_id, edge), env.SerializeToString(), headers=headers
             )
             await ack
         except KafkaError as exc:

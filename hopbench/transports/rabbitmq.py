@@ -26,16 +26,13 @@ import aiormq
 from aiormq.abc import AbstractChannel, AbstractConnection, DeliveredMessage
 from pamqp.commands import Basic
 
+from hopbench.config.runspec import RunSpec
 from hopbench.config.topology import Edge
 from hopbench.errors import TransportError
 from hopbench.proto.hopbench_pb2 import Envelope
-from hopbench.transports.base import (
-    Handler,
-    Process,
-    Transport,
-    exchange_name,
-    queue_name,
-)
+from hopbench.transports.base import Handler, Transport
+from hopbench.transports.context import TransportContext
+from hopbench.transports.plan import Provisioning
 from hopbench.transports.replies import PendingReplies
 
 log = logging.getLogger(__name__)
@@ -43,12 +40,39 @@ AMQP_ERRORS = (aiormq.exceptions.AMQPError, OSError, TimeoutError)
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 
 
+def queue_name(run_id: str, edge: Edge) -> str:
+    """One queue per edge: the target's replicas compete for its messages (for
+    publish-subscribe, the subscriber's queue bound to the publisher's exchange)."""
+    return f"hb-{run_id}-{edge.source}-{edge.target}"
+
+
+def exchange_name(run_id: str, edge: Edge) -> str:
+    """Publish-subscribe over RabbitMQ: one fanout exchange per publishing service."""
+    return f"hb-{run_id}-{edge.source}"
+
+
+def plan(spec: RunSpec) -> Provisioning:
+    """Queue -> durable (per the edge's own setting), and fanout exchange -> the
+    subscriber queues bound to it."""
+    queues: dict[str, bool] = {}
+    bound: dict[str, tuple[str, ...]] = {}
+    for edge in spec.resolved.edges:
+        if edge.mode != "rabbitmq":
+            continue
+        queue = queue_name(spec.run_id, edge)
+        queues[queue] = spec.for_edge(edge).rabbitmq_durable
+        if edge.pattern == "publish-subscribe":
+            exchange = exchange_name(spec.run_id, edge)
+            bound[exchange] = (*bound.get(exchange, ()), queue)
+    return Provisioning(rabbitmq_queues=queues, rabbitmq_exchanges=bound)
+
+
 class RabbitMqTransport(Transport):
     mode = "rabbitmq"
 
-    def __init__(self, process: Process) -> None:
-        super().__init__(process)
-        url = process.spec.rabbitmq_url
+    def __init__(self, context: TransportContext) -> None:
+        super().__init__(context)
+        url = context.rabbitmq_url
         if url is None:
             raise TransportError("a rabbitmq edge needs a broker URL, and the run has none")
         self.url = url
@@ -59,13 +83,14 @@ class RabbitMqTransport(Transport):
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self.calls = PendingReplies(f"{process.service}-{process.replica}")
+        self.calls = PendingReplies(f"{context.service}-{context.replica}")
         self.replies = self.calls
         self._reply_to = DIRECT_REPLY_TO
 
     async def start(self) -> None:
-        topology = self.process.spec.resolved
-        outs = [e for e in topology.out_edges(self.process.service) if e.mode == self.mode]
+        outs = [
+            e for e in self.context.topology.out_edges(self.context.service) if e.mode == self.mode
+        ]
         try:
             self._connection = await aiormq.connect(self.url)
             confirms = {self.settings_for(e).rabbitmq_confirms for e in outs if not e.is_sync}
@@ -89,7 +114,7 @@ class RabbitMqTransport(Transport):
                 channel = await self._connection.channel()
                 await channel.basic_qos(prefetch_count=self.settings_for(edge).prefetch)
                 ok = await channel.basic_consume(
-                    queue_name(self.process.spec, edge), self._consumer(edge, handler, channel)
+                    queue_name(self.context.run_id, edge), self._consumer(edge, handler, channel)
                 )
                 self._consumers.append((channel, str(ok.consumer_tag)))
         except AMQP_ERRORS as exc:
@@ -137,7 +162,7 @@ class RabbitMqTransport(Transport):
         try:
             properties.delivery_mode = self._delivery_mode(edge)
             await self._send(
-                "", queue_name(self.process.spec, edge), env, properties, self._reply_channel
+                "", queue_name(self.context.run_id, edge), env, properties, self._reply_channel
             )
         except TransportError:
             self.calls.discard(correlation)
@@ -151,9 +176,9 @@ class RabbitMqTransport(Transport):
         channel = self._publish_channels.get(settings.rabbitmq_confirms)
         properties = Basic.Properties(delivery_mode=self._delivery_mode(edge))
         if edge.pattern == "publish-subscribe":
-            exchange, key = exchange_name(self.process.spec, edge), ""
+            exchange, key = exchange_name(self.context.run_id, edge), ""
         else:
-            exchange, key = "", queue_name(self.process.spec, edge)
+            exchange, key = "", queue_name(self.context.run_id, edge)
         await self._send(exchange, key, env, properties, channel)
 
     def _delivery_mode(self, edge: Edge) -> int:
