@@ -2,7 +2,7 @@
 
 For each mode, one hop (load generator -> one service, no work) is measured twice:
 by hopbench (real processes, its transports, recorder and envelope) and by the
-minimal script in bench/baselines.py (the client library alone, server or consumer
+minimal script in bench/baselines/ (the client library alone, server or consumer
 in another process). Latency: p50 at a modest open-loop rate. Rate: request-reply
 modes closed loop with 32 in flight; asynchronous modes flat out. Aims: latency
 ratio <= 1.1, rate ratio >= 0.9.

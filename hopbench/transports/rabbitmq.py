@@ -9,7 +9,7 @@ reply-to (``amq.rabbitmq.reply-to``: no reply queue to declare, replies at most 
 or with ``rabbitmq_reply=queue`` through an exclusive reply queue of the caller's.
 
 aiormq, not aio-pika or pika: measured on a 2-core machine
-(bench/rabbitmq_clients.py, docs/findings.md) it used about 1.5x less CPU per
+(bench/rabbitmq_clients/, docs/findings.md) it used about 1.5x less CPU per
 message than aio-pika and sustained more, and pika's blocking client would need
 threads beside the event loop. Publisher confirms are off unless
 ``rabbitmq_confirms`` is set (pika's default; aio-pika's is on); the setting is
