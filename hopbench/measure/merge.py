@@ -17,6 +17,21 @@ from hopbench.measure.histogram import new_histogram
 from hopbench.measure.recorder import SeqBitmap
 
 
+@dataclass(frozen=True, slots=True)
+class SendSummary:
+    """What one load worker sent, as it reports it at the end of its run."""
+
+    worker: int
+    sent: int  # every message this worker attempted, warm-up included
+    first_measured_seq: int
+    failed: str  # the sequence numbers whose send failed: an encoded SeqBitmap
+    measure_start_ns: int
+    last_sent_ns: int
+    in_flight_waits: int  # sends that waited because max_in_flight was reached
+    unsent: int  # due, but never sent: the worker fell too far behind its schedule
+    send_lag: str  # actual - intended send, µs, measured window only: an encoded HdrHistogram
+
+
 def histogram_from(encoded: str) -> HdrHistogram:
     hist = new_histogram()
     hist.decode_and_add(encoded)

@@ -9,6 +9,7 @@ reused: a ten-minute run costs a few hundred small strings and four histograms.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
@@ -16,6 +17,17 @@ from hdrh.histogram import HdrHistogram
 from hopbench.measure.histogram import new_histogram, record
 
 LIVE_SECONDS = 3  # completions land at most this far behind the newest second
+
+
+@dataclass(frozen=True, slots=True)
+class SecondSnapshot:
+    """One second of one process, for the live display: its counts and its latency
+    histogram (encoded, so that the orchestrator can merge processes exactly)."""
+
+    second: int
+    sent: int
+    completed: int
+    latency: str | None  # an encoded HdrHistogram, None when nothing completed
 
 
 class SecondSeries:

@@ -7,8 +7,17 @@ import os
 import platform
 import resource
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """A process's CPU seconds (user + system) and peak RSS so far."""
+
+    cpu_s: float
+    peak_rss_mb: float
 
 
 def usage() -> dict[str, float]:
