@@ -105,7 +105,7 @@ async def run_in_process(
     return build_result(
         spec,
         started_at="",
-        workers=[r.to_json() for r in reports],
+        workers=[r.summary() for r in reports],
         recorders=recorders,
         processes=[
             ProcessResult(

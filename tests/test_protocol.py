@@ -1,24 +1,30 @@
 """The control protocol: every message survives the codec; a malformed line is a
-ProtocolError that says what is wrong."""
+ProtocolError that says what is wrong; a child answers a bad command line with an
+Error and goes on serving; the orchestrator's end fails clearly on a bad event."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import pytest
 
-from hopbench.errors import HopbenchError, ProtocolError
+from hopbench.control.child import Child
+from hopbench.errors import HopbenchError, ProtocolError, RunError
 from hopbench.loadgen.worker import WorkerReport as SendTally
 from hopbench.measure.recorder import Recorder
 from hopbench.proto.hopbench_pb2 import Envelope
 from hopbench.protocol import messages
+from hopbench.protocol.channel import ChildChannel
 from hopbench.protocol.messages import (
     COMMANDS,
     EVENTS,
     Clock,
     ClockReply,
+    Command,
     Configure,
     Error,
+    Event,
     Hello,
     LateAfter,
     Message,
@@ -194,3 +200,88 @@ def test_a_command_is_not_an_event_nor_the_reverse() -> None:
         decode_command(encode(SAMPLES[Hello][0]))
     with pytest.raises(ProtocolError, match="expected an event, got the command 'stop'"):
         decode_event(encode(Stop()))
+
+
+async def _serve(lines: list[bytes], limit: int = 1 << 16) -> tuple[list[Command], list[Event]]:
+    """Feed a ChildChannel these lines and the end of input: what it passes on, and
+    what it answers by itself."""
+    reader = asyncio.StreamReader(limit=limit)
+    answers: list[Event] = []
+    channel = ChildChannel(reader, lambda data: answers.append(decode_event(data)), asyncio.Event())
+    for line in lines:
+        reader.feed_data(line)
+    reader.feed_eof()
+    return [command async for command in channel.commands()], answers
+
+
+def test_a_child_answers_a_garbage_line_with_an_error_and_serves_the_next_command() -> None:
+    commands, answers = asyncio.run(
+        _serve(
+            [
+                b"garbage\n",
+                encode(Progress(second=2)),
+                encode(SAMPLES[Hello][0]),  # an event is not a command
+                b'{"type": "late_after", "t_ns": "soon"}\n',
+                encode(Clock()),
+                encode(LateAfter(t_ns=5)),
+            ]
+        )
+    )
+    assert commands == [Progress(second=2), LateAfter(t_ns=5), Stop()]  # Stop: end of input
+    assert [type(a) for a in answers] == [Error, Error, Error, ClockReply]
+    errors = [a.message for a in answers if isinstance(a, Error)]
+    assert errors[0].startswith("bad command line: not JSON")
+    assert "expected a command, got the event 'hello'" in errors[1]
+    assert "late_after.t_ns: expected an integer" in errors[2]
+
+
+def test_a_child_skips_a_line_over_its_limit_and_serves_the_next() -> None:
+    commands, answers = asyncio.run(_serve([b"x" * 500 + b"\n", encode(Stop())], limit=100))
+    assert commands == [Stop()]
+    assert len(answers) == 1
+    assert isinstance(answers[0], Error)
+    assert "a line too long" in answers[0].message
+
+
+def test_a_child_stops_on_its_stop_signal() -> None:
+    async def scenario() -> list[Command]:
+        stop = asyncio.Event()
+        channel = ChildChannel(asyncio.StreamReader(), lambda data: None, stop)
+        asyncio.get_running_loop().call_later(0.05, stop.set)
+        return [command async for command in channel.commands()]
+
+    assert asyncio.run(scenario()) == [Stop()]
+
+
+async def _child_fed(lines: list[bytes]) -> Child:
+    reader = asyncio.StreamReader()
+    for line in lines:
+        reader.feed_data(line)
+    reader.feed_eof()
+    return Child("gateway/0", reader, lambda data: None, address="h:1")
+
+
+def test_the_orchestrator_takes_each_event_by_its_type() -> None:
+    async def scenario() -> tuple[Ready, ProgressReply]:
+        child = await _child_fed([encode(ProgressReply(3, None)), encode(Ready(USAGE))])
+        ready = await child.expect(Ready, 1)
+        return ready, await child.expect(ProgressReply, 1)
+
+    assert asyncio.run(scenario()) == (Ready(USAGE), ProgressReply(3, None))
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        (b"Traceback (most recent call last):\n", "sent a line that is not an event (not JSON"),
+        (encode(Stop()), "sent a line that is not an event (expected an event, got the command"),
+        (encode(Error(message="boom")), "reported an error: boom"),
+    ],
+)
+def test_the_orchestrator_fails_clearly_on_a_bad_event_line(line: bytes, says: str) -> None:
+    async def scenario() -> None:
+        child = await _child_fed([line, encode(Ready(USAGE))])
+        await child.expect(Ready, 1)
+
+    with pytest.raises(RunError, match=re.escape(says)):
+        asyncio.run(scenario())

@@ -89,17 +89,17 @@ class SentTotals:
 
 def merge(
     topology: Topology,
-    workers: list[dict[str, Any]],
+    workers: list[SendSummary],
     recorders: dict[str, dict[str, Any]],
 ) -> tuple[SentTotals, list[RouteTotals]]:
-    """workers: WorkerReport.to_json()s; recorders: name -> Recorder.to_json()."""
+    """workers: what each load worker sent; recorders: name -> Recorder.to_json()."""
     sent = SentTotals()
     masks: dict[int, tuple[int, int, int]] = {}  # worker -> (all, measured, failed)
     for w in workers:
-        all_mask = (1 << w["sent"]) - 1
-        measured = all_mask & ~((1 << w["first_measured_seq"]) - 1)
-        failed = SeqBitmap.decode(w["failed"]).as_int() & all_mask
-        masks[w["worker"]] = (all_mask, measured, failed)
+        all_mask = (1 << w.sent) - 1
+        measured = all_mask & ~((1 << w.first_measured_seq) - 1)
+        failed = SeqBitmap.decode(w.failed).as_int() & all_mask
+        masks[w.worker] = (all_mask, measured, failed)
         sent.sent += measured.bit_count()
         sent.warmup_sent += (all_mask & ~measured).bit_count()
         sent.errors += (failed & measured).bit_count()

@@ -31,6 +31,17 @@ from hopbench.control.child import Child, ClockReading
 from hopbench.errors import ConfigError, HopbenchError, RunError
 from hopbench.measure.histogram import new_histogram
 from hopbench.measure.usage import machine, proc_usage
+from hopbench.protocol.messages import (
+    Configure,
+    LateAfter,
+    Progress,
+    ProgressReply,
+    Ready,
+    ServiceReport,
+    Start,
+    Stop,
+    WorkerReport,
+)
 from hopbench.results.schema import RunResult, build_result, process_result
 from hopbench.run.provision import Agent, allocate_endpoints, exchanges, queues, topics
 
@@ -95,7 +106,7 @@ class Fleet:
             try:
                 for replica, address in enumerate(addresses(template, service, count)):
                     found.append(await Child.connect(f"{service}/{replica}", address))
-                    if found[-1].hello.get("busy"):
+                    if (hello := found[-1].hello) is not None and hello.busy:
                         raise RunError(
                             f"{service}/{replica}: the agent at {address} is serving another "
                             "orchestrator; one agent is one process of one run at a time"
@@ -112,9 +123,9 @@ class Fleet:
 
     def agents_of(self, service: str) -> list[Agent]:
         return [
-            (host_of(c.address or ""), c.hello["ports"])
+            (host_of(c.address or ""), c.hello.ports)
             for c in self.services
-            if c.remote and c.name.split("/")[0] == service
+            if c.hello is not None and c.name.split("/")[0] == service
         ]
 
     def configure(self, child: Child, spec: RunSpec) -> None:
@@ -122,7 +133,7 @@ class Fleet:
         offset = self.clocks[child.name].applied_ns
         dump = spec.model_dump(mode="json")
         child.send(
-            "configure", service=service, replica=int(replica), spec=dump, clock_offset_ns=offset
+            Configure(service=service, replica=int(replica), spec=dump, clock_offset_ns=offset)
         )
 
     async def read_clocks(self, children: list[Child]) -> None:
@@ -232,7 +243,7 @@ async def run_topology(request: RunRequest) -> RunResult:
                         )
                     )
         services = fleet.services
-        ready = await asyncio.gather(*(c.expect("ready", READY_TIMEOUT_S) for c in services))
+        ready = await asyncio.gather(*(c.expect(Ready, READY_TIMEOUT_S) for c in services))
 
         if placement.workers:
             await fleet.connect(fleet.workers, placement, placement.workers, LOADGEN, load.workers)
@@ -254,17 +265,16 @@ async def run_topology(request: RunRequest) -> RunResult:
                     )
                 )
         workers = fleet.workers
-        ready += await asyncio.gather(*(c.expect("ready", READY_TIMEOUT_S) for c in workers))
+        ready += await asyncio.gather(*(c.expect(Ready, READY_TIMEOUT_S) for c in workers))
         await fleet.read_clocks([c for c in (*services, *workers) if not c.remote])
         broker_ready = proc_usage(tansu.pid) if tansu and tansu.pid else None
 
         pace = f"{load.concurrency} users" if load.closed else f"{load.rate:g}/s"
         say(f"load: {pace} for {load.warmup_s:g} s warm-up + {load.duration_s:g} s")
         start_ns = time.monotonic_ns() + 200_000_000
-        for child in services:
-            child.send("start", origin_ns=start_ns + int(load.warmup_s * 1e9))
-        for child in workers:
-            child.send("start", start_ns=start_ns)
+        start = Start(start_ns=start_ns, origin_ns=start_ns + int(load.warmup_s * 1e9))
+        for child in (*services, *workers):
+            child.send(start)
         by_name = {c.name: c for c in services}
         for pause in request.pauses:
             if pause.target not in by_name:
@@ -284,32 +294,30 @@ async def run_topology(request: RunRequest) -> RunResult:
         live = asyncio.create_task(_live([*workers, *recording], start_ns, origin_ns, request.live))
         stack.push_async_callback(_cancel, live)
         run_limit = load.warmup_s + load.duration_s + request.settings.request_timeout_s + 60
-        worker_reports = await asyncio.gather(*(c.expect("report", run_limit) for c in workers))
+        worker_reports = await asyncio.gather(*(c.expect(WorkerReport, run_limit) for c in workers))
         await _cancel(live)
         await fleet.read_clocks(workers)
         for child in workers:
-            child.send("stop")
+            child.send(Stop())
 
         await _drain(topology, recording, worker_reports, request.grace_s, notes)
         await fleet.read_clocks(services)
-        service_reports = await asyncio.gather(*(c.finish(30.0) for c in services))
+        service_reports = await asyncio.gather(*(c.finish(ServiceReport, 30.0) for c in services))
         broker_end = proc_usage(tansu.pid) if tansu and tansu.pid else None
 
-    recorders = {c.name: r["recorder"] for c, r in zip(services, service_reports, strict=True)}
-    recorders.update({c.name: r["recorder"] for c, r in zip(workers, worker_reports, strict=True)})
+    recorders = {c.name: r.recorder for c, r in zip(services, service_reports, strict=True)}
+    recorders.update({c.name: r.recorder for c, r in zip(workers, worker_reports, strict=True)})
     children = [*services, *workers]
-    reports = [*service_reports, *worker_reports]
+    reports: list[ServiceReport | WorkerReport] = [*service_reports, *worker_reports]
     processes = [
         process_result(
             c.name,
-            up["usage"],
-            r["usage"],
+            up.usage,
+            r.usage,
             host=c.address or "local",
             clock=fleet.clock_of(c.name),
-            machine=c.hello.get("machine"),
-            handled=r.get("handled", 0),
-            errors=r.get("errors", 0),
-            late_replies=r.get("late_replies", 0),
+            machine=c.hello.machine if c.hello else None,
+            **r.counts(),
         )
         for c, up, r in zip(children, ready, reports, strict=True)
     ]
@@ -319,7 +327,7 @@ async def run_topology(request: RunRequest) -> RunResult:
     return build_result(
         spec,
         started_at=started_at,
-        workers=[r["worker"] for r in worker_reports],
+        workers=[r.sends for r in worker_reports],
         recorders=recorders,
         processes=processes,
         brokers=brokers,
@@ -362,17 +370,17 @@ async def _live(
         wake_ns = origin_ns + (k + 1) * 1_000_000_000 + 100_000_000
         await asyncio.sleep(max(0, wake_ns - time.monotonic_ns()) / 1e9)
         try:
-            asks = [c.ask_for("progress", "progress", 5, second=k) for c in recording]
-            snaps = [r["live"] for r in await asyncio.gather(*asks)]
+            asks = [c.ask(Progress(second=k), ProgressReply, 5) for c in recording]
+            snaps = [r.live for r in await asyncio.gather(*asks) if r.live is not None]
         except HopbenchError:
             return  # a process in trouble: the run itself will say so
         hist.reset()
         for snap in snaps:
-            if snap["latency"]:
-                hist.decode_and_add(snap["latency"])
+            if snap.latency:
+                hist.decode_and_add(snap.latency)
         p99 = f"{hist.get_value_at_percentile(99) / 1000:.2f} ms" if hist.get_total_count() else "-"
         when = "warm-up" if k < 0 else f"{k + 1:>3d} s"
-        sent, done = sum(s["sent"] for s in snaps), sum(s["completed"] for s in snaps)
+        sent, done = sum(s.sent for s in snaps), sum(s.completed for s in snaps)
         show(k, f"{when}: sent {sent}/s, completions {done}/s, p99 {p99}")
         k += 1
 
@@ -380,7 +388,7 @@ async def _live(
 async def _drain(
     topology: Topology,
     recording: list[Child],
-    worker_reports: list[dict[str, Any]],
+    worker_reports: list[WorkerReport],
     grace_s: float,
     notes: list[str],
 ) -> None:
@@ -388,7 +396,7 @@ async def _drain(
     sinks = {r for r in topology.expected_routes() if r}
     if not sinks:
         return
-    sent = sum(r["worker"]["sent"] for r in worker_reports)
+    sent = sum(r.sends.sent for r in worker_reports)
     expected = sent * len(sinks)
     # Completions within the grace period are on time; within a second grace period
     # they still count, as `late`; after that the rest is lost.
@@ -396,8 +404,8 @@ async def _drain(
     late_ends = grace_ends + grace_s
     late = False
     while True:
-        counts = await asyncio.gather(*(c.ask("progress", "progress", 10) for c in recording))
-        if sum(c["completed"] for c in counts) >= expected:
+        counts = await asyncio.gather(*(c.ask(Progress(), ProgressReply, 10) for c in recording))
+        if sum(c.completed for c in counts) >= expected:
             return
         now = time.monotonic()
         if now > late_ends:
@@ -409,7 +417,7 @@ async def _drain(
         if now > grace_ends and not late:
             late = True
             for child in recording:
-                child.send("late_after", t_ns=time.monotonic_ns())
+                child.send(LateAfter(t_ns=time.monotonic_ns()))
         await asyncio.sleep(0.05)
 
 
