@@ -23,6 +23,7 @@ from bench.common import one_hop, write_section
 from hopbench.config.runspec import LoadSpec, RunSpec
 from hopbench.control.child import Child
 from hopbench.proto.hopbench_pb2 import Envelope
+from hopbench.protocol.messages import Ready, Start, Stop, WorkerReport
 from hopbench.results.build import build_result
 from hopbench.run.provision import allocate_endpoints
 
@@ -56,14 +57,15 @@ async def hopbench_load(spec_path: Path, spec: RunSpec, log: Path) -> float:
     worker = await Child.spawn("loadgen/0", "hopbench.loadgen",
                                ["--worker", "0", "--spec", str(spec_path)], log)  # fmt: skip
     try:
-        await worker.expect("ready", 30)
-        worker.send("start", start_ns=time.monotonic_ns() + 100_000_000)
-        report = await worker.expect("report", SECONDS + 60)
-        worker.send("stop")
+        await worker.expect(Ready, 30)
+        start_ns = time.monotonic_ns() + 100_000_000
+        worker.send(Start(start_ns=start_ns, origin_ns=start_ns + int(spec.load.warmup_s * 1e9)))
+        report = await worker.expect(WorkerReport, SECONDS + 60)
+        worker.send(Stop())
     finally:
         await worker.kill()
-    result = build_result(spec, started_at="", workers=[report["worker"]],
-                          recorders={"loadgen/0": report["recorder"]}, processes=[],
+    result = build_result(spec, started_at="", workers=[report.sends],
+                          recorders={"loadgen/0": report.recorder}, processes=[],
                           brokers={}, environment={}, notes=[])  # fmt: skip
     if result.errors or result.completed != result.sent:
         raise SystemExit(f"hopbench's load had errors: {result.errors}")
@@ -89,7 +91,7 @@ async def main() -> None:
             Path(tmp) / "echo.log",
         )  # fmt: skip
         try:
-            await service.expect("ready", 30)
+            await service.expect(Ready, 30)
             wrk_rates, hop_rates = [], []
             for _ in range(ROUNDS):
                 wrk_rates.append(await wrk(f"http://{address}/edges/0", script))

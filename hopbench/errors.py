@@ -4,6 +4,8 @@
     ├── ConfigError          a topology, suite or override is wrong (exit 2)
     ├── BrokerUnavailable    a broker could not be started or reached
     ├── RunError             a service or load worker failed during a run
+    ├── ProtocolError        a control line is malformed: not JSON, an unknown type,
+    │                        a missing or wrongly typed field (hopbench.protocol)
     └── TransportError       one send, request or reply failed; the process that saw
                              it counts it as an error and the run goes on
 
@@ -28,6 +30,10 @@ class BrokerUnavailable(HopbenchError):
 
 class RunError(HopbenchError):
     pass
+
+
+class ProtocolError(HopbenchError):
+    """A line of the control protocol could not be decoded; the message says why."""
 
 
 class TransportError(HopbenchError):

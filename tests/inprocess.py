@@ -119,7 +119,7 @@ async def run_in_process(
     return phases.result(
         spec,
         started_at="",
-        worker_reports=[r.to_json() for r in reports],
+        worker_reports=[r.summary() for r in reports],
         outcomes=outcomes,
         brokers={},
         environment={},

@@ -3,11 +3,9 @@ errors and warm-up, from sequence bitmaps; histograms merged, never averaged."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from hopbench.config.load import load_topology
 from hopbench.loadgen.worker import WorkerReport
-from hopbench.measure.merge import merge
+from hopbench.measure.merge import SendSummary, merge
 from hopbench.measure.recorder import Recorder, SeqBitmap
 from hopbench.proto.hopbench_pb2 import Envelope
 from tests.conftest import TOPOLOGIES
@@ -15,11 +13,11 @@ from tests.conftest import TOPOLOGIES
 ROUTE = (0, 1)  # chain over kafka: loadgen>gateway>worker
 
 
-def worker(sent: int, first_measured: int, failed: tuple[int, ...] = ()) -> dict[str, Any]:
+def worker(sent: int, first_measured: int, failed: tuple[int, ...] = ()) -> SendSummary:
     report = WorkerReport(worker=0, sent=sent, first_measured_seq=first_measured)
     for seq in failed:
         report.failed.add(seq)
-    return report.to_json()
+    return report.summary()
 
 
 def complete(recorder: Recorder, seqs: list[int], first_measured: int, latency_us: int) -> None:

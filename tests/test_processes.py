@@ -15,6 +15,7 @@ import pytest
 from hopbench.config.load import load_topology
 from hopbench.config.runspec import LoadSpec, RunSpec
 from hopbench.control.child import Child
+from hopbench.protocol.messages import Ready, ServiceReport
 from hopbench.run.provision import allocate_endpoints
 from tests.conftest import TOPOLOGIES
 
@@ -32,7 +33,7 @@ def test_a_service_reports_ready_then_drains_and_reports_on_sigterm(tmp_path: Pa
     spec_path = tmp_path / "spec.json"
     spec.write(spec_path)
 
-    async def scenario() -> tuple[dict[str, object], int | None, str]:
+    async def scenario() -> tuple[ServiceReport, int | None, str]:
         child = await Child.spawn(
             "worker/0", "hopbench.services",
             ["--service", "worker", "--replica", "0", "--spec", str(spec_path)],
@@ -41,20 +42,20 @@ def test_a_service_reports_ready_then_drains_and_reports_on_sigterm(tmp_path: Pa
         proc = child.proc
         assert proc is not None
         try:
-            await child.expect("ready", 30)
+            await child.expect(Ready, 30)
             ps = await asyncio.create_subprocess_exec(
                 "ps", "-ww", "-o", "args=", "-p", str(proc.pid), stdout=subprocess.PIPE
             )  # fmt: skip
             args, _ = await ps.communicate()
             proc.send_signal(signal.SIGTERM)
-            report = await child.expect("report", 30)
+            report = await child.expect(ServiceReport, 30)
             return report, await asyncio.wait_for(proc.wait(), 30), args.decode()
         finally:
             await child.kill()
 
     report, status, args = asyncio.run(scenario())
     assert status == 0
-    assert report["handled"] == 0
+    assert report.handled == 0
     assert "--service worker --replica 0" in args  # ps tells which service and replica
 
 

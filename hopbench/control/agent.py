@@ -3,15 +3,15 @@ another host (or container) drives over TCP instead of pipes.
 
 The agent listens on a control port and serves one orchestrator at a time:
 
-1. on connect it says ``hello`` (its data ports and kernel boot id);
-2. the orchestrator reads its clock (``clock`` probes, see hopbench.clock);
-3. ``configure`` tells it what to be (service and replica, or load worker), the
+1. on connect it says Hello (its data ports and kernel boot id);
+2. the orchestrator reads its clock (Clock probes, see hopbench.clock);
+3. Configure tells it what to be (service and replica, or load worker), the
    run's spec and its clock offset; from there the run is exactly that of a
-   child started by the orchestrator (ready, start, progress, stop, report).
+   child started by the orchestrator (Ready, Start, Progress, Stop, a report).
 
 Then it waits for the next run: one set of containers serves a whole suite.
 A run ends when the orchestrator hangs up, too. SIGTERM ends the agent, and so
-does ``shutdown``, which an orchestrator sends to its load worker agents when it
+does Shutdown, which an orchestrator sends to its load worker agents when it
 is done with them (a Kubernetes Job's pods must exit for the Job to complete);
 ``--exit-idle`` is the safety net when no orchestrator comes back.
 """
@@ -29,6 +29,7 @@ from hopbench.config.topology import LOADGEN
 from hopbench.loadgen.process import drive
 from hopbench.measure.usage import machine
 from hopbench.protocol.channel import BOOT_ID, ChildChannel, run_loop, setup_logging
+from hopbench.protocol.messages import Configure, Error, Hello, Shutdown
 from hopbench.services.process import serve
 from hopbench.transports.context import TransportContext
 
@@ -54,14 +55,14 @@ class Agent:
         channel = ChildChannel(reader, writer.write, hangup)
         try:
             channel.emit(
-                "hello", ports=self.ports, boot_id=BOOT_ID, machine=machine(), busy=self._busy
+                Hello(ports=self.ports, boot_id=BOOT_ID, machine=machine(), busy=self._busy)
             )
             async for command in channel.commands():
-                if command["cmd"] == "shutdown":  # the orchestrator is done with this Job pod
+                if isinstance(command, Shutdown):  # the orchestrator is done with this Job pod
                     self.done.set()
-                elif command["cmd"] == "configure" and self._busy:
-                    channel.emit("error", message="this agent is serving another orchestrator")
-                elif command["cmd"] == "configure":
+                elif isinstance(command, Configure) and self._busy:
+                    channel.emit(Error(message="this agent is serving another orchestrator"))
+                elif isinstance(command, Configure):
                     await self._run(channel, command)
                 break
         except Exception:
@@ -72,15 +73,15 @@ class Agent:
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
 
-    async def _run(self, channel: ChildChannel, command: dict[str, object]) -> None:
+    async def _run(self, channel: ChildChannel, command: Configure) -> None:
         self._busy = True
         if self._idle is not None:
             self._idle.cancel()  # only runs count as activity, not probes
         self.runs += 1
         try:
-            spec = RunSpec.model_validate(command["spec"])
-            role, replica = str(command["service"]), int(str(command["replica"]))
-            clock.set_offset(int(str(command.get("clock_offset_ns", 0))))
+            spec = RunSpec.model_validate(command.spec)
+            role, replica = command.service, command.replica
+            clock.set_offset(command.clock_offset_ns)
             context = TransportContext.of(spec, role, replica, listen="0.0.0.0")
             print(f"hopbench agent: run {spec.run_id}: {role}/{replica}", flush=True)
             if role == LOADGEN:

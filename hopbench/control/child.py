@@ -2,31 +2,46 @@
 
 A local child is a process the orchestrator started, talking over its pipes. A
 remote child is an agent (``hopbench agent``) on another host or container,
-talking over TCP; it learns who it is and gets the run's spec in "configure".
-Both speak the same JSON lines (hopbench.protocol.channel).
+talking over TCP; it says Hello first, then learns who it is and gets the run's
+spec in Configure. Both speak the same typed messages (hopbench.protocol.messages).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from hopbench.brokers.procs import terminate
 from hopbench.clock import boot_id
-from hopbench.errors import HopbenchError, RunError
+from hopbench.errors import HopbenchError, ProtocolError, RunError
+from hopbench.protocol.messages import (
+    Clock,
+    ClockReply,
+    Command,
+    Error,
+    Event,
+    Hello,
+    ServiceReport,
+    Shutdown,
+    Stop,
+    WorkerReport,
+    decode_event,
+    encode,
+)
 
 STREAM_LIMIT = 256 * 1024 * 1024  # a report line carries encoded histograms and bitmaps
 CLOCK_ROUNDS = 16
 CONNECT_TIMEOUT_S = 10.0
 LOCAL_BOOT_ID = boot_id()
+E = TypeVar("E", bound=Event)
+R = TypeVar("R", ServiceReport, WorkerReport)
 
 
 @dataclass(frozen=True)
@@ -64,31 +79,34 @@ class Child:
         log_path: Path | None = None,
         writer: asyncio.StreamWriter | None = None,
         address: str | None = None,
-        hello: dict[str, Any] | None = None,
+        hello: Hello | None = None,
     ) -> None:
         self.name = name
         self.proc = proc
         self.log_path = log_path
         self.address = address  # host:port of a remote agent
-        self.hello = hello or {}
+        self.hello = hello  # a remote agent's; None for a local child
         self._reader = reader
         self._write = write
         self._writer = writer
-        # One task reads every line, so that several waits (a report, a progress
-        # reply, a clock probe) can be under way at once; each event has its queue.
-        self._inbox: dict[str, asyncio.Queue[dict[str, Any]]] = defaultdict(asyncio.Queue)
+        # One task reads and decodes every line, so that several waits (a report, a
+        # progress reply, a clock probe) can be under way at once; each type of
+        # event has its queue, by its tag.
+        self._inbox: dict[str, asyncio.Queue[Event]] = defaultdict(asyncio.Queue)
         self._ended = asyncio.Event()
-        self._refusal: str | None = None
+        self._fault: str | None = None  # why it ended, when it said or showed why
         self._pump = asyncio.get_running_loop().create_task(self._read_all())
 
     async def _read_all(self) -> None:
         try:
             while line := await self._reader.readline():
-                message: dict[str, Any] = json.loads(line)
-                if message.get("event") == "error":
-                    self._refusal = str(message.get("message"))
+                event = decode_event(line)
+                if isinstance(event, Error):
+                    self._fault = f"reported an error: {event.message}"
                     break
-                self._inbox[str(message.get("event"))].put_nowait(message)
+                self._inbox[event.TAG].put_nowait(event)
+        except ProtocolError as exc:
+            self._fault = f"sent a line that is not an event ({exc})"
         except (ConnectionError, ValueError):
             pass
         finally:
@@ -138,7 +156,7 @@ class Child:
                 writer.write(data)
 
         child = cls(name, reader, write, writer=writer, address=address)
-        child.hello = await child.expect("hello", CONNECT_TIMEOUT_S)
+        child.hello = await child.expect(Hello, CONNECT_TIMEOUT_S)
         return child
 
     @property
@@ -162,9 +180,9 @@ class Child:
             f"{self.name} {what} (log: {self.log_path})" + (f"\n{tail}" if tail else "")
         )
 
-    async def expect(self, event: str, timeout_s: float) -> dict[str, Any]:
-        """The next event of this name; fail if the child ends first or is slow."""
-        queue = self._inbox[event]
+    async def expect(self, event: type[E], timeout_s: float) -> E:
+        """The next event of this type; fail if the child ends first or is slow."""
+        queue = self._inbox[event.TAG]
         if queue.empty() and not self._ended.is_set():
             got = asyncio.ensure_future(queue.get())
             ended = asyncio.ensure_future(self._ended.wait())
@@ -173,48 +191,46 @@ class Child:
             )
             ended.cancel()
             if got in done:
-                return got.result()
+                return _as(event, got.result())
             got.cancel()
             if not done:
-                raise self._failure(f"sent no '{event}' within {timeout_s:.0f} s")
+                raise self._failure(f"sent no '{event.TAG}' within {timeout_s:.0f} s")
         if not queue.empty():
-            return queue.get_nowait()
-        if self._refusal is not None:
-            raise self._failure(f"reported an error: {self._refusal}")
+            return _as(event, queue.get_nowait())
+        if self._fault is not None:
+            raise self._failure(self._fault)
         if self.proc is not None:
             await self.proc.wait()
-            raise self._failure(f"exited with status {self.proc.returncode} before '{event}'")
-        raise self._failure(f"closed the connection before '{event}'")
+            raise self._failure(f"exited with status {self.proc.returncode} before '{event.TAG}'")
+        raise self._failure(f"closed the connection before '{event.TAG}'")
 
-    def send(self, cmd: str, **data: Any) -> None:
-        self._write(json.dumps({"cmd": cmd, **data}).encode() + b"\n")
+    def send(self, command: Command) -> None:
+        self._write(encode(command))
 
-    async def ask(self, cmd: str, event: str, timeout_s: float) -> dict[str, Any]:
-        return await self.ask_for(cmd, event, timeout_s)
-
-    async def ask_for(self, cmd: str, event: str, timeout_s: float, **data: Any) -> dict[str, Any]:
-        self.send(cmd, **data)
-        return await self.expect(event, timeout_s)
+    async def ask(self, command: Command, reply: type[E], timeout_s: float) -> E:
+        """Send a command and wait for its reply."""
+        self.send(command)
+        return await self.expect(reply, timeout_s)
 
     async def read_clock(self, rounds: int = CLOCK_ROUNDS) -> ClockReading:
         best: tuple[int, int, int, str] | None = None
         for _ in range(rounds):
             wall0, t0 = time.time_ns(), time.monotonic_ns()
-            reply = await self.ask("clock", "clock", CONNECT_TIMEOUT_S)
+            reply = await self.ask(Clock(), ClockReply, CONNECT_TIMEOUT_S)
             t1, wall1 = time.monotonic_ns(), time.time_ns()
             rtt = t1 - t0
             if best is None or rtt < best[0]:
-                offset = int(reply["t_ns"]) - (t0 + t1) // 2
-                wall = int(reply["wall_ns"]) - (wall0 + wall1) // 2
-                best = (rtt, offset, wall, str(reply.get("boot_id", "")))
+                offset = reply.t_ns - (t0 + t1) // 2
+                wall = reply.wall_ns - (wall0 + wall1) // 2
+                best = (rtt, offset, wall, reply.boot_id)
         assert best is not None
         rtt, offset, wall, their_boot = best
         same = bool(their_boot) and their_boot == LOCAL_BOOT_ID
         return ClockReading(offset, rtt // 2, wall, same)
 
-    async def finish(self, timeout_s: float) -> dict[str, Any]:
+    async def finish(self, report_type: type[R], timeout_s: float) -> R:
         """Ask the child to stop, collect its report, and wait for it to exit."""
-        report = await self.ask("stop", "report", timeout_s)
+        report = await self.ask(Stop(), report_type, timeout_s)
         if self.proc is None:
             await self.close()
             return report
@@ -245,5 +261,11 @@ async def shutdown_agent(address: str) -> None:
     """Tell an agent to exit (a best effort: it may be gone already)."""
     with contextlib.suppress(HopbenchError):
         child = await Child.connect("agent", address)
-        child.send("shutdown")
+        child.send(Shutdown())
         await child.close()
+
+
+def _as(event: type[E], message: Event) -> E:
+    """A message from event's own queue: of that type (this tells the type checker)."""
+    assert isinstance(message, event)
+    return message

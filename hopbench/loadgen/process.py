@@ -1,7 +1,7 @@
 """One load worker: ``python -m hopbench.loadgen --spec FILE --worker N``.
 
-It connects, says "ready", waits for "start" (with the shared start time, so
-several workers keep one schedule), runs, and reports.
+It connects, says Ready, waits for Start (with the shared start time, so several
+workers keep one schedule), runs, and reports.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ from hopbench.config.runspec import LoadSpec, RunSpec
 from hopbench.config.topology import LOADGEN
 from hopbench.loadgen.schedule import ClosedSchedule, OpenSchedule
 from hopbench.loadgen.worker import LoadWorker
+from hopbench.measure.usage import usage
 from hopbench.protocol.channel import ChildChannel, run_child
+from hopbench.protocol.messages import Error, Progress, ProgressReply, Ready, Start, WorkerReport
 from hopbench.transports import make_transports
 from hopbench.transports.context import TransportContext
 
@@ -61,24 +63,28 @@ async def drive(channel: ChildChannel, context: TransportContext, load: LoadSpec
             report = await worker.drive(schedule_for(load, context.replica, start_ns))
         except Exception as exc:
             log.exception("the load worker failed")
-            channel.emit("error", message=f"load worker failed: {exc!r}")
+            channel.emit(Error(message=f"load worker failed: {exc!r}"))
             return
         channel.emit(
-            "report",
-            worker=report.to_json(),
-            recorder=worker.recorder.to_json(),
-            late_replies=worker.transport.late_replies,
+            WorkerReport(
+                sends=report.summary(),
+                recorder=worker.recorder.to_json(),
+                late_replies=worker.transport.late_replies,
+                usage=usage(),  # last: the report's own cost counts
+            )
         )
 
+    recorder = worker.recorder
     await worker.transport.start()
     try:
-        channel.emit("ready")
+        channel.emit(Ready(usage=usage()))
         async for command in channel.commands():
-            if command["cmd"] == "start" and running is None:
-                running = asyncio.create_task(run(int(command["start_ns"])))
-            elif command["cmd"] == "progress":
-                second = int(command.get("second", -1))
-                channel.emit("progress", live=worker.recorder.series.snapshot(second))
+            match command:
+                case Start(start_ns=start_ns) if running is None:
+                    running = asyncio.create_task(run(start_ns))
+                case Progress(second=second):
+                    live = None if second is None else recorder.series.snapshot(second)
+                    channel.emit(ProgressReply(completed=recorder.completed_count(), live=live))
     finally:
         if running is not None and not running.done():
             running.cancel()

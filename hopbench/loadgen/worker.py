@@ -24,6 +24,7 @@ from hopbench.errors import TransportError
 from hopbench.loadgen.schedule import ClosedSchedule, OpenSchedule
 from hopbench.loadgen.ticker import Ticker
 from hopbench.measure.histogram import new_histogram, record
+from hopbench.measure.merge import SendSummary
 from hopbench.measure.recorder import Recorder, SeqBitmap
 from hopbench.proto.hopbench_pb2 import Envelope
 from hopbench.transports.base import Transport
@@ -48,18 +49,19 @@ class WorkerReport:
     # actual - intended send, µs, measured window only
     send_lag: HdrHistogram = field(default_factory=new_histogram)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "worker": self.worker,
-            "sent": self.sent,
-            "first_measured_seq": self.first_measured_seq,
-            "failed": self.failed.encode(),
-            "measure_start_ns": self.measure_start_ns,
-            "last_sent_ns": self.last_sent_ns,
-            "in_flight_waits": self.in_flight_waits,
-            "unsent": self.unsent,
-            "send_lag": self.send_lag.encode().decode("ascii"),
-        }
+    def summary(self) -> SendSummary:
+        """The plain value that crosses to the orchestrator (bitmap and histogram encoded)."""
+        return SendSummary(
+            worker=self.worker,
+            sent=self.sent,
+            first_measured_seq=self.first_measured_seq,
+            failed=self.failed.encode(),
+            measure_start_ns=self.measure_start_ns,
+            last_sent_ns=self.last_sent_ns,
+            in_flight_waits=self.in_flight_waits,
+            unsent=self.unsent,
+            send_lag=self.send_lag.encode().decode("ascii"),
+        )
 
 
 class LoadWorker:

@@ -17,6 +17,21 @@ from hopbench.measure.histogram import new_histogram
 from hopbench.measure.recorder import SeqBitmap
 
 
+@dataclass(frozen=True, slots=True)
+class SendSummary:
+    """What one load worker sent, as it reports it at the end of its run."""
+
+    worker: int
+    sent: int  # every message this worker attempted, warm-up included
+    first_measured_seq: int
+    failed: str  # the sequence numbers whose send failed: an encoded SeqBitmap
+    measure_start_ns: int
+    last_sent_ns: int
+    in_flight_waits: int  # sends that waited because max_in_flight was reached
+    unsent: int  # due, but never sent: the worker fell too far behind its schedule
+    send_lag: str  # actual - intended send, µs, measured window only: an encoded HdrHistogram
+
+
 def histogram_from(encoded: str) -> HdrHistogram:
     hist = new_histogram()
     hist.decode_and_add(encoded)
@@ -74,17 +89,17 @@ class SentTotals:
 
 def merge(
     topology: Topology,
-    workers: list[dict[str, Any]],
+    workers: list[SendSummary],
     recorders: dict[str, dict[str, Any]],
 ) -> tuple[SentTotals, list[RouteTotals]]:
-    """workers: WorkerReport.to_json()s; recorders: name -> Recorder.to_json()."""
+    """workers: what each load worker sent; recorders: name -> Recorder.to_json()."""
     sent = SentTotals()
     masks: dict[int, tuple[int, int, int]] = {}  # worker -> (all, measured, failed)
     for w in workers:
-        all_mask = (1 << w["sent"]) - 1
-        measured = all_mask & ~((1 << w["first_measured_seq"]) - 1)
-        failed = SeqBitmap.decode(w["failed"]).as_int() & all_mask
-        masks[w["worker"]] = (all_mask, measured, failed)
+        all_mask = (1 << w.sent) - 1
+        measured = all_mask & ~((1 << w.first_measured_seq) - 1)
+        failed = SeqBitmap.decode(w.failed).as_int() & all_mask
+        masks[w.worker] = (all_mask, measured, failed)
         sent.sent += measured.bit_count()
         sent.warmup_sent += (all_mask & ~measured).bit_count()
         sent.errors += (failed & measured).bit_count()

@@ -9,6 +9,7 @@ reused: a ten-minute run costs a few hundred small strings and four histograms.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
@@ -16,6 +17,17 @@ from hdrh.histogram import HdrHistogram
 from hopbench.measure.histogram import new_histogram, record
 
 LIVE_SECONDS = 3  # completions land at most this far behind the newest second
+
+
+@dataclass(frozen=True, slots=True)
+class SecondSnapshot:
+    """One second of one process, for the live display: its counts and its latency
+    histogram (encoded, so that the orchestrator can merge processes exactly)."""
+
+    second: int
+    sent: int
+    completed: int
+    latency: str | None  # an encoded HdrHistogram, None when nothing completed
 
 
 class SecondSeries:
@@ -62,20 +74,19 @@ class SecondSeries:
             hist.reset()
             self._spare.append(hist)
 
-    def snapshot(self, k: int) -> dict[str, Any]:
-        """One second, for a live display: its counts and its latency histogram
-        (encoded, so that the orchestrator can merge processes exactly)."""
+    def snapshot(self, k: int) -> SecondSnapshot:
+        """One second, for a live display."""
         hist = self._live.get(k)
         if hist is not None and hist.get_total_count():
             encoded: str | None = hist.encode().decode("ascii")
         else:
             encoded = self._closed.get(k)
-        return {
-            "second": k,
-            "sent": self.counts["sent"].get(k, 0) if "sent" in self.counts else 0,
-            "completed": self.counts["completed"].get(k, 0) if "completed" in self.counts else 0,
-            "latency": encoded,
-        }
+        return SecondSnapshot(
+            second=k,
+            sent=self.counts["sent"].get(k, 0) if "sent" in self.counts else 0,
+            completed=self.counts["completed"].get(k, 0) if "completed" in self.counts else 0,
+            latency=encoded,
+        )
 
     def to_json(self) -> dict[str, Any]:
         latency = dict(self._closed)

@@ -7,14 +7,23 @@ import os
 import platform
 import resource
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 
-def usage() -> dict[str, float]:
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """A process's CPU seconds (user + system) and peak RSS so far."""
+
+    cpu_s: float
+    peak_rss_mb: float
+
+
+def usage() -> Usage:
     """CPU seconds (user + system) and peak RSS of this process."""
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    return {"cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_mb": ru.ru_maxrss / 1024}
+    return Usage(cpu_s=ru.ru_utime + ru.ru_stime, peak_rss_mb=ru.ru_maxrss / 1024)
 
 
 def machine() -> dict[str, Any]:
@@ -28,7 +37,7 @@ def machine() -> dict[str, Any]:
     }
 
 
-def proc_usage(pid: int) -> dict[str, float] | None:
+def proc_usage(pid: int) -> Usage | None:
     """The same, read from /proc for a process that is not ours to ask (Linux)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -37,4 +46,4 @@ def proc_usage(pid: int) -> dict[str, float] | None:
         return None
     ticks = os.sysconf("SC_CLK_TCK")
     hwm = next((line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")), "0")
-    return {"cpu_s": (int(stat[11]) + int(stat[12])) / ticks, "peak_rss_mb": int(hwm) / 1024}
+    return Usage(cpu_s=(int(stat[11]) + int(stat[12])) / ticks, peak_rss_mb=int(hwm) / 1024)

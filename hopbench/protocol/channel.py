@@ -1,12 +1,14 @@
-"""How the orchestrator and its child processes talk: JSON lines, over pipes for a
-child it started, over TCP for an agent (``hopbench agent``) on another host.
+"""The child's end of the control protocol: a service replica or a load worker reads
+commands and writes events (hopbench.protocol.messages, one JSON line each), over
+pipes for a child the orchestrator started, over TCP for an agent (``hopbench
+agent``) on another host.
 
-Child → parent on stdout: ``{"event": "ready"}``, ``{"event": "progress", ...}``,
-``{"event": "report", ...}``. Parent → child on stdin: ``{"cmd": "start", ...}``,
-``{"cmd": "progress"}``, ``{"cmd": "stop"}``, and at any time ``{"cmd": "clock"}``,
-answered at once with this host's monotonic and wall clocks. Logs go to stderr, which the parent
-sends to a file per child. A child stops cleanly on "stop", on SIGTERM and when
-its stdin closes; on Linux it also gets SIGTERM when the parent dies.
+A child says Ready, then follows Start, Progress, LateAfter and Stop, and ends with
+its report; a Clock probe is answered at once, at any time, with this host's
+monotonic and wall clocks. A line that is not a command is answered with an Error
+and skipped. Logs go to stderr, which the parent sends to a file per child. A child
+stops cleanly on Stop, on SIGTERM and when its input closes; on Linux it also gets
+SIGTERM when the parent dies.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import json
 import logging
 import os
 import signal
@@ -26,10 +27,21 @@ from typing import Any
 import uvloop
 
 from hopbench.clock import boot_id, local_ns
-from hopbench.measure.usage import usage
+from hopbench.errors import ProtocolError
+from hopbench.protocol.messages import (
+    Clock,
+    ClockReply,
+    Command,
+    Error,
+    Event,
+    Stop,
+    decode_command,
+    encode,
+)
 
 _PR_SET_PDEATHSIG = 1
 BOOT_ID = boot_id()
+log = logging.getLogger("hopbench.protocol")
 
 
 def die_with_parent() -> None:
@@ -62,44 +74,44 @@ class ChildChannel:
 
         return cls(reader, write, stop)
 
-    def emit(self, event: str, **data: Any) -> None:
-        """One event; every event carries the process's CPU and memory use so far."""
-        self._write(json.dumps({"event": event, "usage": usage(), **data}).encode() + b"\n")
+    def emit(self, event: Event) -> None:
+        self._write(encode(event))
 
-    def _clock(self) -> None:
-        # read the clock last: the reply leaves right after it
-        reply = {"event": "clock", "boot_id": BOOT_ID, "wall_ns": time.time_ns()}
-        reply["t_ns"] = local_ns()
-        self._write(json.dumps(reply).encode() + b"\n")
-
-    async def commands(self) -> AsyncIterator[dict[str, Any]]:
-        """Commands until "stop", SIGTERM or end of input (each ends as a "stop").
-        Clock probes are answered here, at any time, and not passed on."""
+    async def commands(self) -> AsyncIterator[Command]:
+        """Commands until Stop, SIGTERM or end of input (each ends as a Stop). Clock
+        probes are answered here, at any time, and not passed on; a line that is not
+        a command is answered with an Error and skipped."""
         while True:
-            line_task = asyncio.ensure_future(self._reader.readline())
-            stop_task = asyncio.ensure_future(self._stop.wait())
-            done, _ = await asyncio.wait(
-                {line_task, stop_task}, return_when=asyncio.FIRST_COMPLETED
-            )
-            if stop_task in done:
-                line_task.cancel()
-                yield {"cmd": "stop"}
-                return
-            stop_task.cancel()
             try:
-                line = line_task.result()
-            except ConnectionError:
-                line = b""
-            if not line:
-                yield {"cmd": "stop"}
-                return
-            command: dict[str, Any] = json.loads(line)
-            if command.get("cmd") == "clock":
-                self._clock()
+                command = await self._next_command()
+            except ProtocolError as exc:
+                log.warning("bad command line: %s", exc)
+                self.emit(Error(message=f"bad command line: {exc}"))
+                continue
+            if isinstance(command, Clock):
+                # read the monotonic clock last: the reply leaves right after it
+                self.emit(ClockReply(boot_id=BOOT_ID, wall_ns=time.time_ns(), t_ns=local_ns()))
                 continue
             yield command
-            if command.get("cmd") == "stop":
+            if isinstance(command, Stop):
                 return
+
+    async def _next_command(self) -> Command:
+        """The next line's command; a Stop on SIGTERM, a hang-up or the end of input."""
+        line_task = asyncio.ensure_future(self._reader.readline())
+        stop_task = asyncio.ensure_future(self._stop.wait())
+        done, _ = await asyncio.wait({line_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        if stop_task in done:
+            line_task.cancel()
+            return Stop()
+        stop_task.cancel()
+        try:
+            line = line_task.result()
+        except ConnectionError:
+            return Stop()
+        except ValueError as exc:  # over the reader's limit: it has skipped the line
+            raise ProtocolError(f"a line too long ({exc})") from None
+        return decode_command(line) if line else Stop()
 
 
 def setup_logging() -> None:

@@ -7,8 +7,9 @@ from typing import Any
 
 from hopbench.config.runspec import RunSpec
 from hopbench.measure.histogram import new_histogram
-from hopbench.measure.merge import histogram_from, merge, summarize
+from hopbench.measure.merge import SendSummary, histogram_from, merge, summarize
 from hopbench.measure.series import merge_series
+from hopbench.measure.usage import Usage
 from hopbench.results.schema import (
     ACHIEVED_RATE_FLOOR,
     SEND_LAG_P99_LIMIT_US,
@@ -25,19 +26,19 @@ from hopbench.results.schema import (
 
 def process_result(
     name: str,
-    ready: dict[str, Any] | None,
-    end: dict[str, Any] | None,
+    ready: Usage | None,
+    end: Usage | None,
     host: str = "local",
     clock: dict[str, Any] | None = None,
     machine: dict[str, Any] | None = None,
     **counts: int,
 ) -> ProcessResult:
     """A process's row from its usage at ready and at the end (either may be unknown)."""
-    cpu = (end or {}).get("cpu_s", 0.0) - (ready or {}).get("cpu_s", 0.0)
+    cpu = (end.cpu_s if end else 0.0) - (ready.cpu_s if ready else 0.0)
     return ProcessResult(
         name=name,
         cpu_s=round(max(cpu, 0.0), 3),
-        peak_rss_mb=round((end or {}).get("peak_rss_mb", 0.0), 1),
+        peak_rss_mb=round(end.peak_rss_mb if end else 0.0, 1),
         host=host,
         clock=clock,
         machine=machine,
@@ -49,14 +50,14 @@ def build_result(
     spec: RunSpec,
     *,
     started_at: str,
-    workers: list[dict[str, Any]],
+    workers: list[SendSummary],
     recorders: dict[str, dict[str, Any]],
     processes: list[ProcessResult],
     brokers: dict[str, Any],
     environment: dict[str, Any],
     notes: list[str],
 ) -> RunResult:
-    """workers: WorkerReport JSONs; recorders: process name -> Recorder JSON."""
+    """workers: what each load worker sent; recorders: process name -> Recorder JSON."""
     topology = spec.resolved
     load = spec.load
     sent, routes = merge(topology, workers, recorders)
@@ -65,10 +66,10 @@ def build_result(
         latency.add(route.latency)
         service_time.add(route.service_time)
     for w in workers:
-        send_lag.add(histogram_from(w["send_lag"]))
+        send_lag.add(histogram_from(w.send_lag))
 
-    measure_start = min((w["measure_start_ns"] for w in workers), default=0)
-    last_sent = max((w["last_sent_ns"] for w in workers), default=0)
+    measure_start = min((w.measure_start_ns for w in workers), default=0)
+    last_sent = max((w.last_sent_ns for w in workers), default=0)
     gap_s = 0.0 if load.closed else 1 / load.rate
     elapsed_s = max(load.duration_s, (last_sent - measure_start) / 1e9 + gap_s)
     achieved = sent.sent / elapsed_s
@@ -77,8 +78,8 @@ def build_result(
     # A closed loop has no schedule to keep: its rate is whatever the system allows.
     # Sends held back at the explicit in-flight limit are the system pushing back,
     # not the generator falling short: that is reported on its own.
-    in_flight_waits = sum(w["in_flight_waits"] for w in workers)
-    unsent = sum(w.get("unsent", 0) for w in workers)
+    in_flight_waits = sum(w.in_flight_waits for w in workers)
+    unsent = sum(w.unsent for w in workers)
     generator_limited = not load.closed and (
         unsent > 0
         or (

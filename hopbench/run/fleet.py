@@ -14,6 +14,7 @@ from hopbench.config.runspec import RunSpec
 from hopbench.config.topology import LOADGEN
 from hopbench.control.child import Child, ClockReading
 from hopbench.errors import RunError
+from hopbench.protocol.messages import Configure, LateAfter, Progress, ProgressReply
 from hopbench.run.provision import Agent
 
 
@@ -38,7 +39,7 @@ class Fleet:
             try:
                 for replica, address in enumerate(addresses(template, service, count)):
                     found.append(await Child.connect(f"{service}/{replica}", address))
-                    if found[-1].hello.get("busy"):
+                    if (hello := found[-1].hello) is not None and hello.busy:
                         raise RunError(
                             f"{service}/{replica}: the agent at {address} is serving another "
                             "orchestrator; one agent is one process of one run at a time"
@@ -55,9 +56,9 @@ class Fleet:
 
     def agents_of(self, service: str) -> list[Agent]:
         return [
-            (host_of(c.address or ""), c.hello["ports"])
+            (host_of(c.address or ""), c.hello.ports)
             for c in self.services
-            if c.remote and c.name.split("/")[0] == service
+            if c.hello is not None and c.name.split("/")[0] == service
         ]
 
     def configure(self, child: Child, spec: RunSpec) -> None:
@@ -65,7 +66,7 @@ class Fleet:
         offset = self.clocks[child.name].applied_ns
         dump = spec.model_dump(mode="json")
         child.send(
-            "configure", service=service, replica=int(replica), spec=dump, clock_offset_ns=offset
+            Configure(service=service, replica=int(replica), spec=dump, clock_offset_ns=offset)
         )
 
     async def spawn_services(self, spec: RunSpec, spec_path: Path, run_dir: Path) -> None:
@@ -123,7 +124,7 @@ class ChildRecording:
         self.child = child
 
     async def completed(self) -> int:
-        return int((await self.child.ask("progress", "progress", 10))["completed"])
+        return (await self.child.ask(Progress(), ProgressReply, 10)).completed
 
     def late_after(self, t_ns: int) -> None:
-        self.child.send("late_after", t_ns=t_ns)
+        self.child.send(LateAfter(t_ns=t_ns))

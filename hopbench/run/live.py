@@ -10,6 +10,7 @@ from collections.abc import Callable
 from hopbench.control.child import Child
 from hopbench.errors import HopbenchError
 from hopbench.measure.histogram import new_histogram
+from hopbench.protocol.messages import Progress, ProgressReply
 from hopbench.run.phases import Window
 
 
@@ -23,17 +24,17 @@ async def live(recording: list[Child], window: Window, show: Callable[[int, str]
         wake_ns = window.origin_ns + (k + 1) * 1_000_000_000 + 100_000_000
         await asyncio.sleep(max(0, wake_ns - time.monotonic_ns()) / 1e9)
         try:
-            asks = [c.ask_for("progress", "progress", 5, second=k) for c in recording]
-            snaps = [r["live"] for r in await asyncio.gather(*asks)]
+            asks = [c.ask(Progress(second=k), ProgressReply, 5) for c in recording]
+            snaps = [r.live for r in await asyncio.gather(*asks) if r.live is not None]
         except HopbenchError:
             return  # a process in trouble: the run itself will say so
         hist.reset()
         for snap in snaps:
-            if snap["latency"]:
-                hist.decode_and_add(snap["latency"])
+            if snap.latency:
+                hist.decode_and_add(snap.latency)
         p99 = f"{hist.get_value_at_percentile(99) / 1000:.2f} ms" if hist.get_total_count() else "-"
         when = "warm-up" if k < 0 else f"{k + 1:>3d} s"
-        sent, done = sum(s["sent"] for s in snaps), sum(s["completed"] for s in snaps)
+        sent, done = sum(s.sent for s in snaps), sum(s.completed for s in snaps)
         show(k, f"{when}: sent {sent}/s, completions {done}/s, p99 {p99}")
         k += 1
 

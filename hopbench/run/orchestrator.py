@@ -26,6 +26,7 @@ from hopbench.config.runspec import LoadSpec, RunSpec, Settings
 from hopbench.config.topology import LOADGEN, Topology
 from hopbench.control.child import Child
 from hopbench.measure.usage import machine
+from hopbench.protocol.messages import Ready, ServiceReport, Start, Stop, WorkerReport
 from hopbench.results.build import process_result
 from hopbench.results.schema import RunResult
 from hopbench.run import phases
@@ -112,10 +113,12 @@ async def run_topology(request: RunRequest) -> RunResult:
         broker_ready = brokers.usage()
         window = start_load(run)
         worker_reports = await await_load(run, window)
-        sent = sum(int(r["worker"]["sent"]) for r in worker_reports)
+        sent = sum(r.sends.sent for r in worker_reports)
         await phases.drain(topology, _recording(run), sent, request.grace_s, run.notes)
         await run.fleet.read_clocks(run.fleet.services)
-        service_reports = await asyncio.gather(*(c.finish(30.0) for c in run.fleet.services))
+        service_reports = await asyncio.gather(
+            *(c.finish(ServiceReport, 30.0) for c in run.fleet.services)
+        )
         broker_end = brokers.usage()
     outcomes = collect(run, ready, [*service_reports, *worker_reports])
     if broker_end is not None:
@@ -123,7 +126,7 @@ async def run_topology(request: RunRequest) -> RunResult:
     return phases.result(
         spec,
         started_at=started_at,
-        worker_reports=[r["worker"] for r in worker_reports],
+        worker_reports=[r.sends for r in worker_reports],
         outcomes=outcomes,
         brokers=brokers.described,
         environment=environment(),
@@ -160,7 +163,7 @@ def make_spec(run: Run, brokers: Brokers) -> RunSpec:
     )
 
 
-async def start_services(run: Run, spec: RunSpec) -> list[dict[str, Any]]:
+async def start_services(run: Run, spec: RunSpec) -> list[Ready]:
     """One process per replica (or its agent, configured), each ready to serve."""
     fleet = run.fleet
     if run.request.deployment.placement.services:
@@ -171,10 +174,10 @@ async def start_services(run: Run, spec: RunSpec) -> list[dict[str, Any]]:
             f"starting {sum(s.replicas for s in run.topology.services.values())} service processes"
         )
         await fleet.spawn_services(spec, run.run_dir / "spec.json", run.run_dir)
-    return list(await asyncio.gather(*(c.expect("ready", READY_TIMEOUT_S) for c in fleet.services)))
+    return list(await asyncio.gather(*(c.expect(Ready, READY_TIMEOUT_S) for c in fleet.services)))
 
 
-async def start_workers(run: Run, spec: RunSpec, brokers: Brokers) -> list[dict[str, Any]]:
+async def start_workers(run: Run, spec: RunSpec, brokers: Brokers) -> list[Ready]:
     """One process per load worker (or its agent), each connected and ready."""
     fleet, placement = run.fleet, run.request.deployment.placement
     if placement.workers:
@@ -186,7 +189,7 @@ async def start_workers(run: Run, spec: RunSpec, brokers: Brokers) -> list[dict[
             fleet.configure(child, spec)
     else:
         await fleet.spawn_workers(spec, run.run_dir / "spec.json", run.run_dir)
-    return list(await asyncio.gather(*(c.expect("ready", READY_TIMEOUT_S) for c in fleet.workers)))
+    return list(await asyncio.gather(*(c.expect(Ready, READY_TIMEOUT_S) for c in fleet.workers)))
 
 
 def start_load(run: Run) -> Window:
@@ -197,14 +200,13 @@ def start_load(run: Run) -> Window:
     pace = f"{load.concurrency} users" if load.closed else f"{load.rate:g}/s"
     run.say(f"load: {pace} for {load.warmup_s:g} s warm-up + {load.duration_s:g} s")
     start_pauses(run.request.pauses, fleet.services, window.origin_ns, run.notes, run.stack)
-    for child in fleet.services:
-        child.send("start", origin_ns=window.origin_ns)
-    for child in fleet.workers:
-        child.send("start", start_ns=window.start_ns)
+    start = Start(start_ns=window.start_ns, origin_ns=window.origin_ns)
+    for child in fleet.children:
+        child.send(start)
     return window
 
 
-async def await_load(run: Run, window: Window) -> list[dict[str, Any]]:
+async def await_load(run: Run, window: Window) -> list[WorkerReport]:
     """The load workers' reports, with the live line shown meanwhile; then let them go."""
     fleet = run.fleet
     recording = [*fleet.workers, *_recorders(run)]
@@ -212,11 +214,11 @@ async def await_load(run: Run, window: Window) -> list[dict[str, Any]]:
     run.stack.push_async_callback(cancel, progress)
     load, timeout_s = run.load, run.request.settings.request_timeout_s
     limit_s = load.warmup_s + load.duration_s + timeout_s + 60
-    reports = await asyncio.gather(*(c.expect("report", limit_s) for c in fleet.workers))
+    reports = await asyncio.gather(*(c.expect(WorkerReport, limit_s) for c in fleet.workers))
     await cancel(progress)
     await fleet.read_clocks(fleet.workers)
     for child in fleet.workers:
-        child.send("stop")
+        child.send(Stop())
     return list(reports)
 
 
@@ -230,23 +232,23 @@ def _recording(run: Run) -> list[ChildRecording]:
     return [ChildRecording(c) for c in _recorders(run)]
 
 
-def collect(run: Run, ready: list[dict[str, Any]], reports: list[dict[str, Any]]) -> list[Outcome]:
+def collect(
+    run: Run, ready: list[Ready], reports: list[ServiceReport | WorkerReport]
+) -> list[Outcome]:
     """Every process's row and recorder, from its usage at ready and its report."""
     fleet = run.fleet
     return [
         Outcome(
             process_result(
                 c.name,
-                up["usage"],
-                r["usage"],
+                up.usage,
+                r.usage,
                 host=c.address or "local",
                 clock=fleet.clock_of(c.name),
-                machine=c.hello.get("machine"),
-                handled=r.get("handled", 0),
-                errors=r.get("errors", 0),
-                late_replies=r.get("late_replies", 0),
+                machine=c.hello.machine if c.hello else None,
+                **r.counts(),
             ),
-            r["recorder"],
+            r.recorder,
         )
         for c, up, r in zip(fleet.children, ready, reports, strict=True)
     ]

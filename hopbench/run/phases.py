@@ -23,7 +23,8 @@ from hopbench.brokers.tansu import TansuBroker
 from hopbench.config.deployment import Deployment
 from hopbench.config.runspec import LoadSpec, RunSpec, Settings
 from hopbench.config.topology import Topology
-from hopbench.measure.usage import proc_usage
+from hopbench.measure.merge import SendSummary
+from hopbench.measure.usage import Usage, proc_usage
 from hopbench.results.build import build_result
 from hopbench.results.schema import ProcessResult, RunResult
 from hopbench.transports import provisioning
@@ -64,7 +65,7 @@ class Brokers:
     def rabbitmq_url(self) -> str | None:
         return self.rabbit.url if self.rabbit is not None else None
 
-    def usage(self) -> dict[str, float] | None:
+    def usage(self) -> Usage | None:
         """The embedded broker's CPU and memory so far (None: not a process of ours)."""
         tansu = self.tansu
         return proc_usage(tansu.pid) if tansu is not None and tansu.pid else None
@@ -211,7 +212,7 @@ def result(
     spec: RunSpec,
     *,
     started_at: str,
-    worker_reports: list[dict[str, Any]],
+    worker_reports: list[SendSummary],
     outcomes: list[Outcome],
     brokers: dict[str, Any],
     environment: dict[str, Any],

@@ -9,7 +9,16 @@ import argparse
 from pathlib import Path
 
 from hopbench.config.runspec import RunSpec
+from hopbench.measure.usage import usage
 from hopbench.protocol.channel import ChildChannel, run_child
+from hopbench.protocol.messages import (
+    LateAfter,
+    Progress,
+    ProgressReply,
+    Ready,
+    ServiceReport,
+    Start,
+)
 from hopbench.services.runtime import ServiceRuntime
 from hopbench.transports import make_transports
 from hopbench.transports.context import TransportContext
@@ -29,26 +38,29 @@ def build_service(context: TransportContext, transport: str | None = None) -> Se
 
 async def serve(channel: ChildChannel, context: TransportContext) -> None:
     runtime = build_service(context)
+    recorder = runtime.recorder
     try:
         await runtime.start()
-        channel.emit("ready")
+        channel.emit(Ready(usage=usage()))
         async for command in channel.commands():
-            if command["cmd"] == "start":
-                runtime.recorder.start(int(command["origin_ns"]))
-            elif command["cmd"] == "late_after":
-                runtime.recorder.late_after_ns = int(command["t_ns"])
-            elif command["cmd"] == "progress":
-                second = command.get("second")
-                live = None if second is None else runtime.recorder.series.snapshot(int(second))
-                channel.emit("progress", completed=runtime.recorder.completed_count(), live=live)
+            match command:
+                case Start(origin_ns=origin_ns):
+                    recorder.start(origin_ns)
+                case LateAfter(t_ns=t_ns):
+                    recorder.late_after_ns = t_ns
+                case Progress(second=second):
+                    live = None if second is None else recorder.series.snapshot(second)
+                    channel.emit(ProgressReply(completed=recorder.completed_count(), live=live))
     finally:
         await runtime.close()
     channel.emit(
-        "report",
-        handled=runtime.handled,
-        errors=runtime.errors,
-        late_replies=runtime.late_replies,
-        recorder=runtime.recorder.to_json(),
+        ServiceReport(
+            handled=runtime.handled,
+            errors=runtime.errors,
+            late_replies=runtime.late_replies,
+            recorder=recorder.to_json(),
+            usage=usage(),  # last: the report's own cost counts
+        )
     )
 
 
