@@ -86,16 +86,6 @@ async def run_all(
         await session.release()
 
 
-def _rates(text: str) -> list[float]:
-    try:
-        rates = [float(r) for r in text.split(",") if r.strip()]
-    except ValueError:
-        raise ConfigError(f"--rates: {text!r} is not a comma list of numbers") from None
-    if not rates or min(rates) <= 0:
-        raise ConfigError(f"--rates: {text!r}: rates are positive numbers")
-    return rates
-
-
 def _deployment(args: argparse.Namespace) -> Deployment:
     return Deployment.from_env(
         rabbitmq_url=args.rabbitmq_url,
