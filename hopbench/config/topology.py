@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from hopbench.config.settings import EDGE_SETTINGS, Settings
 from hopbench.config.yamlsource import Located
@@ -74,9 +75,20 @@ class ServiceSpec(_Strict):
     # the thread-pool-size lever: messages one replica handles at once; the others wait
     # for a free handler (measured as wait). None: HTTP and gRPC unlimited, each broker
     # in-edge its prefetch.
-    concurrency: int | None = Field(None, ge=1, le=100_000)
+    concurrency: int | None = Field(None, le=100_000)
     work: WorkSpec = WorkSpec()
     gather: GatherSpec = GatherSpec()
+
+    @pydantic.field_validator("concurrency")
+    @classmethod
+    def _a_handler_at_least(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise PydanticCustomError(
+                "concurrency",
+                "{value}: a replica needs at least 1 handler; leave concurrency out for no limit",
+                {"value": value},
+            )
+        return value
 
 
 class EdgeSpec(_Strict):
