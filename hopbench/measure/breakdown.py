@@ -25,15 +25,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from hopbench.proto.hopbench_pb2 import Envelope, Hop
 
 PARTS = ("transit", "wait", "work", "rest")
 
 
-@dataclass(frozen=True, slots=True)
-class HopParts:
-    """One hop of one completion, in ns (negative only across hosts' clock error)."""
+class HopParts(NamedTuple):
+    """One hop of one completion, in ns (negative only across hosts' clock error).
+
+    A named tuple, not a dataclass: one is made per hop of every completion, and a
+    frozen dataclass costs about three times as much to build."""
 
     service: str
     transit_ns: int
@@ -57,44 +60,41 @@ class Breakdown:
         return total
 
 
-@dataclass(frozen=True, slots=True)
-class _Stamps:
-    """One hop's stamps with the missing ones filled from the stamp before."""
+class _Stamps(NamedTuple):
+    """One hop's stamps, read once (each read of a protobuf field costs), the missing
+    ones filled from the stamp before."""
 
+    service: str
+    edge: int
     arrived: int
     received: int
     forwarded: int
     gathered: int
     published: int
+    returned: int  # 0: not stamped
 
     @classmethod
     def of(cls, hop: Hop) -> _Stamps:
-        forwarded = hop.forwarded_ns
+        received, forwarded = hop.received_ns, hop.forwarded_ns
         gathered = hop.gathered_ns or forwarded
-        return cls(
-            arrived=hop.arrived_ns or hop.received_ns,
-            received=hop.received_ns,
-            forwarded=forwarded,
-            gathered=gathered,
-            published=hop.published_ns or gathered,
-        )
+        return cls(hop.service, hop.edge, hop.arrived_ns or received, received, forwarded,
+                   gathered, hop.published_ns or gathered, hop.returned_ns)  # fmt: skip
 
 
 def _call_tree(
-    hops: Sequence[Hop], spine: int, callers: Mapping[int, str]
+    hops: Sequence[_Stamps], spine: int, callers: Mapping[int, str]
 ) -> tuple[list[int], list[list[int]]]:
     """Each hop's parent (-1: the load generator), and the call-tree children of each."""
-    parent = [-1] * len(hops)
+    parent = [i - 1 for i in range(len(hops))]  # along the spine
     children: list[list[int]] = [[] for _ in hops]
-    last_of: dict[str, int] = {}
-    for i, hop in enumerate(hops):
-        if 0 < i < spine:
-            parent[i] = i - 1
-        elif i >= spine:
-            # depth first: the caller is the latest hop of the edge's source service
-            parent[i] = last_of.get(callers.get(hop.edge, ""), spine - 1)
-            children[parent[i]].append(i)
-        last_of[hop.service] = i
+    if len(hops) > spine:
+        last_of: dict[str, int] = {}
+        for i, hop in enumerate(hops):
+            if i >= spine:
+                # depth first: the caller is the latest hop of the edge's source service
+                parent[i] = last_of.get(callers.get(hop.edge, ""), spine - 1)
+                children[parent[i]].append(i)
+            last_of[hop.service] = i
     return parent, children
 
 
@@ -111,16 +111,15 @@ def decompose(
     edges; 0 for a round trip back to the load generator, whose spine is its entry
     hop). callers: edge index -> the service that sends on it. request_reply: the
     indices of the request-reply edges."""
-    hops = env.hops
+    hops = [_Stamps.of(h) for h in env.hops]
     if not hops:
         return None
     spine = min(max(route_length, 1), len(hops))
     last = spine - 1
     parent, children = _call_tree(hops, spine, callers)
-    stamps = [_Stamps.of(h) for h in hops]
     # when each call-tree hop's caller had its reply (else: when the caller gathered)
     returned = [
-        h.returned_ns or (stamps[parent[i]].gathered if parent[i] >= 0 else completion_ns)
+        h.returned or (hops[parent[i]].gathered if parent[i] >= 0 else completion_ns)
         for i, h in enumerate(hops)
     ]
     critical = [max(kids, key=returned.__getitem__) if kids else -1 for kids in children]
@@ -131,25 +130,16 @@ def decompose(
         on_path[node] = True
 
     parts = []
-    for i, hop in enumerate(hops):
-        s = stamps[i]
-        sent = env.sent_ns if i == 0 else _sent(stamps[parent[i]], hop.edge in request_reply)
+    for i, s in enumerate(hops):
+        sent = env.sent_ns if i == 0 else _sent(hops[parent[i]], s.edge in request_reply)
         if i < last:  # on the spine: the path goes on to the next hop of the route
             goes_on_by_call = hops[i + 1].edge in request_reply
             rest = None if goes_on_by_call else s.published - s.forwarded
         else:
             resumed = returned[critical[i]] if critical[i] >= 0 else s.forwarded
             rest = (completion_ns if i == last else returned[i]) - resumed
-        parts.append(
-            HopParts(
-                service=hop.service,
-                transit_ns=s.arrived - sent,
-                wait_ns=s.received - s.arrived,
-                work_ns=s.forwarded - s.received,
-                rest_ns=rest,
-                on_path=on_path[i],
-            )
-        )
+        parts.append(HopParts(s.service, s.arrived - sent, s.received - s.arrived,
+                              s.forwarded - s.received, rest, on_path[i]))  # fmt: skip
     return Breakdown(send_lag_ns=env.sent_ns - env.intended_ns, hops=tuple(parts))
 
 

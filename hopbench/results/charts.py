@@ -63,6 +63,8 @@ def segments(breakdown: Breakdown) -> list[tuple[str, str, float]]:
 def breakdown_chart(route: str, bars: Sequence[tuple[str, Breakdown]]) -> str:
     """One stacked horizontal bar per (variant @ load): each hop's transit, wait, work and
     rest, in path order, as shares of the mean latency in ms."""
+    from matplotlib.patches import Patch
+
     fig, axes = figure(f"Where the time goes: {route}", (8, 1.2 + 0.55 * len(bars)))
     axes.grid(False)
     axes.grid(True, axis="x", alpha=0.3)
@@ -82,9 +84,9 @@ def breakdown_chart(route: str, bars: Sequence[tuple[str, Breakdown]]) -> str:
     axes.set_yticks(range(len(bars)), [label for label, _ in bars], fontsize="small")
     axes.invert_yaxis()
     axes.set_xlabel("mean ms per completion (the parts of the critical path)")
-    handles = [axes.bar(0, 0, color=c, label=n) for n, c in PART_COLOURS.items()]
-    axes.legend(handles=handles, fontsize="small", ncol=5, loc="upper center",
-                bbox_to_anchor=(0.5, -0.35 if len(bars) < 3 else -0.15))  # fmt: skip
+    axes.set_xlim(left=0)
+    handles = [Patch(color=colour, label=name) for name, colour in PART_COLOURS.items()]
+    axes.legend(handles=handles, fontsize="small", loc="center left", bbox_to_anchor=(1, 0.5))
     return close(fig)
 
 
