@@ -221,5 +221,5 @@ def _breakdown(route: RouteTotals, names: list[str]) -> Breakdown | None:
         latency_mean_us=round(mean, 1),
         send_lag_us=round(send_lag, 1),
         hops=shares,
-        residual_us=round(mean - explained, 1),
+        residual_us=round(mean - explained, 1) or 0.0,  # never -0.0
     )
