@@ -17,8 +17,8 @@ so only that one is on the critical path. Parts are consecutive differences, so 
 path they add up to completion − intended exactly, per message. Hops off the path (the
 other branches of a gather) get their parts too, for their own percentiles.
 
-A stamp that was not taken (0) falls back to the one before it, so the sum still holds
-and the missing step counts in the part after it.
+A stamp that was not taken (0) is taken to equal the one before it: the sum still
+holds, and the time of the missing step counts in a neighbouring part.
 """
 
 from __future__ import annotations
