@@ -254,7 +254,8 @@ def test_a_bad_concurrency_names_the_file_line_and_field(tmp_path: Path) -> None
     assert load_topology(path, ["services.a.concurrency=3"]).services["a"].concurrency == 3
 
 
-def test_the_terminal_breakdown_fits_in_100_columns() -> None:
+def test_the_terminal_and_the_report_show_every_route() -> None:
+    from hopbench.results.report import breakdown_section
     from hopbench.results.table import render_breakdown
 
     topology = load_topology(TOPOLOGIES / "order-hybrid.yaml")
@@ -265,3 +266,7 @@ def test_the_terminal_breakdown_fits_in_100_columns() -> None:
     for route in result.routes:
         assert f", {route.route}" in text
     assert "  payments " in text  # the round trip's critical path reaches the payment job
+    page = breakdown_section([result])
+    assert page.count("<svg") == len(result.routes) == 4  # a stacked bar chart per route
+    assert page.count(">residual<") == 4
+    assert '<td class="">payments</td>' in page
