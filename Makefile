@@ -37,6 +37,7 @@ bench: venv wrk
 	$(BIN)/python -m bench.generator_capacity
 	$(BIN)/python -m bench.overhead
 	$(BIN)/python -m bench.coordinated_omission
+	$(BIN)/python -m bench.hop_stamps
 	$(BIN)/python -m bench.rabbitmq_clients
 	$(BIN)/python -m bench.memory
 

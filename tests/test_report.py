@@ -37,9 +37,13 @@ def test_the_report_is_self_contained_with_every_chart(tmp_path: Path, results: 
     path = tmp_path / "report.html"
     write_report(results, path, "hopbench: test")
     page = path.read_text()
-    assert page.count("<svg") == 3  # spectrum, latency against throughput, timeline
+    # spectrum, latency against throughput, timeline, and where the time goes per route
+    routes = {route.route for run in results.runs for route in run.routes}
+    assert routes == {"loadgen (reply)", "loadgen>gateway>worker"}
+    assert page.count("<svg") == 3 + len(routes)
     for chart in ("Latency by percentile", "Latency against achieved throughput",
-                  "p99 latency per second"):  # fmt: skip
+                  "p99 latency per second", "Where the time goes: loadgen (reply)",
+                  "Where the time goes: loadgen&gt;gateway&gt;worker"):  # fmt: skip
         assert chart in page
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)  # nothing fetched
     assert "<script" not in page

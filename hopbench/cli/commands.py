@@ -31,6 +31,7 @@ def describe(topology: Topology) -> str:
         lines.append(
             f"  service {name}: {svc.replicas} replica(s), cpu {svc.cpu_us} µs, "
             f"io {svc.io_ms:g} ms, reply {svc.reply_bytes} B"
+            + (f", concurrency {svc.concurrency}" if svc.concurrency is not None else "")
         )
     for edge in topology.edges:
         lines.append(f"  edge[{edge.index}] {edge.name}: {edge.mode} {edge.pattern}")

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
 
 from hopbench.config.settings import EDGE_SETTINGS, Settings
 from hopbench.config.yamlsource import Located
@@ -71,8 +72,23 @@ class GatherSpec(_Strict):
 
 class ServiceSpec(_Strict):
     replicas: int = Field(1, ge=1, le=64)
+    # the thread-pool-size lever: messages one replica handles at once; the others wait
+    # for a free handler (measured as wait). None: HTTP and gRPC unlimited, each broker
+    # in-edge its prefetch.
+    concurrency: int | None = Field(None, le=100_000)
     work: WorkSpec = WorkSpec()
     gather: GatherSpec = GatherSpec()
+
+    @pydantic.field_validator("concurrency")
+    @classmethod
+    def _a_handler_at_least(cls, value: int | None) -> int | None:
+        if value is not None and value < 1:
+            raise PydanticCustomError(
+                "concurrency",
+                "{value}: a replica needs at least 1 handler; leave concurrency out for no limit",
+                {"value": value},
+            )
+        return value
 
 
 class EdgeSpec(_Strict):
@@ -102,6 +118,7 @@ class Service:
     gather_policy: str = "all"
     gather_needed: int | None = None  # replies needed; None: every call's
     gather_timeout_s: float | None = None
+    concurrency: int | None = None  # messages handled at once per replica; None: no limit
 
 
 @dataclass(frozen=True)
@@ -192,6 +209,11 @@ class Topology:
         """Edge index -> the service (or load generator) that sends on it."""
         return {e.index: e.source for e in self.edges}
 
+    @cached_property
+    def request_reply(self) -> frozenset[int]:
+        """The indices of the request-reply edges."""
+        return frozenset(e.index for e in self.edges if e.is_sync)
+
     def hop_services(self, route: Route) -> list[str]:
         """The services a message recorded on this route passed through, in order.
 
@@ -226,6 +248,7 @@ class Topology:
             "services": {
                 s.name: {
                     "replicas": s.replicas,
+                    "concurrency": s.concurrency,
                     "work": {"cpu_us": s.cpu_us, "io_ms": s.io_ms, "reply_bytes": s.reply_bytes},
                     "gather": _gather_dict(s),
                 }
@@ -335,7 +358,7 @@ def _service(name: str, spec: ServiceSpec, edges: list[Edge], fail: Any) -> Serv
     timeout = gather.timeout_ms / 1000 if gather.timeout_ms is not None else None
     w = spec.work
     return Service(name, spec.replicas, w.cpu_us, w.io_ms, w.reply_bytes,
-                   gather.policy, needed, timeout)  # fmt: skip
+                   gather.policy, needed, timeout, spec.concurrency)  # fmt: skip
 
 
 def _unknown(name: str, known: set[str], *, with_loadgen: bool) -> str:

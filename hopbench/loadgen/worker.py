@@ -82,7 +82,7 @@ class LoadWorker:
         self.transport = transport
         self.payload = os.urandom(payload_bytes)
         self.max_in_flight = max_in_flight
-        self.recorder = Recorder(topology.callers)
+        self.recorder = Recorder(topology.callers, request_reply=topology.request_reply)
         self.report = WorkerReport(worker)
         self._in_flight = 0
         self._slot_free = asyncio.Event()

@@ -14,7 +14,7 @@ from hdrh.histogram import HdrHistogram
 
 from hopbench.config.topology import Route, Topology
 from hopbench.measure.histogram import new_histogram
-from hopbench.measure.recorder import SeqBitmap
+from hopbench.measure.recorder import HopRecord, SeqBitmap
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,13 +70,15 @@ class RouteTotals:
     late: int = 0
     latency: HdrHistogram = field(default_factory=new_histogram)
     service_time: HdrHistogram = field(default_factory=new_histogram)
-    hops: dict[str, tuple[HdrHistogram, HdrHistogram]] = field(default_factory=dict)
+    hops: dict[str, HopRecord] = field(default_factory=dict)  # service -> its parts
+    decomposed: int = 0  # completions split into parts
+    send_lag_ns: int = 0  # their send lag, summed
 
-    def add_hops(self, encoded: dict[str, list[str]]) -> None:
-        for name, (transit, work) in encoded.items():
-            pair = self.hops.setdefault(name, (new_histogram(), new_histogram()))
-            pair[0].decode_and_add(transit)
-            pair[1].decode_and_add(work)
+    def add_hops(self, data: dict[str, Any]) -> None:
+        for name, encoded in data["hops"].items():
+            self.hops.setdefault(name, HopRecord()).merge_json(encoded)
+        self.decomposed += data["decomposed"]
+        self.send_lag_ns += data["send_lag_ns"]
 
 
 @dataclass
@@ -122,7 +124,7 @@ def merge(
             t.late += data["late"]
             t.latency.decode_and_add(data["latency"])
             t.service_time.decode_and_add(data["service_time"])
-            t.add_hops(data["hops"])
+            t.add_hops(data)
             for worker, encoded in data["seen"].items():
                 bits = SeqBitmap.decode(encoded).as_int()
                 before = received.get(int(worker), 0)

@@ -4,7 +4,10 @@ Latency is ``completion − intended send`` (coordinated-omission-correct) and
 service time is ``completion − actual send``, each in an HdrHistogram of µs with 3
 significant figures. Every sequence number seen is kept in a bitmap per load
 worker, so ``completed``, ``lost`` and ``duplicated`` are exact after merging.
-Warm-up messages are counted but not measured.
+Warm-up messages are counted but not measured. Each measured completion is also
+split into parts per hop (hopbench.measure.breakdown): every part in an HdrHistogram
+per service, and the exact sums, in ns, of the parts on the critical path, from which
+the mean end-to-end latency is decomposed.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from hopbench.measure.breakdown import PARTS, HopParts, decompose
 from hopbench.measure.histogram import new_histogram, record
 from hopbench.measure.series import SecondSeries
 from hopbench.proto.hopbench_pb2 import Envelope
@@ -51,6 +55,49 @@ class SeqBitmap:
         return cls(bytearray(zlib.decompress(base64.b64decode(text))))
 
 
+def _encode(hist: HdrHistogram) -> str:
+    encoded: bytes = hist.encode()
+    return encoded.decode("ascii")
+
+
+@dataclass
+class HopRecord:
+    """One service's parts on one route: every occurrence in a histogram per part (µs),
+    and the sums of the parts while the service was on the critical path (ns)."""
+
+    parts: tuple[HdrHistogram, ...] = field(
+        default_factory=lambda: tuple(new_histogram() for _ in PARTS)
+    )
+    path_ns: list[int] = field(default_factory=lambda: [0] * len(PARTS))
+    on_path: int = 0  # completions whose critical path passed this service
+
+    def add(self, hop: HopParts) -> None:
+        transit, wait, work, rest = self.parts
+        record(transit, hop.transit_ns // 1000)
+        record(wait, hop.wait_ns // 1000)
+        record(work, hop.work_ns // 1000)
+        if hop.rest_ns is not None:
+            record(rest, hop.rest_ns // 1000)
+        if hop.on_path:
+            self.on_path += 1
+            path = self.path_ns
+            path[0] += hop.transit_ns
+            path[1] += hop.wait_ns
+            path[2] += hop.work_ns
+            path[3] += hop.rest_ns or 0
+
+    def merge_json(self, data: dict[str, Any]) -> None:
+        """Add another recorder's record of this service (exact: histograms and sums)."""
+        for hist, name in zip(self.parts, PARTS, strict=True):
+            hist.decode_and_add(data[name])
+        self.path_ns = [a + b for a, b in zip(self.path_ns, data["path_ns"], strict=True)]
+        self.on_path += data["on_path"]
+
+    def to_json(self) -> dict[str, Any]:
+        encoded = {name: _encode(h) for name, h in zip(PARTS, self.parts, strict=True)}
+        return {**encoded, "path_ns": list(self.path_ns), "on_path": self.on_path}
+
+
 @dataclass
 class RouteRecord:
     """What one recorder saw on one route."""
@@ -66,26 +113,35 @@ class RouteRecord:
     out_of_order: int = 0  # arrived after a later message of the same load worker
     late: int = 0  # completed after the grace period (still counted, still measured)
     newest_seq: dict[int, int] = field(default_factory=dict)  # worker -> highest seq seen
-    # per service along the route: transit into it (from its caller's send) and the
-    # work in it; keyed by service, since a gather's replies come in any order
-    hops: dict[str, tuple[HdrHistogram, HdrHistogram]] = field(default_factory=dict)
+    # per service along the route: its parts; keyed by service, since a gather's
+    # replies come in any order
+    hops: dict[str, HopRecord] = field(default_factory=dict)
+    decomposed: int = 0  # completions split into parts
+    send_lag_ns: int = 0  # their load generator's send lag, summed
 
-    def record_hops(self, env: Envelope, callers: dict[int, str]) -> None:
-        forwarded: dict[str, int] = {}
-        for hop in env.hops:
-            caller = callers.get(hop.edge, "")
-            sent_ns = forwarded.get(caller, env.sent_ns)  # the load generator: its send
-            pair = self.hops.get(hop.service)
-            if pair is None:
-                pair = self.hops[hop.service] = (new_histogram(), new_histogram())
-            record(pair[0], (hop.received_ns - sent_ns) // 1000)
-            record(pair[1], (hop.forwarded_ns - hop.received_ns) // 1000)
-            forwarded[hop.service] = hop.forwarded_ns
+    def record_hops(
+        self,
+        route: tuple[int, ...],
+        env: Envelope,
+        completion_ns: int,
+        callers: dict[int, str],
+        request_reply: frozenset[int],
+    ) -> None:
+        found = decompose(env, completion_ns, len(route), callers, request_reply)
+        if found is None:
+            return
+        self.decomposed += 1
+        self.send_lag_ns += found.send_lag_ns
+        for hop in found.hops:
+            hop_record = self.hops.get(hop.service)
+            if hop_record is None:
+                hop_record = self.hops[hop.service] = HopRecord()
+            hop_record.add(hop)
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "latency": self.latency.encode().decode("ascii"),
-            "service_time": self.service_time.encode().decode("ascii"),
+            "latency": _encode(self.latency),
+            "service_time": _encode(self.service_time),
             "seen": {str(w): bm.encode() for w, bm in self.seen.items()},
             "completed": self.completed,
             "warmup_completed": self.warmup_completed,
@@ -94,19 +150,25 @@ class RouteRecord:
             "out_of_range": self.out_of_range,
             "out_of_order": self.out_of_order,
             "late": self.late,
-            "hops": {
-                name: [t.encode().decode("ascii"), w.encode().decode("ascii")]
-                for name, (t, w) in self.hops.items()
-            },
+            "hops": {name: hop.to_json() for name, hop in self.hops.items()},
+            "decomposed": self.decomposed,
+            "send_lag_ns": self.send_lag_ns,
         }
 
 
 class Recorder:
     """Completions seen by one process, keyed by route (a tuple of edge indices)."""
 
-    def __init__(self, callers: dict[int, str] | None = None, origin_ns: int = 0) -> None:
-        """callers: edge index -> the service that sends on it (for hop transit)."""
+    def __init__(
+        self,
+        callers: dict[int, str] | None = None,
+        origin_ns: int = 0,
+        request_reply: frozenset[int] = frozenset(),
+    ) -> None:
+        """callers: edge index -> the service that sends on it; request_reply: the
+        request-reply edges' indices (both for the parts of each hop)."""
         self.callers = callers or {}
+        self.request_reply = request_reply
         self.routes: dict[tuple[int, ...], RouteRecord] = {}
         self.foreign = 0  # messages of another run: ignored, counted
         self.series = SecondSeries(origin_ns)
@@ -147,7 +209,7 @@ class Recorder:
         ok = record(rec.service_time, (now_ns - env.sent_ns) // 1000) and ok
         if not ok:
             rec.out_of_range += 1
-        rec.record_hops(env, self.callers)
+        rec.record_hops(route, env, now_ns, self.callers, self.request_reply)
         self.series.latency(now_ns, latency_us)
 
     def completed_count(self) -> int:

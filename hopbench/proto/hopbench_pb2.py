@@ -24,19 +24,19 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dhopbench/proto/hopbench.proto\x12\x08hopbench\"`\n\x03Hop\x12\x0c\n\x04\x65\x64ge\x18\x01 \x01(\r\x12\x0f\n\x07service\x18\x02 \x01(\t\x12\x0f\n\x07replica\x18\x03 \x01(\r\x12\x13\n\x0breceived_ns\x18\x04 \x01(\x03\x12\x14\n\x0c\x66orwarded_ns\x18\x05 \x01(\x03\"\xc7\x01\n\x08\x45nvelope\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0c\n\x04\x66low\x18\x02 \x01(\t\x12\x0e\n\x06worker\x18\x03 \x01(\r\x12\x0b\n\x03seq\x18\x04 \x01(\x04\x12\x13\n\x0bintended_ns\x18\x05 \x01(\x03\x12\x0f\n\x07sent_ns\x18\x06 \x01(\x03\x12\x10\n\x08trace_id\x18\x07 \x01(\x04\x12\x0e\n\x06warmup\x18\x08 \x01(\x08\x12\x0e\n\x06run_id\x18\t \x01(\t\x12\x1b\n\x04hops\x18\n \x03(\x0b\x32\r.hopbench.Hop\x12\x0f\n\x07payload\x18\x0b \x01(\x0c\"\x05\n\x03\x41\x63k2b\n\x05Relay\x12.\n\x04\x43\x61ll\x12\x12.hopbench.Envelope\x1a\x12.hopbench.Envelope\x12)\n\x04\x43\x61st\x12\x12.hopbench.Envelope\x1a\r.hopbench.Ackb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dhopbench/proto/hopbench.proto\x12\x08hopbench\"\xc8\x01\n\x03Hop\x12\x0c\n\x04\x65\x64ge\x18\x01 \x01(\r\x12\x0f\n\x07service\x18\x02 \x01(\t\x12\x0f\n\x07replica\x18\x03 \x01(\r\x12\x13\n\x0breceived_ns\x18\x04 \x01(\x03\x12\x14\n\x0c\x66orwarded_ns\x18\x05 \x01(\x03\x12\x12\n\narrived_ns\x18\x06 \x01(\x03\x12\x13\n\x0bgathered_ns\x18\x07 \x01(\x03\x12\x14\n\x0cpublished_ns\x18\x08 \x01(\x03\x12\x12\n\nreplied_ns\x18\t \x01(\x03\x12\x13\n\x0breturned_ns\x18\n \x01(\x03\"\xc7\x01\n\x08\x45nvelope\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x0c\n\x04\x66low\x18\x02 \x01(\t\x12\x0e\n\x06worker\x18\x03 \x01(\r\x12\x0b\n\x03seq\x18\x04 \x01(\x04\x12\x13\n\x0bintended_ns\x18\x05 \x01(\x03\x12\x0f\n\x07sent_ns\x18\x06 \x01(\x03\x12\x10\n\x08trace_id\x18\x07 \x01(\x04\x12\x0e\n\x06warmup\x18\x08 \x01(\x08\x12\x0e\n\x06run_id\x18\t \x01(\t\x12\x1b\n\x04hops\x18\n \x03(\x0b\x32\r.hopbench.Hop\x12\x0f\n\x07payload\x18\x0b \x01(\x0c\"\x05\n\x03\x41\x63k2b\n\x05Relay\x12.\n\x04\x43\x61ll\x12\x12.hopbench.Envelope\x1a\x12.hopbench.Envelope\x12)\n\x04\x43\x61st\x12\x12.hopbench.Envelope\x1a\r.hopbench.Ackb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hopbench.proto.hopbench_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_HOP']._serialized_start=43
-  _globals['_HOP']._serialized_end=139
-  _globals['_ENVELOPE']._serialized_start=142
-  _globals['_ENVELOPE']._serialized_end=341
-  _globals['_ACK']._serialized_start=343
-  _globals['_ACK']._serialized_end=348
-  _globals['_RELAY']._serialized_start=350
-  _globals['_RELAY']._serialized_end=448
+  _globals['_HOP']._serialized_start=44
+  _globals['_HOP']._serialized_end=244
+  _globals['_ENVELOPE']._serialized_start=247
+  _globals['_ENVELOPE']._serialized_end=446
+  _globals['_ACK']._serialized_start=448
+  _globals['_ACK']._serialized_end=453
+  _globals['_RELAY']._serialized_start=455
+  _globals['_RELAY']._serialized_end=553
 # @@protoc_insertion_point(module_scope)

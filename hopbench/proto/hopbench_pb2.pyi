@@ -7,18 +7,28 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Hop(_message.Message):
-    __slots__ = ("edge", "service", "replica", "received_ns", "forwarded_ns")
+    __slots__ = ("edge", "service", "replica", "received_ns", "forwarded_ns", "arrived_ns", "gathered_ns", "published_ns", "replied_ns", "returned_ns")
     EDGE_FIELD_NUMBER: _ClassVar[int]
     SERVICE_FIELD_NUMBER: _ClassVar[int]
     REPLICA_FIELD_NUMBER: _ClassVar[int]
     RECEIVED_NS_FIELD_NUMBER: _ClassVar[int]
     FORWARDED_NS_FIELD_NUMBER: _ClassVar[int]
+    ARRIVED_NS_FIELD_NUMBER: _ClassVar[int]
+    GATHERED_NS_FIELD_NUMBER: _ClassVar[int]
+    PUBLISHED_NS_FIELD_NUMBER: _ClassVar[int]
+    REPLIED_NS_FIELD_NUMBER: _ClassVar[int]
+    RETURNED_NS_FIELD_NUMBER: _ClassVar[int]
     edge: int
     service: str
     replica: int
     received_ns: int
     forwarded_ns: int
-    def __init__(self, edge: _Optional[int] = ..., service: _Optional[str] = ..., replica: _Optional[int] = ..., received_ns: _Optional[int] = ..., forwarded_ns: _Optional[int] = ...) -> None: ...
+    arrived_ns: int
+    gathered_ns: int
+    published_ns: int
+    replied_ns: int
+    returned_ns: int
+    def __init__(self, edge: _Optional[int] = ..., service: _Optional[str] = ..., replica: _Optional[int] = ..., received_ns: _Optional[int] = ..., forwarded_ns: _Optional[int] = ..., arrived_ns: _Optional[int] = ..., gathered_ns: _Optional[int] = ..., published_ns: _Optional[int] = ..., replied_ns: _Optional[int] = ..., returned_ns: _Optional[int] = ...) -> None: ...
 
 class Envelope(_message.Message):
     __slots__ = ("id", "flow", "worker", "seq", "intended_ns", "sent_ns", "trace_id", "warmup", "run_id", "hops", "payload")

@@ -6,15 +6,19 @@ from __future__ import annotations
 from typing import Any
 
 from hopbench.config.runspec import RunSpec
+from hopbench.config.topology import Topology
+from hopbench.measure.breakdown import PARTS
 from hopbench.measure.histogram import new_histogram
-from hopbench.measure.merge import SendSummary, histogram_from, merge, summarize
+from hopbench.measure.merge import RouteTotals, SendSummary, histogram_from, merge, summarize
 from hopbench.measure.series import merge_series
 from hopbench.measure.usage import Usage
 from hopbench.results.schema import (
     ACHIEVED_RATE_FLOOR,
     SEND_LAG_P99_LIMIT_US,
+    Breakdown,
     EdgeResult,
     HopResult,
+    HopShare,
     Percentiles,
     ProcessResult,
     RouteResult,
@@ -163,15 +167,8 @@ def build_result(
                 out_of_order=r.out_of_order,
                 late=r.late,
                 latency_us=Percentiles(**summarize(r.latency)),
-                hops=[
-                    HopResult(
-                        service=name,
-                        transit_us=Percentiles(**summarize(r.hops[name][0])),
-                        work_us=Percentiles(**summarize(r.hops[name][1])),
-                    )
-                    for name in topology.hop_services(r.route)
-                    if name in r.hops
-                ],
+                hops=[_hop(name, r) for name in _hop_order(topology, r)],
+                breakdown=_breakdown(r, _hop_order(topology, r)),
             )
             for r in routes
         ],
@@ -186,4 +183,43 @@ def build_result(
         settings=spec.settings.model_dump(mode="json"),
         environment=environment,
         notes=notes,
+    )
+
+
+def _hop_order(topology: Topology, route: RouteTotals) -> list[str]:
+    """The route's services in order, then any calls its recorder made (by first seen)."""
+    names = [n for n in topology.hop_services(route.route) if n in route.hops]
+    return names + [n for n in route.hops if n not in names]
+
+
+def _hop(name: str, route: RouteTotals) -> HopResult:
+    transit, wait, work, rest = (Percentiles(**summarize(h)) for h in route.hops[name].parts)
+    return HopResult(service=name, transit_us=transit, wait_us=wait, work_us=work, rest_us=rest)
+
+
+def _breakdown(route: RouteTotals, names: list[str]) -> Breakdown | None:
+    """Each part's share of the mean from exact sums (ns) over the decomposed completions."""
+    count = route.decomposed
+    if count == 0:
+        return None
+    shares = []
+    for name in names:
+        hop = route.hops[name]
+        means = {part: ns / count / 1000 for part, ns in zip(PARTS, hop.path_ns, strict=True)}
+        shares.append(
+            HopShare(
+                service=name,
+                **{f"{part}_us": round(mean, 1) for part, mean in means.items()},
+                on_path=round(hop.on_path / count, 3),
+            )
+        )
+    send_lag = route.send_lag_ns / count / 1000
+    mean = route.latency.get_mean_value()
+    explained = send_lag + sum(sum(hop.path_ns) for hop in route.hops.values()) / count / 1000
+    return Breakdown(
+        completions=count,
+        latency_mean_us=round(mean, 1),
+        send_lag_us=round(send_lag, 1),
+        hops=shares,
+        residual_us=round(mean - explained, 1) or 0.0,  # never -0.0
     )

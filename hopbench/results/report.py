@@ -6,22 +6,31 @@ out), and the summary table the terminal prints too.
 - the latency percentile spectrum of every variant (log axis to p99.99);
 - latency against achieved throughput per variant, the knee marked;
 - per-second timelines;
+- per route, where the mean latency goes: each hop's transit, wait, work and rest, as a
+  stacked bar per variant and load, with each part's p50 and p99;
 - the exact configuration, versions and machine of every run.
 """
 
 from __future__ import annotations
 
 import html
-import io
 import statistics
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from hopbench.measure.merge import histogram_from
+from hopbench.results.charts import breakdown_chart
+from hopbench.results.charts import close as _close
+from hopbench.results.charts import figure as _figure
 from hopbench.results.csv import cpu_ms_per_1000
-from hopbench.results.schema import ProcessResult, Results, RunResult
+from hopbench.results.schema import (
+    Percentiles,
+    ProcessResult,
+    Results,
+    RouteResult,
+    RunResult,
+)
 
 SPECTRUM_LEVELS = [1 - 10 ** (-x / 20) for x in range(0, 81)]  # 0 % .. 99.99 %
 
@@ -111,33 +120,6 @@ def summary_table(rows: list[SummaryRow]) -> str:
 
 
 # --- charts -------------------------------------------------------------------------
-
-
-def _svg(figure: Any) -> str:
-    buffer = io.StringIO()
-    figure.savefig(buffer, format="svg", bbox_inches="tight")
-    text = buffer.getvalue()
-    return text[text.index("<svg") :]
-
-
-def _figure(title: str) -> tuple[Any, Any]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(figsize=(8, 4.2))
-    axes.set_title(title)
-    axes.grid(True, which="both", alpha=0.3)
-    return figure, axes
-
-
-def _close(figure: Any) -> str:
-    import matplotlib.pyplot as plt
-
-    svg = _svg(figure)
-    plt.close(figure)
-    return svg
 
 
 def spectrum_chart(rows: list[SummaryRow]) -> str:
@@ -295,6 +277,7 @@ def render_html(results: Results, title: str) -> str:
         f"<div class='chart'>{throughput_chart(rows)}</div>",
         "<h2>Timelines</h2>",
         f"<div class='chart'>{timeline_chart(results.runs)}</div>",
+        breakdown_section(results.runs),
         "<h2>Runs</h2>",
         runs_table,
         "<h2>Configuration of every run</h2>",
@@ -302,6 +285,63 @@ def render_html(results: Results, title: str) -> str:
         "</body></html>",
     ]
     return "\n".join(parts)
+
+
+def breakdown_section(runs: list[RunResult]) -> str:
+    """Per route: the stacked breakdown of the mean per variant and load, and a table
+    of each hop's parts (mean share, p50 and p99)."""
+    by_route: dict[str, list[tuple[str, RouteResult]]] = defaultdict(list)
+    for run in runs:
+        for route in run.routes:
+            if route.breakdown is not None:
+                by_route[route.route].append((f"{variant(run)} @ {run.load_label}", route))
+    if not by_route:
+        return ""
+    parts = [
+        "<h2>Where the time goes</h2>",
+        "<p>Each bar is a route's mean latency split along its critical path: the load "
+        "generator's send lag, then per hop <em>transit</em> (from the previous send until "
+        "its transport had the message), <em>wait</em> (for a free handler), "
+        "<em>work</em>, and <em>rest</em> (its own time after its work: gathering, "
+        "publishing, the reply's trip back). The parts of every message add up exactly; "
+        "the residual is the histogram's rounding. Percentiles do not add: p50 and p99 "
+        "are each part's own.</p>",
+    ]
+    header = ["variant", "mean ms", "hop", "transit", "wait", "work", "rest", "on path"]
+    for name, routes in by_route.items():
+        bars = [(label, route.breakdown) for label, route in routes if route.breakdown]
+        rows = [row for label, route in routes for row in _breakdown_rows(label, route)]
+        parts += [
+            f"<h3>{html.escape(name)}</h3>",
+            f"<div class='chart'>{breakdown_chart(name, bars)}</div>",
+            "<p>ms: mean share (p50 / p99 of the part)</p>",
+            _table(header, rows),
+        ]
+    return "\n".join(parts)
+
+
+def _breakdown_rows(label: str, route: RouteResult) -> list[list[str]]:
+    breakdown = route.breakdown
+    if breakdown is None:
+        return []
+    blank = ["", "", "", ""]
+    rows = [[label, f"{breakdown.latency_mean_us / 1000:.3f}", "send lag",
+             f"{breakdown.send_lag_us / 1000:.3f}", *blank]]  # fmt: skip
+    hops = {h.service: h for h in route.hops}
+    for share in breakdown.hops:
+        hop = hops[share.service]
+        rows.append(["", "", share.service,
+                     _part(share.transit_us, hop.transit_us), _part(share.wait_us, hop.wait_us),
+                     _part(share.work_us, hop.work_us), _part(share.rest_us, hop.rest_us),
+                     f"{share.on_path:.0%}"])  # fmt: skip
+    rows.append(["", "", "residual", f"{breakdown.residual_us / 1000:+.3f}", *blank])
+    return rows
+
+
+def _part(share_us: float, part: Percentiles) -> str:
+    if not part.count:
+        return "-"
+    return f"{share_us / 1000:.3f} ({part.p50 / 1000:.3f} / {part.p99 / 1000:.3f})"
 
 
 def _config(run: RunResult) -> str:

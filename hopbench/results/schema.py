@@ -31,6 +31,9 @@ class Percentiles(BaseModel):
     mean: float
 
 
+NO_SAMPLES = Percentiles(count=0, p50=0, p90=0, p99=0, p999=0, max=0, mean=0)
+
+
 class EdgeResult(BaseModel):
     name: str
     mode: str
@@ -39,9 +42,40 @@ class EdgeResult(BaseModel):
 
 
 class HopResult(BaseModel):
+    """One service on a route: each part of its time, over every message through it
+    (docs/measurement.md, "Where the time goes")."""
+
     service: str
-    transit_us: Percentiles  # from the previous send (the load generator's, or a hop's)
-    work_us: Percentiles  # in the service, until it forwarded or replied
+    transit_us: Percentiles  # from the previous send until its transport had the message
+    wait_us: Percentiles = NO_SAMPLES  # from there until a handler was free to start it
+    work_us: Percentiles  # its own work: from then until it forwarded or replied
+    # its own time after its work on this route: after the reply a gather needed last,
+    # publishing, building its reply, and the reply's trip back to its caller
+    rest_us: Percentiles = NO_SAMPLES
+
+
+class HopShare(BaseModel):
+    """One service's share of its route's mean latency, µs per completion: the sum of
+    each part while the service was on the critical path, over every completion."""
+
+    service: str
+    transit_us: float
+    wait_us: float
+    work_us: float
+    rest_us: float
+    on_path: float  # the fraction of completions whose critical path passed it
+
+
+class Breakdown(BaseModel):
+    """Where a route's mean latency goes: send lag + every share = the mean − residual."""
+
+    completions: int  # completions split into parts
+    latency_mean_us: float  # the route's latency_us.mean
+    send_lag_us: float  # the load generator's share: intended → actual send
+    hops: list[HopShare]  # in route order
+    # latency_mean_us − send_lag_us − the hops' shares: the parts of each message add up
+    # exactly, so this is the histogram's rounding (whole µs, 3 significant figures)
+    residual_us: float
 
 
 class TimePoint(BaseModel):
@@ -68,6 +102,7 @@ class RouteResult(BaseModel):
     late: int
     latency_us: Percentiles
     hops: list[HopResult]
+    breakdown: Breakdown | None = None  # None: no completion carried hop stamps
 
 
 class ProcessResult(BaseModel):

@@ -1,11 +1,12 @@
-"""The terminal summary: one row per run, latencies in milliseconds."""
+"""The terminal summary: one row per run, latencies in milliseconds; then, per route,
+where the mean latency goes, hop by hop."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from hopbench.results.schema import RunResult
+from hopbench.results.schema import HopShare, RunResult
 
 COLUMNS = (
     ("topology", "<"),
@@ -102,13 +103,45 @@ def render(runs: Sequence[RunResult]) -> str:
         footer.append(
             "! the load generator, not the system, was the limit in this run (see notes)."
         )
-    return "\n".join([*lines, "", *footer])
+    breakdown = render_breakdown(runs)
+    return "\n".join([*lines, "", *footer, *(["", breakdown] if breakdown else [])])
 
 
-def _grid(header: list[str], rows: list[list[str]]) -> str:
+BREAKDOWN_HEADER = ["  hop", "transit", "wait", "work", "rest", "on path"]
+
+
+def render_breakdown(runs: Sequence[RunResult]) -> str:
+    """Per run and route: the mean latency split along the critical path, ms per
+    completion, within 100 columns (each part's p50 and p99 are in the report)."""
+    blocks = []
+    for run in runs:
+        for route in run.routes:
+            found = route.breakdown
+            if found is None:
+                continue
+            share = found.residual_us / found.latency_mean_us if found.latency_mean_us else 0.0
+            rows = [_share_row(h) for h in found.hops if h.on_path > 0]
+            blocks += [
+                f"{run.topology} {_mode(run)} {run.load_label}, {route.route}"[:100],
+                f"  mean {_ms(found.latency_mean_us)} ms = send lag {_ms(found.send_lag_us)} "
+                f"+ the hops below; residual {found.residual_us / 1000:+.3f} ms ({share:+.1%})",
+                _grid(BREAKDOWN_HEADER, rows, left=1),
+            ]
+    if not blocks:
+        return ""
+    return "\n".join(["where the time goes: mean ms per completion along each route", *blocks])
+
+
+def _share_row(hop: HopShare) -> list[str]:
+    parts = (hop.transit_us, hop.wait_us, hop.work_us, hop.rest_us)
+    return [f"  {hop.service}"[:40], *(_ms(us) for us in parts), f"{hop.on_path:.0%}"]
+
+
+def _grid(header: list[str], rows: list[list[str]], left: int = 2) -> str:
+    """Columns padded to their widest cell; the first `left` aligned left."""
     table = [header, *rows]
     widths = [max(len(r[i]) for r in table) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in
+    lines = ["  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in
                        enumerate(zip(r, widths, strict=True))) for r in table]  # fmt: skip
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)

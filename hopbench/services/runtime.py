@@ -1,7 +1,10 @@
 """The generic service: receive, work, forward along the out-edges, reply or record.
 
 Every service in every topology is this class; its behaviour comes from the
-topology (work per message, out-edges) and its transports from the edges' modes.
+topology (work per message, out-edges, handlers at once) and its transports from the
+edges' modes. It stamps each hop as the message goes (hopbench.proto Hop): a handler
+started, work done, calls gathered, each publish, the reply; and, as a caller, when
+each reply came back. The transport stamps the arrival.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ class ServiceRuntime:
         self.replica = replica
         self.run_id = run_id
         self.transports = transports
-        self.recorder = Recorder(topology.callers)
+        self.recorder = Recorder(topology.callers, request_reply=topology.request_reply)
         self.errors = 0
         self.handled = 0
         self.in_edges = topology.in_edges(service)
@@ -52,6 +55,9 @@ class ServiceRuntime:
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        # a free handler: messages beyond the service's concurrency wait for one
+        limit = self.spec.concurrency
+        self._handlers = asyncio.Semaphore(limit) if limit is not None else None
 
     async def start(self) -> None:
         for edge in self.in_edges:
@@ -79,15 +85,18 @@ class ServiceRuntime:
     def _distinct_transports(self) -> list[Transport]:
         return list(dict.fromkeys(self.transports.values()))
 
-    async def handle(self, edge: Edge, env: Envelope) -> Envelope | None:
-        received_ns = clock.now_ns()
+    async def handle(self, edge: Edge, env: Envelope, arrived_ns: int) -> Envelope | None:
+        """arrived_ns: when the transport had the message, before any wait for a handler."""
         if env.run_id != self.run_id:
             self.recorder.foreign += 1
             raise TransportError(f"message of run {env.run_id!r} on {edge.name}: ignored")
         self._in_flight += 1
         self._idle.clear()
         try:
-            return await self._handle(edge, env, received_ns)
+            if self._handlers is None:
+                return await self._handle(edge, env, arrived_ns)
+            async with self._handlers:
+                return await self._handle(edge, env, arrived_ns)
         except TransportError as exc:
             self.errors += 1
             if edge.is_sync:
@@ -99,19 +108,30 @@ class ServiceRuntime:
             if self._in_flight == 0:
                 self._idle.set()
 
-    async def _handle(self, edge: Edge, env: Envelope, received_ns: int) -> Envelope | None:
+    async def _handle(self, edge: Edge, env: Envelope, arrived_ns: int) -> Envelope | None:
         hop = env.hops.add(
-            edge=edge.index, service=self.spec.name, replica=self.replica, received_ns=received_ns
+            edge=edge.index,
+            service=self.spec.name,
+            replica=self.replica,
+            arrived_ns=arrived_ns,
+            received_ns=clock.now_ns(),
         )
         await do_work(self.spec.cpu_us, self.spec.io_ms)
         hop.forwarded_ns = clock.now_ns()
-        replies = await self._call(env) if self.sync_out else []
+        replies: list[Envelope] = []
+        if self.sync_out:
+            replies = await self._call(env)
+            hop.gathered_ns = clock.now_ns()
         for out in self.publish_out:
+            hop.published_ns = clock.now_ns()  # each copy carries its own publish
             await self.transports[out.mode].publish(out, env)
         self.handled += 1
         if not edge.is_sync:
             if self.records_completion:
                 route = tuple(h.edge for h in env.hops)
+                known = len(env.hops)  # the callees' hops too, for the time's parts
+                for sub in replies:
+                    env.hops.extend(sub.hops[known:])
                 self.recorder.complete(route, env, clock.now_ns())
             return None
         return self._reply(env, replies)
@@ -123,7 +143,7 @@ class ServiceRuntime:
         spec = self.spec
         if len(self.sync_out) == 1 and spec.gather_timeout_s is None:
             edge = self.sync_out[0]
-            return [await self.transports[edge.mode].request(edge, env)]
+            return [_returned(await self.transports[edge.mode].request(edge, env), env)]
         needed = spec.gather_needed or len(self.sync_out)
         calls = [asyncio.ensure_future(self._request(e, env)) for e in self.sync_out]
         replies: list[Envelope] = []
@@ -149,9 +169,9 @@ class ServiceRuntime:
     async def _request(self, edge: Edge, env: Envelope) -> Envelope:
         call = self.transports[edge.mode].request(edge, env)
         if self.spec.gather_timeout_s is None:
-            return await call
+            return _returned(await call, env)
         try:
-            return await asyncio.wait_for(call, self.spec.gather_timeout_s)
+            return _returned(await asyncio.wait_for(call, self.spec.gather_timeout_s), env)
         except TimeoutError:
             raise TransportError(
                 f"{edge.name}: no reply within {self.spec.gather_timeout_s * 1000:g} ms"
@@ -174,4 +194,13 @@ class ServiceRuntime:
         reply.hops.extend(env.hops)
         for sub in replies:
             reply.hops.extend(sub.hops[known:])
+        reply.hops[known - 1].replied_ns = clock.now_ns()
         return reply
+
+
+def _returned(reply: Envelope, request: Envelope) -> Envelope:
+    """Stamp, on the callee's hop (the first the reply adds), when its reply came back."""
+    known = len(request.hops)
+    if len(reply.hops) > known:
+        reply.hops[known].returned_ns = clock.now_ns()
+    return reply

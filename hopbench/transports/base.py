@@ -3,8 +3,10 @@
 A process (a service replica or a load worker) holds one transport per mode it
 uses, made from the process's ``TransportContext`` (hopbench.transports.context).
 Server side: ``serve(edge, handler)`` for each in-edge of that mode, before
-``start``. Client side: ``request`` for request-reply edges, ``publish`` for the
-asynchronous ones. Shutdown is two steps: ``stop_serving`` takes no new messages,
+``start``; the transport calls the handler with the time the message arrived (it had
+the message, decoded, before any wait for a handler slot: the wait counts from there).
+Client side: ``request`` for request-reply edges, ``publish`` for the asynchronous
+ones. Shutdown is two steps: ``stop_serving`` takes no new messages,
 then, once the process has nothing in flight, ``close`` closes connections. A
 transport never records latency: completion belongs to the service runtime and
 the load worker (one recorder for every mode).
@@ -23,8 +25,8 @@ from hopbench.proto.hopbench_pb2 import Envelope
 from hopbench.transports.context import TransportContext
 from hopbench.transports.replies import PendingReplies
 
-# (in-edge, message) -> the reply for a request-reply edge, else None
-Handler = Callable[[Edge, Envelope], Coroutine[Any, Any, Envelope | None]]
+# (in-edge, message, arrived_ns) -> the reply for a request-reply edge, else None
+Handler = Callable[[Edge, Envelope, int], Coroutine[Any, Any, Envelope | None]]
 
 
 class Transport(abc.ABC):

@@ -14,6 +14,7 @@ from typing import Any
 
 import grpc
 
+from hopbench import clock
 from hopbench.config.topology import Edge
 from hopbench.errors import TransportError
 from hopbench.proto import hopbench_pb2_grpc
@@ -42,16 +43,18 @@ class _Relay(hopbench_pb2_grpc.RelayServicer):  # type: ignore[misc]
 
     async def Cast(self, request: Envelope, context: grpc.aio.ServicerContext) -> Ack:
         """Fire-and-forget: acknowledge on arrival, do the work afterwards."""
+        arrived_ns = clock.now_ns()
         edge, handler = await self._entry(context)
-        task = asyncio.create_task(handler(edge, request))
+        task = asyncio.create_task(handler(edge, request, arrived_ns))
         self.background.add(task)
         task.add_done_callback(self.background.discard)
         return Ack()
 
     async def Call(self, request: Envelope, context: grpc.aio.ServicerContext) -> Envelope:
+        arrived_ns = clock.now_ns()
         edge, handler = await self._entry(context)
         try:
-            reply = await handler(edge, request)
+            reply = await handler(edge, request, arrived_ns)
         except TransportError as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         return reply if reply is not None else Envelope()

@@ -18,6 +18,7 @@ import aiohttp
 import uvicorn
 from fastapi import FastAPI, Request, Response
 
+from hopbench import clock
 from hopbench.config.topology import Edge
 from hopbench.errors import TransportError
 from hopbench.proto.hopbench_pb2 import Envelope
@@ -36,7 +37,8 @@ class _Server(uvicorn.Server):
 def _endpoint(edge: Edge, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     async def hop(request: Request) -> Response:
         try:
-            reply = await handler(edge, Envelope.FromString(await request.body()))
+            env = Envelope.FromString(await request.body())
+            reply = await handler(edge, env, clock.now_ns())
         except TransportError as exc:
             return Response(str(exc), status_code=502)
         body = reply.SerializeToString() if reply is not None else b""
@@ -100,7 +102,7 @@ class HttpTransport(Transport):
 
         async def cast(request: Request) -> Response:
             env = Envelope.FromString(await request.body())
-            task = asyncio.create_task(handler(edge, env))
+            task = asyncio.create_task(handler(edge, env, clock.now_ns()))
             background.add(task)
             task.add_done_callback(background.discard)
             return Response(status_code=202)

@@ -13,6 +13,7 @@ import itertools
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from hopbench import clock
 from hopbench.config.topology import Edge
 from hopbench.errors import TransportError
 from hopbench.proto.hopbench_pb2 import Envelope
@@ -53,7 +54,7 @@ class InMemoryTransport(Transport):
 
     async def request(self, edge: Edge, env: Envelope) -> Envelope:
         handler = HUBS[self.context.run_id].pick(edge)
-        reply = await handler(edge, _copy(env))
+        reply = await handler(edge, _copy(env), clock.now_ns())
         if reply is None:
             raise TransportError(f"{edge.name} gave no reply")
         return _copy(reply)
@@ -69,7 +70,7 @@ class InMemoryTransport(Transport):
 
     @staticmethod
     async def _deliver(hub: _Hub, edge: Edge, env: Envelope) -> None:
-        await hub.pick(edge)(edge, env)
+        await hub.pick(edge)(edge, env, clock.now_ns())
 
     async def stop_serving(self) -> None:
         hub = HUBS[self.context.run_id]

@@ -11,7 +11,8 @@ assignment (no group, so no rebalance wait).
 A publish returns once the broker acknowledged it (per ``kafka_acks``), so a failed
 produce is an error, not a silent loss. Consumers hand each record to a handler
 task, at most ``prefetch`` at once, as RabbitMQ's prefetch does, so the two brokers
-get the same consumer concurrency.
+get the same consumer concurrency. A record has arrived when the consumer hands it
+over, decoded: a wait for one of those slots is the service's wait, not transit.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
+from google.protobuf.message import DecodeError
 
+from hopbench import clock
 from hopbench.config.runspec import RunSpec
 from hopbench.config.settings import Settings
 from hopbench.config.topology import LOADGEN, Edge
@@ -155,18 +158,32 @@ class KafkaTransport(Transport):
     async def _poll(self, consumer: AIOKafkaConsumer, edge: Edge, handler: Handler) -> None:
         slots = asyncio.Semaphore(self.settings_for(edge).prefetch)
         async for record in consumer:
+            try:
+                env = Envelope.FromString(record.value)
+            except DecodeError as exc:  # not a hopbench envelope: never kill the poller
+                log.warning(
+                    "%s: undecodable record at offset %s: %s", edge.name, record.offset, exc
+                )
+                continue
+            arrived_ns = clock.now_ns()
             await slots.acquire()
             task = asyncio.create_task(
-                self._handle(record.value, record.headers, edge, handler, slots)
+                self._handle(env, arrived_ns, record.headers, edge, handler, slots)
             )
             self._handling.add(task)
             task.add_done_callback(self._handling.discard)
 
     async def _handle(
-        self, value: bytes, headers: Any, edge: Edge, handler: Handler, slots: asyncio.Semaphore
+        self,
+        env: Envelope,
+        arrived_ns: int,
+        headers: Any,
+        edge: Edge,
+        handler: Handler,
+        slots: asyncio.Semaphore,
     ) -> None:
         try:
-            reply = await handler(edge, Envelope.FromString(value))
+            reply = await handler(edge, env, arrived_ns)
             if edge.is_sync and reply is not None:
                 meta = dict(headers or ())
                 producer = await self._producer_for(self.settings)

@@ -26,6 +26,7 @@ import aiormq
 from aiormq.abc import AbstractChannel, AbstractConnection, DeliveredMessage
 from pamqp.commands import Basic
 
+from hopbench import clock
 from hopbench.config.runspec import RunSpec
 from hopbench.config.topology import Edge
 from hopbench.errors import TransportError
@@ -127,7 +128,8 @@ class RabbitMqTransport(Transport):
             self._in_flight += 1
             self._idle.clear()
             try:
-                reply = await handler(edge, Envelope.FromString(message.body))
+                env = Envelope.FromString(message.body)
+                reply = await handler(edge, env, clock.now_ns())
                 properties = message.header.properties
                 if edge.is_sync and reply is not None and properties.reply_to:
                     await self._send(
