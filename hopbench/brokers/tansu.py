@@ -82,9 +82,12 @@ class TansuBroker:
         await self.create_topics(plan.kafka_topics)
 
     def describe(self) -> dict[str, Any]:
+        where = f"Tansu {self.version}, embedded"
         return {
             "kind": "tansu (embedded, Kafka-compatible)",
             "version": self.version,
+            "where": where,  # its numbers are Tansu's, not Apache Kafka's
+            "label": f"kafka ({where})",
             "bootstrap": self.bootstrap,
             "storage": "memory (a broker restart loses every message)",
             "replication_factor": 1,

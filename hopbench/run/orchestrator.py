@@ -27,9 +27,10 @@ from hopbench.config.topology import LOADGEN, Topology
 from hopbench.control.child import Child
 from hopbench.measure.usage import machine
 from hopbench.protocol.messages import Ready, ServiceReport, Start, Stop, WorkerReport
-from hopbench.results.build import process_result
+from hopbench.results.build import Costs, process_result
 from hopbench.results.schema import RunResult
 from hopbench.run import phases
+from hopbench.run.costs import WindowUsage, watch_window
 from hopbench.run.faults import start_pauses
 from hopbench.run.fleet import ChildRecording, Fleet
 from hopbench.run.live import cancel, live
@@ -112,17 +113,27 @@ async def run_topology(request: RunRequest) -> RunResult:
         await run.fleet.read_clocks([c for c in run.fleet.children if not c.remote])
         broker_ready = brokers.usage()
         window = start_load(run)
+        costs = asyncio.create_task(
+            watch_window(run.fleet.children, brokers, window, request.load.duration_s)
+        )
+        run.stack.push_async_callback(cancel, costs)
         worker_reports = await await_load(run, window)
-        sent = sum(r.sends.sent for r in worker_reports)
-        await phases.drain(topology, _recording(run), sent, request.grace_s, run.notes)
+        delivered = sum(r.sends.delivered for r in worker_reports)
+        await phases.drain(topology, _recording(run), delivered, request.grace_s)
         await run.fleet.read_clocks(run.fleet.services)
         service_reports = await asyncio.gather(
             *(c.finish(ServiceReport, 30.0) for c in run.fleet.services)
         )
         broker_end = brokers.usage()
-    outcomes = collect(run, ready, [*service_reports, *worker_reports])
-    if broker_end is not None:
-        outcomes.append(Outcome(process_result("kafka-broker", broker_ready, broker_end)))
+        in_window = await costs
+    outcomes = collect(run, window, ready, [*service_reports, *worker_reports], in_window)
+    for name, server in brokers.servers.items():
+        where = "local" if server.pid else brokers.described[_mode_of(name)].get("where", "?")
+        costs_of = Costs(
+            broker_ready.get(name), in_window.start.get(name), in_window.end.get(name),
+            broker_end.get(name),
+        )  # fmt: skip
+        outcomes.append(Outcome(process_result(name, costs_of, host=where)))
     return phases.result(
         spec,
         started_at=started_at,
@@ -233,25 +244,35 @@ def _recording(run: Run) -> list[ChildRecording]:
 
 
 def collect(
-    run: Run, ready: list[Ready], reports: list[ServiceReport | WorkerReport]
+    run: Run,
+    window: Window,
+    ready: list[Ready],
+    reports: list[ServiceReport | WorkerReport],
+    in_window: WindowUsage,
 ) -> list[Outcome]:
-    """Every process's row and recorder, from its usage at ready and its report."""
+    """Every process's row and recorder: its usage at ready, in the measured window
+    and at its report, its counts and its first error."""
     fleet = run.fleet
-    return [
-        Outcome(
-            process_result(
-                c.name,
-                up.usage,
-                r.usage,
-                host=c.address or "local",
-                clock=fleet.clock_of(c.name),
-                machine=c.hello.machine if c.hello else None,
-                **r.counts(),
-            ),
-            r.recorder,
+    outcomes = []
+    for c, up, r in zip(fleet.children, ready, reports, strict=True):
+        first = r.first_error
+        costs = Costs(up.usage, in_window.start.get(c.name), in_window.end.get(c.name), r.usage)
+        row = process_result(
+            c.name,
+            costs,
+            host=c.address or "local",
+            clock=fleet.clock_of(c.name),
+            machine=c.hello.machine if c.hello else None,
+            first_error=first.message if first else None,
+            first_error_s=round((first.t_ns - window.origin_ns) / 1e9, 3) if first else None,
+            **r.counts(),
         )
-        for c, up, r in zip(fleet.children, ready, reports, strict=True)
-    ]
+        outcomes.append(Outcome(row, r.recorder))
+    return outcomes
+
+
+def _mode_of(process: str) -> str:
+    return next(mode for mode, name in phases.BROKER_PROCESS.items() if name == process)
 
 
 def environment() -> dict[str, Any]:
