@@ -82,7 +82,8 @@ class TansuBroker:
         await self.create_topics(plan.kafka_topics)
 
     def describe(self) -> dict[str, Any]:
-        where = f"Tansu {self.version}, embedded"
+        release = self.version.removeprefix("v").split("-")[0]  # v0.6.0-510f3e2: 0.6.0
+        where = f"Tansu {release}, embedded"
         return {
             "kind": "tansu (embedded, Kafka-compatible)",
             "version": self.version,

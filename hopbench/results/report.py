@@ -58,6 +58,17 @@ def _figure(title: str) -> tuple[Any, Any]:
     return figure, axes
 
 
+def _log_y(axes: Any) -> None:
+    """A log axis, when there is something to draw (a page of failed runs has not)."""
+    if axes.get_legend_handles_labels()[0]:
+        axes.set_yscale("log")
+
+
+def _legend(axes: Any, ncol: int = 1) -> None:
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(fontsize="small", ncol=ncol)
+
+
 def _close(figure: Any) -> str:
     import matplotlib.pyplot as plt
 
@@ -81,12 +92,12 @@ def spectrum_chart(rows: list[SummaryRow]) -> str:
         ys = [hist.get_value_at_percentile(level * 100) / 1000 for level in SPECTRUM_LEVELS]
         axes.plot(xs, ys, label=f"{row.variant} @ {row.load}")
     axes.set_xscale("log")
-    axes.set_yscale("log")
+    _log_y(axes)
     ticks = [1, 2, 10, 100, 1000, 10000]
     axes.set_xticks(ticks, ["0%", "50%", "90%", "99%", "99.9%", "99.99%"])
     axes.set_xlabel("percentile")
     axes.set_ylabel("latency, ms (from intended send)")
-    axes.legend(fontsize="small")
+    _legend(axes)
     return _close(figure)
 
 
@@ -128,10 +139,10 @@ def throughput_chart(rows: list[SummaryRow]) -> str:
                 va="top",
                 ha="right",
             )
-    axes.set_yscale("log")
+    _log_y(axes)
     axes.set_xlabel("completed messages/s inside the measured window")
     axes.set_ylabel("latency, ms")
-    axes.legend(fontsize="small", ncol=2)
+    _legend(axes, ncol=2)
     return _close(figure)
 
 
@@ -146,10 +157,10 @@ def timeline_chart(runs: list[RunResult]) -> str:
             [p.p99_us / 1000 for p in points],
             label=f"{variant_label(run)} @ {run.load_label}",
         )
-    axes.set_yscale("log")
+    _log_y(axes)
     axes.set_xlabel("second of the measured window")
     axes.set_ylabel("p99, ms")
-    axes.legend(fontsize="small")
+    _legend(axes)
     return _close(figure)
 
 

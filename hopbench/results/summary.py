@@ -45,8 +45,8 @@ class SummaryRow:
         failed = [r for r in self.runs if r.failed]
         if not failed:
             return None
-        share = f" ({len(failed)} of {len(self.runs)} runs)" if len(self.runs) > 1 else ""
-        return f"failed{share}: {failed[0].failure}"
+        share = f"{len(failed)} of {len(self.runs)} runs failed; " if len(self.runs) > 1 else ""
+        return f"{share}{failed[0].failure}"
 
     def values(self, metric: str) -> list[float]:
         get = metric_getter(metric, self.route)
