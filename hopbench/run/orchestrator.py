@@ -18,14 +18,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from hopbench.config.deployment import Deployment, check_reachable
 from hopbench.config.faults import Pause
 from hopbench.config.runspec import LoadSpec, RunSpec, Settings
 from hopbench.config.topology import LOADGEN, Topology
 from hopbench.control.child import Child
-from hopbench.measure.usage import machine
+from hopbench.errors import RunError
+from hopbench.measure.usage import Usage, machine
 from hopbench.protocol.messages import Ready, ServiceReport, Start, Stop, WorkerReport
 from hopbench.results.build import Costs, process_result
 from hopbench.results.schema import RunResult
@@ -38,6 +39,7 @@ from hopbench.run.phases import Brokers, Outcome, Window
 from hopbench.run.provision import allocate_endpoints
 
 READY_TIMEOUT_S = 60.0
+R = TypeVar("R", ServiceReport, WorkerReport)
 PACKAGES = (
     "hopbench",
     "aiokafka",
@@ -79,6 +81,7 @@ class Run:
     stack: contextlib.AsyncExitStack
     fleet: Fleet = field(default_factory=Fleet)
     notes: list[str] = field(default_factory=list)
+    died: dict[str, str] = field(default_factory=dict)  # process -> why it ended early
 
     @property
     def topology(self) -> Topology:
@@ -118,26 +121,22 @@ async def run_topology(request: RunRequest) -> RunResult:
         )
         run.stack.push_async_callback(cancel, costs)
         worker_reports = await await_load(run, window)
-        delivered = sum(r.sends.delivered for r in worker_reports)
+        delivered = sum(r.sends.delivered for r in worker_reports.values())
         await phases.drain(topology, _recording(run), delivered, request.grace_s)
-        await run.fleet.read_clocks(run.fleet.services)
-        service_reports = await asyncio.gather(
-            *(c.finish(ServiceReport, 30.0) for c in run.fleet.services)
+        await run.fleet.read_clocks([c for c in run.fleet.services if c.alive])
+        services = run.fleet.services
+        found = await asyncio.gather(
+            *(c.finish(ServiceReport, 30.0) for c in services), return_exceptions=True
         )
+        service_reports = survivors(run, services, found)
         broker_end = brokers.usage()
         in_window = await costs
-    outcomes = collect(run, window, ready, [*service_reports, *worker_reports], in_window)
-    for name, server in brokers.servers.items():
-        where = "local" if server.pid else brokers.described[_mode_of(name)].get("where", "?")
-        costs_of = Costs(
-            broker_ready.get(name), in_window.start.get(name), in_window.end.get(name),
-            broker_end.get(name),
-        )  # fmt: skip
-        outcomes.append(Outcome(process_result(name, costs_of, host=where)))
+    outcomes = collect(run, window, ready, {**service_reports, **worker_reports}, in_window)
+    outcomes += broker_outcomes(brokers, [broker_ready, in_window.start, in_window.end, broker_end])
     return phases.result(
         spec,
         started_at=started_at,
-        worker_reports=[r.sends for r in worker_reports],
+        worker_reports=[r.sends for r in worker_reports.values()],
         outcomes=outcomes,
         brokers=brokers.described,
         environment=environment(),
@@ -217,7 +216,7 @@ def start_load(run: Run) -> Window:
     return window
 
 
-async def await_load(run: Run, window: Window) -> list[WorkerReport]:
+async def await_load(run: Run, window: Window) -> dict[str, WorkerReport]:
     """The load workers' reports, with the live line shown meanwhile; then let them go."""
     fleet = run.fleet
     recording = [*fleet.workers, *_recorders(run)]
@@ -225,12 +224,33 @@ async def await_load(run: Run, window: Window) -> list[WorkerReport]:
     run.stack.push_async_callback(cancel, progress)
     load, timeout_s = run.load, run.request.settings.request_timeout_s
     limit_s = load.warmup_s + load.duration_s + timeout_s + 60
-    reports = await asyncio.gather(*(c.expect(WorkerReport, limit_s) for c in fleet.workers))
+    found = await asyncio.gather(
+        *(c.expect(WorkerReport, limit_s) for c in fleet.workers), return_exceptions=True
+    )
+    reports = survivors(run, fleet.workers, found)
+    if not reports:  # nothing was measured: the run cannot be judged, only reported
+        raise next(e for e in found if isinstance(e, BaseException))
     await cancel(progress)
-    await fleet.read_clocks(fleet.workers)
+    await fleet.read_clocks([c for c in fleet.workers if c.alive])
     for child in fleet.workers:
         child.send(Stop())
-    return list(reports)
+    return reports
+
+
+def survivors(run: Run, children: list[Child], found: list[R | BaseException]) -> dict[str, R]:
+    """The reports of the children that gave one; each that died instead is kept in
+    ``run.died`` with why (its process row says so and the run is failed)."""
+    reports: dict[str, R] = {}
+    for child, got in zip(children, found, strict=True):
+        if isinstance(got, RunError):
+            why = str(got).splitlines()[0].removeprefix(child.name).strip()
+            run.died[child.name] = why
+            run.say(f"{child.name} died: {why}")
+        elif isinstance(got, BaseException):
+            raise got
+        else:
+            reports[child.name] = got
+    return reports
 
 
 def _recorders(run: Run) -> list[Child]:
@@ -247,14 +267,20 @@ def collect(
     run: Run,
     window: Window,
     ready: list[Ready],
-    reports: list[ServiceReport | WorkerReport],
+    reports: dict[str, ServiceReport | WorkerReport],
     in_window: WindowUsage,
 ) -> list[Outcome]:
     """Every process's row and recorder: its usage at ready, in the measured window
-    and at its report, its counts and its first error."""
+    and at its report, its counts and its first error; or that it died."""
     fleet = run.fleet
     outcomes = []
-    for c, up, r in zip(fleet.children, ready, reports, strict=True):
+    for c, up in zip(fleet.children, ready, strict=True):
+        r = reports.get(c.name)
+        if r is None:
+            costs = Costs(up.usage, in_window.start.get(c.name), in_window.end.get(c.name))
+            row = process_result(c.name, costs, host=c.address or "local")
+            outcomes.append(Outcome(row.model_copy(update={"died": run.died.get(c.name)})))
+            continue
         first = r.first_error
         costs = Costs(up.usage, in_window.start.get(c.name), in_window.end.get(c.name), r.usage)
         row = process_result(
@@ -271,8 +297,16 @@ def collect(
     return outcomes
 
 
-def _mode_of(process: str) -> str:
-    return next(mode for mode, name in phases.BROKER_PROCESS.items() if name == process)
+def broker_outcomes(brokers: Brokers, moments: list[dict[str, Usage | None]]) -> list[Outcome]:
+    """A row for each broker's server process; not measured (None) where it is not ours
+    to read (another host), never zero."""
+    outcomes = []
+    for name, server in brokers.servers.items():
+        mode = next(m for m, process in phases.BROKER_PROCESS.items() if process == name)
+        where = "local" if server.pid else brokers.described[mode].get("where", "elsewhere")
+        costs = Costs(*(moment.get(name) for moment in moments))
+        outcomes.append(Outcome(process_result(name, costs, host=where)))
+    return outcomes
 
 
 def environment() -> dict[str, Any]:
