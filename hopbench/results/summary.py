@@ -161,6 +161,8 @@ def metric_cell(row: SummaryRow, metric: str) -> str:
     if len(row.runs) > 1:
         low, high = row.spread(metric)
         text += f" [{_number(low)}-{_number(high)}]"
+    if metric == "p99 ms" and any(r.slo_met is False for r in row.runs):
+        text += " >SLO"  # over the suite's (or --slo-p99-ms) p99 objective
     rank = row.ranks.get(metric)
     return f"{text} #{rank}" if rank else text
 
