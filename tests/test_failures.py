@@ -13,8 +13,10 @@ from typing import Any
 
 import pytest
 
+from hopbench.errors import ConfigError
 from hopbench.measure.usage import Usage
 from hopbench.results.build import Costs, cpu_ms_per_1000, process_result
+from hopbench.results.schema import Results
 from tests.conftest import TOPOLOGIES
 
 SCHEMA = "hopbench.results/2"
@@ -104,3 +106,17 @@ def test_cpu_counts_the_window_and_is_never_a_silent_zero() -> None:
     assert cpu_ms_per_1000([row], 1000) == 2500.0
     assert cpu_ms_per_1000([row, remote], 1000) is None  # a partial sum would flatter it
     assert cpu_ms_per_1000([row], 0) is None
+
+
+def test_results_of_an_older_schema_are_refused_with_the_fix(tmp_path: Path) -> None:
+    old = tmp_path / "results.json"
+    old.write_text(json.dumps({"schema": "hopbench.results/1", "runs": []}))
+    with pytest.raises(ConfigError) as info:
+        Results.read(old)
+    assert str(info.value).startswith(f"{old}: results of schema 'hopbench.results/1'")
+    assert SCHEMA in str(info.value)
+    assert "another --out" in str(info.value)
+    done = hopbench("report", str(tmp_path))
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"hopbench: error: {old}: results of schema")
+    assert "Traceback" not in done.stderr

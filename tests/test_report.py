@@ -15,6 +15,7 @@ from hopbench.config.load import load_topology
 from hopbench.config.runspec import LoadSpec
 from hopbench.results.report import summary, summary_table, write_report
 from hopbench.results.schema import Results, RunResult
+from hopbench.results.status import judge
 from tests.conftest import TOPOLOGIES
 from tests.inprocess import run_in_process
 
@@ -128,3 +129,14 @@ def test_headless_chromium_renders_the_report_offline(tmp_path: Path, results: R
     assert dom.count("<svg") == 3
     assert "Latency by percentile" in dom
     assert re.search(r"<path[^>]+d=\"M", dom)  # the charts have drawn lines
+
+
+def test_every_run_is_judged_against_the_slo() -> None:
+    run = chain_run("http", 300)
+    judge(run, slo_p99_ms=run.latency_us.p99 / 1000 / 2)  # half its own p99: over
+    assert (run.status, run.slo_p99_ms, run.slo_met) == ("ok", run.latency_us.p99 / 2000, False)
+    assert ">SLO" in summary_table(summary(Results(runs=[run])))
+    judge(run, slo_p99_ms=run.latency_us.p99 / 1000 * 2)
+    assert run.slo_met is True
+    judge(run)
+    assert run.slo_met is None
