@@ -74,7 +74,8 @@ class Session:
         """One run, kept and written out; None when it could not run at all."""
         from hopbench.run.orchestrator import RunRequest, run_topology
 
-        what = f"{topology.name} over {topology.mode_label}"
+        patterns = "+".join(dict.fromkeys(e.pattern for e in topology.edges))
+        what = f"{topology.name} over {topology.mode_label} ({patterns})"
         print(f"== {what} at {load.label}", file=sys.stderr, flush=True)
         request = RunRequest(
             topology=topology,
