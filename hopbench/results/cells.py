@@ -20,11 +20,9 @@ from typing import Any
 from hopbench.config.settings import LoadSpec, Settings
 from hopbench.results.schema import RunResult
 
-# what a cell id shows, in order; "edges" is in the key but too long to show
-ID_DIMENSIONS = (
-    "variant", "pattern", "payload", "replicas", "workers", "in-flight", "settings", "window",
-    "load",
-)  # fmt: skip
+# what a cell id shows, in order (the key holds every dimension; these tell cells apart
+# to a reader)
+ID_DIMENSIONS = ("topology", "variant", "pattern", "payload", "replicas", "load")
 # compared within a group (so not part of the group): what the variant is
 VARIANT_DIMENSIONS = frozenset({"variant", "edges", "pattern"})
 # columns the table and report add when their values differ between rows
@@ -69,9 +67,11 @@ def dimensions(run: RunResult) -> dict[str, str]:
 
 
 def cell_id(run: RunResult) -> str:
-    """The cell as one line: every dimension that identifies it, in a fixed order."""
+    """The cell in a line: 'chain http request-reply 100B gatewayx1 workerx1 500/s', and
+    its settings when they are not the defaults."""
     dims = dimensions(run)
-    return f"{run.topology}: " + " | ".join(dims[d] for d in ID_DIMENSIONS)
+    extra = [dims["settings"]] if dims["settings"] != "defaults" else []
+    return " ".join([*(dims[d] for d in ID_DIMENSIONS), *extra])
 
 
 def group_of(run: RunResult, route: str, without: frozenset[str] = frozenset()) -> tuple[str, ...]:
