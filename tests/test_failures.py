@@ -6,8 +6,11 @@ the pattern it had; the RabbitMQ server's own CPU is counted."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,7 @@ from hopbench.errors import ConfigError
 from hopbench.measure.usage import Usage
 from hopbench.results.build import Costs, cpu_ms_per_1000, process_result
 from hopbench.results.schema import Results
-from tests.conftest import TOPOLOGIES
+from tests.conftest import TOPOLOGIES, reap
 
 SCHEMA = "hopbench.results/2"
 
@@ -120,3 +123,46 @@ def test_results_of_an_older_schema_are_refused_with_the_fix(tmp_path: Path) -> 
     assert done.returncode == 2
     assert done.stderr.startswith(f"hopbench: error: {old}: results of schema")
     assert "Traceback" not in done.stderr
+
+
+def _pid_of(marks: list[str]) -> int | None:
+    """The process whose command line holds every mark (one this test started)."""
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if all(mark in cmdline for mark in marks):
+            return int(proc.name)
+    return None
+
+
+@pytest.mark.integration
+def test_a_service_that_dies_fails_the_run_and_what_was_measured_is_kept(tmp_path: Path) -> None:
+    argv = [sys.executable, "-m", "hopbench", "run", str(TOPOLOGIES / "chain.yaml"),
+            "--pattern", "fire-and-forget", "--rate", "200", "--duration", "4", "--warmup", "1",
+            "--grace", "1", "--out", str(tmp_path)]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if line.strip().startswith("load:"):
+                break
+        time.sleep(2)
+        pid = _pid_of(["--service worker", str(tmp_path)])
+        assert pid is not None, "the worker should be running"
+        os.kill(pid, signal.SIGKILL)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        reap(proc)
+    assert proc.returncode == 1
+    assert "Traceback" not in stderr
+    (run,) = runs_of(tmp_path)
+    assert run["status"] == "failed"
+    assert run["failure"].startswith("worker/0 died: was killed by SIGKILL")
+    worker = next(p for p in run["processes"] if p["name"] == "worker/0")
+    assert worker["died"].startswith("was killed by SIGKILL")
+    # what the others measured is kept; what the dead one had recorded counts as lost
+    assert run["sent"] == 800
+    assert run["lost"] > 0
+    assert any("count as lost" in note for note in run["notes"])
