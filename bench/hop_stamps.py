@@ -116,7 +116,7 @@ async def run_cpu_us(topology: Topology, rate: int) -> float:
     load = LoadSpec(rate=rate, duration_s=SECONDS, warmup_s=1, payload_bytes=100)
     result = await run(topology, load)
     messages = result.sent + result.warmup.sent
-    return sum(p.cpu_s for p in result.processes) * 1e6 / max(messages, 1)
+    return sum(p.cpu_run_s or 0.0 for p in result.processes) * 1e6 / max(messages, 1)
 
 
 async def main() -> None:

@@ -11,9 +11,14 @@
 
 Errors from pydantic, aiokafka, aio-pika, grpc or aiohttp are mapped to these at
 the boundary (``raise ... from exc``); the CLI prints the message, never a traceback.
+
+A process that counts TransportErrors keeps the first one in words (``FirstError``):
+the likeliest cause of the rest, which a failed run's result names.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 
 class HopbenchError(Exception):
@@ -38,3 +43,12 @@ class ProtocolError(HopbenchError):
 
 class TransportError(HopbenchError):
     """A send, request or reply failed; the caller counts it as an error."""
+
+
+@dataclass(frozen=True, slots=True)
+class FirstError:
+    """The first error one process saw, in words, and when (monotonic ns on the run's
+    clock): the rest usually follow from it."""
+
+    message: str
+    t_ns: int

@@ -87,7 +87,8 @@ async def run_in_process(
             *(w.drive(schedule_for(load, w.worker, window.start_ns)) for w in workers)
         )
         recording = [RuntimeRecording(s) for s in services if s.records_completion]
-        await phases.drain(topology, recording, sum(r.sent for r in reports), settle_s, notes)
+        delivered = sum(r.summary().delivered for r in reports)
+        await phases.drain(topology, recording, delivered, settle_s)
         await asyncio.sleep(linger_s)
         inspect(services)
     finally:

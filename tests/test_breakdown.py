@@ -123,7 +123,7 @@ def test_missing_stamps_fall_back_and_the_parts_still_add_up() -> None:
 
 
 def test_recorders_merge_the_parts_exactly() -> None:
-    topology = load_topology(TOPOLOGIES / "chain.yaml", mode="kafka")
+    topology = load_topology(TOPOLOGIES / "chain.yaml", mode="kafka", pattern="publish-subscribe")
     recorders = []
     for seqs in (range(0, 3), range(3, 5)):
         recorder = Recorder(topology.callers, request_reply=topology.request_reply)

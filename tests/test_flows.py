@@ -19,9 +19,11 @@ from tests.inprocess import Brokers, run_in_process
 LOAD = LoadSpec(rate=400, duration_s=0.5, warmup_s=0.25, payload_bytes=64)
 
 
+@pytest.mark.parametrize("pattern", ["request-reply", "fire-and-forget"])
 @pytest.mark.parametrize("mode", ["http", "grpc", "kafka", "rabbitmq"])
-def test_chain_every_message_completes_once(mode: str, brokers: Brokers) -> None:
-    topology = load_topology(TOPOLOGIES / "chain.yaml", mode=mode)
+def test_chain_every_message_completes_once(mode: str, pattern: str, brokers: Brokers) -> None:
+    """Both questions over every mode: the round trip the caller sees, and one-way delivery."""
+    topology = load_topology(TOPOLOGIES / "chain.yaml", mode=mode, pattern=pattern)
     result = asyncio.run(run_in_process(topology, LOAD, brokers, settle_s=5))
     assert result.sent == 200
     assert result.warmup.sent == 100
@@ -32,8 +34,11 @@ def test_chain_every_message_completes_once(mode: str, brokers: Brokers) -> None
     # service time never exceeds latency: the actual send is after the intended one
     assert result.service_time_us.max <= result.latency_us.max
     assert result.negative_latencies == 0
-    expected_route = "loadgen (reply)" if mode in {"http", "grpc"} else "loadgen>gateway>worker"
+    round_trip = pattern == "request-reply"
+    expected_route = "loadgen (reply)" if round_trip else "loadgen>gateway>worker"
     assert [r.route for r in result.routes] == [expected_route]
+    assert result.routes[0].measures == ("round trip" if round_trip else "one-way to worker")
+    assert result.status == "ok", result.failure
     # the hop breakdown covers both services, for every completion
     hops = result.routes[0].hops
     assert [h.service for h in hops] == ["gateway", "worker"]
@@ -60,7 +65,10 @@ def test_fanout_every_subscriber_gets_every_message(brokers: Brokers) -> None:
 
 def test_competing_consumers_handle_each_message_once(brokers: Brokers) -> None:
     topology = load_topology(
-        TOPOLOGIES / "chain.yaml", overrides=["services.worker.replicas=2"], mode="rabbitmq"
+        TOPOLOGIES / "chain.yaml",
+        overrides=["services.worker.replicas=2"],
+        mode="rabbitmq",
+        pattern="fire-and-forget",
     )
     result = asyncio.run(run_in_process(topology, LOAD, brokers, settle_s=5))
     assert result.completed == result.sent
@@ -74,7 +82,11 @@ def test_competing_consumers_handle_each_message_once(brokers: Brokers) -> None:
 
 def test_sync_entry_with_async_tail_completes_twice(brokers: Brokers) -> None:
     topology = load_topology(
-        TOPOLOGIES / "chain.yaml", overrides=["edges.gateway->worker.mode=rabbitmq"]
+        TOPOLOGIES / "chain.yaml",
+        overrides=[
+            "edges.gateway->worker.mode=rabbitmq",
+            "edges.gateway->worker.pattern=fire-and-forget",
+        ],
     )
     assert topology.mode_label == "mixed"
     result = asyncio.run(run_in_process(topology, LOAD, brokers, settle_s=5))

@@ -43,7 +43,11 @@ def test_repeats_report_median_and_spread(tmp_path: Path) -> None:
                     "100,200", "--repeat", "2", "--duration", "1", "--warmup", "0.5")  # fmt: skip
     assert len(data["runs"]) == 4
     cells = {c["cell"]: c for c in data["cells"]}
-    assert set(cells) == {"chain http 100/s", "chain http 200/s"}
+    assert set(cells) == {
+        "chain http request-reply 100B gatewayx1 workerx1 100/s",
+        "chain http request-reply 100B gatewayx1 workerx1 200/s",
+    }
+    assert {c["key"]["load"] for c in cells.values()} == {"100/s", "200/s"}
     for cell in cells.values():
         assert cell["repeats"] == 2
         p50 = cell["metrics"]["p50_us"]

@@ -10,7 +10,7 @@ from hopbench.measure.recorder import Recorder, SeqBitmap
 from hopbench.proto.hopbench_pb2 import Envelope
 from tests.conftest import TOPOLOGIES
 
-ROUTE = (0, 1)  # chain over kafka: loadgen>gateway>worker
+ROUTE = (0, 1)  # chain over kafka, fire-and-forget: loadgen>gateway>worker
 
 
 def worker(sent: int, first_measured: int, failed: tuple[int, ...] = ()) -> SendSummary:
@@ -27,7 +27,7 @@ def complete(recorder: Recorder, seqs: list[int], first_measured: int, latency_u
 
 
 def test_lost_duplicated_and_errors_are_exact() -> None:
-    topology = load_topology(TOPOLOGIES / "chain.yaml", mode="kafka")
+    topology = load_topology(TOPOLOGIES / "chain.yaml", mode="kafka", pattern="fire-and-forget")
     replica0, replica1 = Recorder(), Recorder()
     complete(replica0, list(range(0, 60)), 10, latency_us=1000)
     complete(replica0, [55], 10, latency_us=1000)  # duplicate within one recorder

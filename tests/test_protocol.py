@@ -25,6 +25,7 @@ from hopbench.protocol.messages import (
     Configure,
     Error,
     Event,
+    FirstError,
     Hello,
     LateAfter,
     Message,
@@ -71,13 +72,21 @@ SAMPLES: dict[type[Message], list[Message]] = {
     Hello: [Hello({"http": 8000, "grpc": 9000}, "b00t", {"hostname": "h", "cpus": 2}, True)],
     Ready: [Ready(usage=USAGE), Ready(usage=Usage(cpu_s=0, peak_rss_mb=0))],
     ProgressReply: [
-        ProgressReply(completed=7, live=None),
-        ProgressReply(completed=0, live=SecondSnapshot(-1, 10, 9, "HISTFAAAAB...")),
-        ProgressReply(completed=0, live=SecondSnapshot(4, 0, 0, None)),
+        ProgressReply(completed=7, live=None, usage=USAGE),
+        ProgressReply(completed=0, live=SecondSnapshot(-1, 10, 9, "HISTFAAAAB..."), usage=USAGE),
+        ProgressReply(completed=0, live=SecondSnapshot(4, 0, 0, None), usage=USAGE),
     ],
     ClockReply: [ClockReply(boot_id="b00t", wall_ns=1_700_000_000 * 10**9, t_ns=-5)],
-    ServiceReport: [ServiceReport(10, 1, 2, _recorder_json(), USAGE)],
-    WorkerReport: [WorkerReport(sends=_sends(), late_replies=3, recorder={}, usage=USAGE)],
+    ServiceReport: [
+        ServiceReport(
+            10, 1, FirstError("a->b: gRPC UNAVAILABLE: x", 5), 2, _recorder_json(), USAGE
+        ),
+        ServiceReport(10, 0, None, 2, _recorder_json(), USAGE),
+    ],
+    WorkerReport: [
+        WorkerReport(sends=_sends(), first_error=None, late_replies=3, recorder={}, usage=USAGE),
+        WorkerReport(_sends(), FirstError("loadgen->a: HTTP 502", -1), 0, {}, USAGE),
+    ],
     Error: [Error(message="load worker failed: ValueError('ü')")],
 }
 # every message class the module defines, so that a new one is tested (and fails
@@ -163,12 +172,13 @@ def test_message_values_are_frozen() -> None:
             "hello.busy: expected a boolean, got an integer: 1",
         ),
         (
-            b'{"type": "progress_reply", "completed": 1, "live": {"second": 1}}\n',
+            b'{"type": "progress_reply", "completed": 1, "live": {"second": 1}, '
+            b'"usage": {"cpu_s": 1, "peak_rss_mb": 2}}\n',
             "progress_reply.live: missing field(s): sent, completed, latency",
         ),
         (
-            b'{"type": "service_report", "handled": 1, "errors": 0, "late_replies": 0, '
-            b'"recorder": "x", "usage": {"cpu_s": 1, "peak_rss_mb": 2}}\n',
+            b'{"type": "service_report", "handled": 1, "errors": 0, "first_error": null, '
+            b'"late_replies": 0, "recorder": "x", "usage": {"cpu_s": 1, "peak_rss_mb": 2}}\n',
             'service_report.recorder: expected an object, got a string: "x"',
         ),
     ],
@@ -263,11 +273,11 @@ async def _child_fed(lines: list[bytes]) -> Child:
 
 def test_the_orchestrator_takes_each_event_by_its_type() -> None:
     async def scenario() -> tuple[Ready, ProgressReply]:
-        child = await _child_fed([encode(ProgressReply(3, None)), encode(Ready(USAGE))])
+        child = await _child_fed([encode(ProgressReply(3, None, USAGE)), encode(Ready(USAGE))])
         ready = await child.expect(Ready, 1)
         return ready, await child.expect(ProgressReply, 1)
 
-    assert asyncio.run(scenario()) == (Ready(USAGE), ProgressReply(3, None))
+    assert asyncio.run(scenario()) == (Ready(USAGE), ProgressReply(3, None, USAGE))
 
 
 @pytest.mark.parametrize(

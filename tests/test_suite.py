@@ -47,6 +47,25 @@ def test_cells_come_from_the_matrix(tmp_path: Path) -> None:
     assert [e.mode for e in front.topology.edges] == ["grpc", "http"]
 
 
+def test_patterns_cross_the_modes_and_assignments_run_as_written(tmp_path: Path) -> None:
+    text = SUITE.replace("modes: [http, grpc]", "modes: [http, kafka]\n"
+                         "  patterns: [request-reply, fire-and-forget]")  # fmt: skip
+    _, cells, _ = load_suite(write_suite(tmp_path, text))
+    assert [c.id for c in cells] == [
+        "http request-reply 100B 100/s", "http fire-and-forget 100B 100/s",
+        "kafka request-reply 100B 100/s", "kafka fire-and-forget 100B 100/s",
+        "front-grpc 100B 100/s",
+    ]  # fmt: skip
+    assert [c.variant for c in cells] == ["http", "http", "kafka", "kafka", "front-grpc"]
+    for cell in cells[:4]:
+        assert {e.pattern for e in cell.topology.edges} == {cell.id.split()[1]}
+    # the assignment keeps the chain's request-reply on both edges
+    assert {e.pattern for e in cells[4].topology.edges} == {"request-reply"}
+    alone = SUITE.replace("modes: [http, grpc]", "patterns: [fire-and-forget]")
+    with pytest.raises(ConfigError, match="patterns cross the modes: give modes too"):
+        load_suite(write_suite(tmp_path, alone))
+
+
 @pytest.mark.parametrize(
     ("change", "expected"),
     [

@@ -78,17 +78,34 @@ def test_mistakes_get_one_clear_sentence(
     assert expected in error_of(path)
 
 
-def test_overrides_change_fields_and_swapped_modes_take_their_natural_pattern(
+def test_overrides_change_fields_and_a_new_mode_keeps_what_is_measured(
     tmp_path: Path,
 ) -> None:
     path = write(tmp_path, GOOD)
     topology = load_topology(path, ["services.b.replicas=3", "edges.a->b.mode=rabbitmq"])
     assert topology.services["b"].replicas == 3
-    assert (topology.edges[1].mode, topology.edges[1].pattern) == ("rabbitmq", "fire-and-forget")
+    # kafka's natural publish-subscribe, kept: RabbitMQ carries it
+    assert (topology.edges[1].mode, topology.edges[1].pattern) == ("rabbitmq", "publish-subscribe")
+    assert topology.notes == ()
+    # HTTP's natural request-reply is kept over a broker: still the round trip
+    brokered = load_topology(path, mode="rabbitmq")
+    assert [e.pattern for e in brokered.edges] == ["request-reply", "publish-subscribe"]
+    assert [brokered.route_measures(r) for r in brokered.expected_routes()] == [
+        "round trip", "one-way to b"
+    ]  # fmt: skip
+    # publish-subscribe cannot be carried by gRPC: it falls back, and a note says so
     everything = load_topology(path, mode="grpc")
-    assert {(e.mode, e.pattern) for e in everything.edges} == {("grpc", "request-reply")}
+    assert [e.pattern for e in everything.edges] == ["request-reply", "fire-and-forget"]
+    (note,) = everything.notes
+    assert "a->b was publish-subscribe, which grpc cannot carry" in note
     by_index = load_topology(path, ["edges[1].mode=http"])
-    assert by_index.edges[1].mode == "http"
+    assert (by_index.edges[1].mode, by_index.edges[1].pattern) == ("http", "fire-and-forget")
+    assert by_index.notes[0].startswith("--set edges[1].mode=http: a->b was publish-subscribe")
+    explicit = load_topology(path, ["edges[1].mode=http", "edges[1].pattern=request-reply"])
+    assert (explicit.edges[1].pattern, explicit.notes) == ("request-reply", ())
+    every = load_topology(path, mode="kafka", pattern="fire-and-forget")
+    assert {e.pattern for e in every.edges} == {"fire-and-forget"}
+    assert "--pattern publish-subscribe" in error_of(path, mode="http", pattern="publish-subscribe")
 
 
 def test_bad_overrides_name_the_flag(tmp_path: Path) -> None:
@@ -107,8 +124,9 @@ def test_the_cli_exits_2_with_no_traceback(tmp_path: Path) -> None:
                  ["run", str(TOPOLOGIES / "chain.yaml"), "--setting", "kafka_ack=1"],
                  ["run", str(TOPOLOGIES / "chain.yaml"), "--pause", "worker/3@1:1"],
                  ["run", str(TOPOLOGIES / "chain.yaml"), "--pause", "worker/0@soon"],
+                 ["run", str(TOPOLOGIES / "chain.yaml"), "--pattern", "request-reply,ff"],
                  ["run", str(TOPOLOGIES / "chain.yaml"), "--mode", "kafka",
-                  "--concurrency", "4"]):  # fmt: skip
+                  "--pattern", "fire-and-forget", "--concurrency", "4"]):  # fmt: skip
         done = subprocess.run(
             [sys.executable, "-m", "hopbench", *argv], capture_output=True, text=True, timeout=60
         )
@@ -122,4 +140,7 @@ def test_validate_shows_where_each_flow_completes() -> None:
         [sys.executable, "-m", "hopbench", "validate", str(TOPOLOGIES / "fanout.yaml")],
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
-    assert "completes at: loadgen>publisher>billing, loadgen>publisher>shipping" in done.stdout
+    assert (
+        "completes at: loadgen>publisher>billing (one-way to billing), "
+        "loadgen>publisher>shipping (one-way to shipping)"
+    ) in done.stdout

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
+from hopbench.brokers.procs import server_process
 from hopbench.errors import BrokerUnavailable
 from hopbench.transports.plan import Provisioning
 
@@ -78,10 +80,40 @@ class KafkaCluster:
         finally:
             await admin.close()
 
+    @property
+    def address(self) -> tuple[str, int]:
+        """The first bootstrap server's host and port."""
+        host, _, port = self.bootstrap.split(",")[0].strip().rpartition(":")
+        return host.strip("[]"), int(port) if port.isdigit() else 9092
+
     def describe(self) -> dict[str, Any]:
+        host, port = self.address
+        product = server_product(host, port)
+        where = f"{product + ' ' if product else ''}at {host}:{port}"
         return {
             "kind": "Kafka at an address (not started by hopbench)",
             "version": self.version,
+            "product": product or "unknown (not a process of this host, or not recognised)",
             "bootstrap": self.bootstrap,
             "replication_factor": 1,
+            "where": where,
+            "label": f"kafka ({where})",
         }
+
+
+def server_product(host: str, port: int) -> str:
+    """'Apache Kafka 3.9.0' or 'Tansu' when the broker is a process of this host whose
+    command line says which (the Kafka jar's name carries its version); else ''."""
+    server = server_process(host, port)
+    if server.pid is None:
+        return ""
+    import psutil
+
+    try:
+        cmdline = " ".join(psutil.Process(server.pid).cmdline())
+    except psutil.Error:
+        return ""
+    jar = re.search(r"kafka_[\d.]+-(\d[\w.]*)\.jar", cmdline)
+    if jar:
+        return f"Apache Kafka {jar[1]}"
+    return "Tansu" if "tansu" in cmdline else ""

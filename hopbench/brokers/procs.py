@@ -1,14 +1,17 @@
-"""Small helpers for processes and ports the orchestrator owns."""
+"""Small helpers for processes and ports: the orchestrator's own, and the broker
+server on this host whose CPU a run counts."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import os
 import signal
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -57,3 +60,64 @@ def terminate_popen(proc: subprocess.Popen[bytes], grace_s: float = 5.0) -> None
         deadline = time.monotonic() + grace_s
         while proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.02)
+
+
+# Processes that forward a published container port: their CPU is not the broker's.
+PORT_PROXIES = frozenset({"docker-proxy", "rootlessport", "slirp4netns", "pasta", "conmon"})
+
+
+@dataclass(frozen=True)
+class ServerProcess:
+    """The OS process serving a broker's address on this host, as far as we can tell."""
+
+    pid: int | None  # None: its CPU cannot be measured from here
+    name: str = ""  # its command name, e.g. beam.smp
+    why: str = ""  # with no pid: why not
+
+
+def is_local(host: str) -> bool:
+    """Is this address one of this host's own (loopback, or an interface's)?"""
+    if host in {"localhost", ""}:
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        try:
+            address = ipaddress.ip_address(socket.gethostbyname(host))
+        except OSError:
+            return False
+    if address.is_loopback:
+        return True
+    import psutil
+
+    own = {a.address.split("%")[0] for nics in psutil.net_if_addrs().values() for a in nics}
+    return str(address) in own
+
+
+def server_process(host: str, port: int) -> ServerProcess:
+    """The process listening on host:port: a socket in LISTEN state on that port
+    (psutil reads /proc/net/tcp{,6} and matches the socket's inode in /proc/PID/fd)."""
+    if not is_local(host):
+        return ServerProcess(None, why=f"{host} is another host: its CPU is not measured")
+    import psutil
+
+    try:
+        listening = [
+            c.pid
+            for c in psutil.net_connections(kind="tcp")
+            if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port and c.pid
+        ]
+    except psutil.AccessDenied:
+        return ServerProcess(None, why="no permission to see which process listens (not root)")
+    if not listening:
+        return ServerProcess(None, why=f"no process of this host is seen listening on {port}")
+    pid = listening[0]
+    try:
+        name = psutil.Process(pid).name()
+    except psutil.Error:
+        return ServerProcess(None, why=f"the process listening on {port} has gone")
+    if name in PORT_PROXIES:
+        return ServerProcess(
+            None, name, f"{name} forwards port {port} from a container: the broker's CPU is there"
+        )
+    return ServerProcess(pid, name)

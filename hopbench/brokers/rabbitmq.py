@@ -82,8 +82,22 @@ class RabbitMqBroker:
         finally:
             await channel.close()
 
+    @property
+    def address(self) -> tuple[str, int]:
+        parts = urlsplit(self.url)
+        default = 5671 if parts.scheme == "amqps" else 5672
+        return parts.hostname or "localhost", parts.port or default
+
     def describe(self) -> dict[str, Any]:
-        return {"kind": "rabbitmq", "version": self.server_version, "url": redact(self.url)}
+        host, port = self.address
+        where = f"{self.server_version} at {host}:{port}"
+        return {
+            "kind": "rabbitmq",
+            "version": self.server_version,
+            "url": redact(self.url),
+            "where": where,
+            "label": f"rabbitmq ({where})",
+        }
 
     async def close(self) -> None:
         if self._connection is None:

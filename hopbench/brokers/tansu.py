@@ -82,9 +82,13 @@ class TansuBroker:
         await self.create_topics(plan.kafka_topics)
 
     def describe(self) -> dict[str, Any]:
+        release = self.version.removeprefix("v").split("-")[0]  # v0.6.0-510f3e2: 0.6.0
+        where = f"Tansu {release}, embedded"
         return {
             "kind": "tansu (embedded, Kafka-compatible)",
             "version": self.version,
+            "where": where,  # its numbers are Tansu's, not Apache Kafka's
+            "label": f"kafka ({where})",
             "bootstrap": self.bootstrap,
             "storage": "memory (a broker restart loses every message)",
             "replication_factor": 1,

@@ -18,9 +18,17 @@ from hopbench.render.common import IMAGE, RenderRequest
 from hopbench.run.session import Options, Session
 
 
+def topologies_of(args: argparse.Namespace) -> list[Topology]:
+    """The topology once per --mode and --pattern asked for, each overridden and checked."""
+    return [
+        load_topology(args.topology, args.set, mode, pattern)
+        for mode in flags.modes(args.mode)
+        for pattern in flags.patterns(args.pattern)
+    ]
+
+
 def validate(args: argparse.Namespace) -> int:
-    for mode in flags.modes(args.mode):
-        topology = load_topology(args.topology, args.set, mode)
+    for topology in topologies_of(args):
         print(describe(topology))
     return 0
 
@@ -35,16 +43,19 @@ def describe(topology: Topology) -> str:
         )
     for edge in topology.edges:
         lines.append(f"  edge[{edge.index}] {edge.name}: {edge.mode} {edge.pattern}")
+    routes = topology.expected_routes()
     lines.append(
-        "  completes at: " + ", ".join(topology.route_label(r) for r in topology.expected_routes())
+        "  completes at: "
+        + ", ".join(f"{topology.route_label(r)} ({topology.route_measures(r)})" for r in routes)
     )
+    lines += [f"  note: {note}" for note in topology.notes]
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
     load = flags.load_from(args)
     settings = flags.settings_from(args.setting)
-    topologies = [load_topology(args.topology, args.set, mode) for mode in flags.modes(args.mode)]
+    topologies = topologies_of(args)
     for topology in topologies:
         flags.check_load(topology, load)
         flags.check_pauses(topology, [Pause.parse(p) for p in args.pause])
@@ -114,7 +125,7 @@ def report(args: argparse.Namespace) -> int:
     write_report(results, args.dir / "report.html", f"hopbench: {args.dir.name}")
     print(summary_table(summary(results)))
     print(f"\nreport: {args.dir / 'report.html'}")
-    return 0
+    return 1 if any(r.failed and not r.probe for r in results.runs) else 0
 
 
 def agent(args: argparse.Namespace) -> int:
@@ -134,14 +145,16 @@ RESERVED = ("--agents", "--worker-agents", "--kafka-bootstrap", "--rabbitmq-url"
 def render_request(args: argparse.Namespace) -> tuple[RenderRequest, str]:
     import shlex
 
-    topology = [load_topology(args.topology, args.set, m) for m in flags.modes(args.mode)][-1]
+    topology = topologies_of(args)[-1]
     extra = shlex.split(args.run_args or "")
     for flag in extra:
         if flag.split("=")[0] in RESERVED:
             raise ConfigError(f"--run-args: {flag} is set by the rendered file itself")
-    run_args = (["--mode", args.mode] if args.mode else []) + [
-        a for s in args.set for a in ("--set", s)
-    ]
+    run_args = (
+        (["--mode", args.mode] if args.mode else [])
+        + (["--pattern", args.pattern] if args.pattern else [])
+        + [a for s in args.set for a in ("--set", s)]
+    )
     try:
         build_parser().parse_args(["run", str(args.topology), *run_args, *extra])
     except SystemExit:

@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 
 from hopbench.config.deployment import GRPC_PORT, HTTP_PORT
-from hopbench.config.topology import MODES
+from hopbench.config.topology import MODES, PATTERNS
 from hopbench.render.common import IMAGE
 
 
@@ -17,6 +17,12 @@ def topology_args(p: argparse.ArgumentParser) -> None:
         "--mode",
         help=f"set every edge to one mode: {', '.join(MODES)}; "
         "a comma list or 'all' runs once per mode",
+    )
+    p.add_argument(
+        "--pattern",
+        help=f"set every edge's pattern: {', '.join(PATTERNS)}; a comma list runs once "
+        "per pattern (and mode). Without it, an edge keeps its pattern when --mode or --set "
+        "changes its mode",
     )
     p.add_argument(
         "--set",
@@ -135,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--slo-p99-ms",
         type=float,
         default=None,
-        help="with --find-max: p99 latency a rate must stay within",
+        help="judge every run against this p99 (ms); with --find-max, a rate must stay within it",
     )
     run.add_argument(
         "--pause",

@@ -13,7 +13,7 @@ import pydantic
 
 from hopbench.config.faults import Pause
 from hopbench.config.settings import LoadSpec, Settings
-from hopbench.config.topology import LOADGEN, MODES, Topology
+from hopbench.config.topology import LOADGEN, MODES, PATTERNS, Topology
 from hopbench.errors import ConfigError
 
 
@@ -25,6 +25,16 @@ def modes(text: str | None) -> list[str | None]:
         if mode not in MODES:
             raise ConfigError(f"--mode: {mode!r} is not one of {', '.join(MODES)} (or 'all')")
     return list(modes)
+
+
+def patterns(text: str | None) -> list[str | None]:
+    if text is None:
+        return [None]
+    found = [p.strip() for p in text.split(",") if p.strip()]
+    for pattern in found or [text]:
+        if pattern not in PATTERNS:
+            raise ConfigError(f"--pattern: {pattern!r} is not one of {', '.join(PATTERNS)}")
+    return list(found)
 
 
 def settings_from(assignments: list[str]) -> Settings:

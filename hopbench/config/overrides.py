@@ -6,10 +6,13 @@ Paths are dotted: ``services.worker.replicas=2``, ``services.worker.work.cpu_us=
 quote a path that names an edge, or the ``>`` of ``->`` redirects:
 ``--set 'edges.gateway->worker.mode=kafka'``.
 
-Changing an edge's mode keeps its pattern where the new mode carries it (an edge
-with no pattern takes the new mode's natural one); publish-subscribe moved to HTTP
-or gRPC becomes fire-and-forget, one send per subscriber edge. The results record
-the pattern that ran.
+Changing an edge's mode never silently changes what is measured: the edge keeps the
+pattern it had (as written, or its old mode's natural one: a pattern-less HTTP edge
+stays request-reply over Kafka or RabbitMQ). Only where the new mode cannot carry it
+does the pattern change: publish-subscribe moved to HTTP or gRPC becomes
+fire-and-forget, one send per subscriber edge, and a note says so (``validate``
+prints it, the run's results keep it). ``--pattern`` sets every edge's pattern. The
+results record the pattern that ran.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from hopbench.config.topology import FALLBACK_PATTERN, UNSUPPORTED
+from hopbench.config.topology import FALLBACK_PATTERN, NATURAL_PATTERN, UNSUPPORTED
 from hopbench.config.yamlsource import Located, PathKey, format_path
 from hopbench.errors import ConfigError
 
@@ -29,43 +32,68 @@ _INDEXED = re.compile(r"^([^\[\]]+)\[(\d+)\]$")
 def apply_mode(located: Located, mode: str) -> None:
     for i, edge in enumerate(_edges(located, f"--mode {mode}")):
         if isinstance(edge, dict):
+            pattern = _pattern_of(edge)
             edge["mode"] = mode
-            _fit_pattern(edge)
+            _keep_pattern(located, edge, pattern, f"--mode {mode}")
             located.overridden[("edges", i, "mode")] = f"--mode {mode}"
 
 
-def _fit_pattern(edge: dict[str, Any]) -> None:
-    """Keep the edge's pattern if its new mode carries it, else its fallback."""
+def apply_pattern(located: Located, pattern: str) -> None:
+    """``--pattern``: every edge's pattern (a mode that cannot carry it fails validation)."""
+    for i, edge in enumerate(_edges(located, f"--pattern {pattern}")):
+        if isinstance(edge, dict):
+            edge["pattern"] = pattern
+            located.overridden[("edges", i, "pattern")] = f"--pattern {pattern}"
+
+
+def _pattern_of(edge: dict[str, Any]) -> Any:
+    """The pattern the edge runs with now: as written, else its mode's natural one."""
     pattern = edge.get("pattern")
-    if pattern is not None and (edge.get("mode"), pattern) in UNSUPPORTED:
-        edge["pattern"] = FALLBACK_PATTERN[pattern]
+    return pattern if pattern is not None else NATURAL_PATTERN.get(str(edge.get("mode")))
+
+
+def _keep_pattern(located: Located, edge: dict[str, Any], pattern: Any, flag: str) -> None:
+    """After a mode change: the edge's old pattern, or the fallback where its new mode
+    cannot carry it (said in a note)."""
+    if pattern is None:
+        return  # the old mode was not a mode: validation names it
+    mode = edge.get("mode")
+    if (mode, pattern) in UNSUPPORTED:
+        fallback = FALLBACK_PATTERN[pattern]
+        located.notes.append(
+            f"{flag}: {edge.get('from')}->{edge.get('to')} was {pattern}, which {mode} cannot "
+            f"carry; it runs as {fallback} (one send per subscriber edge), which measures "
+            "each delivery on its own"
+        )
+        pattern = fallback
+    edge["pattern"] = pattern
 
 
 def apply_sets(located: Located, assignments: list[str]) -> None:
     explicit_patterns: set[int] = set()
-    mode_changes: list[int] = []
+    before: dict[int, tuple[Any, str]] = {}  # edge -> (its pattern before, the flag)
     for assignment in assignments:
         flag = f"--set {assignment}"
         path_text, sep, value_text = assignment.partition("=")
         if not sep or not path_text.strip():
             raise ConfigError(f"{flag}: expected PATH=VALUE, e.g. services.worker.replicas=2")
         path = _parse_path(located, path_text.strip(), flag)
+        if path[:1] == ("edges",) and path[2:] == ("mode",) and isinstance(path[1], int):
+            edge = _child(located.data.get("edges"), path[1])
+            if isinstance(edge, dict) and path[1] not in before:
+                before[path[1]] = (_pattern_of(edge), flag)
         try:
             value = yaml.safe_load(value_text) if value_text.strip() else ""
         except yaml.YAMLError as exc:
             raise ConfigError(f"{flag}: the value is not a YAML scalar: {value_text!r}") from exc
         _assign(located.data, path, value, flag)
         located.overridden[path] = flag
-        if len(path) == 3 and path[0] == "edges":
-            index = int(path[1])
-            if path[2] == "pattern":
-                explicit_patterns.add(index)
-            elif path[2] == "mode":
-                mode_changes.append(index)
+        if len(path) == 3 and path[0] == "edges" and path[2] == "pattern":
+            explicit_patterns.add(int(path[1]))
     edges = _edges(located, "--set")
-    for index in mode_changes:
+    for index, (pattern, flag) in before.items():
         if index not in explicit_patterns and isinstance(edges[index], dict):
-            _fit_pattern(edges[index])
+            _keep_pattern(located, edges[index], pattern, flag)
 
 
 def _edges(located: Located, flag: str) -> list[Any]:

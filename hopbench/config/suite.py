@@ -1,9 +1,11 @@
 """Comparison suites: one topology, a matrix of variations, every cell run in turn.
 
-A suite names a topology and a matrix — modes or per-edge assignments, rates or a
-search for the knee, payload sizes, replica counts, repeats — plus an SLO. Each
-cell is one run (or one search); results are written after every cell, and
-``--resume`` skips the cells a previous, interrupted command finished.
+A suite names a topology and a matrix — modes (each crossed with every pattern of
+``patterns``, when given) or per-edge assignments (run as their ``--set`` lines say,
+patterns included), rates or a search for the knee, payload sizes, replica counts,
+repeats — plus an SLO that every run is judged against. Each cell is one run (or one
+search); results are written after every cell, and ``--resume`` skips the cells a
+previous, interrupted command finished.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hopbench.config.load import load_topology
 from hopbench.config.runspec import LoadSpec, Settings
-from hopbench.config.topology import Mode, Topology
+from hopbench.config.topology import Mode, Pattern, Topology
 from hopbench.config.yamlsource import load_yaml, raise_validation_error
 from hopbench.errors import ConfigError
 
@@ -39,6 +41,9 @@ class SuiteLoad(_Strict):
 
 class Matrix(_Strict):
     modes: list[Mode] = []
+    patterns: list[Pattern] = Field(
+        [], description="every edge's pattern, crossed with each of modes (not assignments)"
+    )
     assignments: dict[str, list[str]] = Field(
         {}, description="name -> --set overrides, e.g. edges.gateway->worker.mode=kafka"
     )
@@ -65,6 +70,18 @@ class Cell:
     topology: Topology
     load: LoadSpec
     find_max: bool
+    variant: str = ""  # the mode or assignment's name: what the suite compares
+
+
+Variant = tuple[str, list[str], str | None, str | None]  # name, --set lines, mode, pattern
+
+
+def _variants(matrix: Matrix) -> list[Variant]:
+    """Each mode (once per pattern, when patterns are given), then each assignment."""
+    patterns: list[str | None] = list(matrix.patterns) or [None]
+    variants: list[Variant] = [(m, [], m, p) for m in matrix.modes for p in patterns]
+    variants += [(name, sets, None, None) for name, sets in matrix.assignments.items()]
+    return variants or [("as-written", [], None, None)]
 
 
 def load_suite(path: Path) -> tuple[SuiteSpec, list[Cell], Settings]:
@@ -82,24 +99,28 @@ def load_suite(path: Path) -> tuple[SuiteSpec, list[Cell], Settings]:
     except pydantic.ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         raise located.error(("settings", *err["loc"]), err["msg"]) from None
+    if matrix.patterns and not matrix.modes:
+        raise located.error(
+            ("matrix", "patterns"),
+            "patterns cross the modes: give modes too (an assignment sets its own patterns "
+            "with edges.A->B.pattern=...)",
+        )
     topology_path = (path.parent / suite.topology).resolve()
-    variants: list[tuple[str, list[str], str | None]] = [(m, [], m) for m in matrix.modes]
-    variants += [(name, sets, None) for name, sets in matrix.assignments.items()]
-    variants = variants or [("as-written", [], None)]
     combos = [
         dict(zip(matrix.replicas, counts, strict=True))
         for counts in itertools.product(*matrix.replicas.values())
     ]
     cells: list[Cell] = []
-    for (variant, sets, mode), payload, combo in itertools.product(
-        variants, matrix.payloads, combos
+    for (variant, sets, mode, pattern), payload, combo in itertools.product(
+        _variants(matrix), matrix.payloads, combos
     ):
         overrides = sets + [f"services.{svc}.replicas={n}" for svc, n in combo.items()]
         try:
-            topology = load_topology(topology_path, overrides, mode)
+            topology = load_topology(topology_path, overrides, mode, pattern)
         except ConfigError as exc:
             raise ConfigError(f"{path}: cell {variant}: {exc}") from None
-        shape = [variant, f"{payload}B"] + [f"{svc}x{n}" for svc, n in combo.items()]
+        shape = [variant, *([pattern] if pattern else []), f"{payload}B"]
+        shape += [f"{svc}x{n}" for svc, n in combo.items()]
         rates: list[float | None] = [None] if matrix.find_max else list(matrix.rates)
         for rate in rates:
             load = LoadSpec(
@@ -115,5 +136,5 @@ def load_suite(path: Path) -> tuple[SuiteSpec, list[Cell], Settings]:
                 label = [*shape, "find-max" if rate is None else f"{rate:g}/s"]
                 if matrix.repeats > 1:
                     label.append(f"#{repeat + 1}")
-                cells.append(Cell(" ".join(label), topology, load, rate is None))
+                cells.append(Cell(" ".join(label), topology, load, rate is None, variant))
     return suite, cells, settings

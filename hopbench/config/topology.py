@@ -32,6 +32,7 @@ LOADGEN = "loadgen"
 Mode = Literal["http", "grpc", "kafka", "rabbitmq"]
 Pattern = Literal["request-reply", "fire-and-forget", "publish-subscribe"]
 MODES: tuple[Mode, ...] = ("http", "grpc", "kafka", "rabbitmq")
+PATTERNS: tuple[Pattern, ...] = ("request-reply", "fire-and-forget", "publish-subscribe")
 
 # A pattern-less edge takes its mode's natural pattern.
 NATURAL_PATTERN: dict[str, Pattern] = {
@@ -148,6 +149,8 @@ class Topology:
     services: dict[str, Service]
     edges: tuple[Edge, ...]
     source: str = "<memory>"
+    # what loading it changed beyond what was asked (hopbench.config.overrides)
+    notes: tuple[str, ...] = ()
 
     # --- graph queries ------------------------------------------------------------
     def out_edges(self, service: str) -> tuple[Edge, ...]:
@@ -230,6 +233,13 @@ class Topology:
             return f"{LOADGEN} (reply)"
         names = [LOADGEN] + [self.edges[i].target for i in route]
         return ">".join(names)
+
+    def route_measures(self, route: Route) -> str:
+        """What a route's latency is: a round trip as the caller (the load generator)
+        sees it, or a one-way delivery to the service that records it."""
+        if not route:
+            return "round trip"
+        return f"one-way to {self.edges[route[-1]].target}"
 
     @property
     def modes(self) -> set[str]:
@@ -339,7 +349,8 @@ def resolve(spec: TopologySpec, source: str, located: Located | None = None) -> 
         )
     _check_acyclic_and_reachable(edges, known, fail)
     services = {name: _service(name, s, edges, fail) for name, s in spec.services.items()}
-    return Topology(spec.name, services, tuple(edges), source)
+    notes = tuple(located.notes) if located is not None else ()
+    return Topology(spec.name, services, tuple(edges), source, notes)
 
 
 def _service(name: str, spec: ServiceSpec, edges: list[Edge], fail: Any) -> Service:

@@ -29,6 +29,8 @@ class Located:
     lines: dict[PathKey, int] = field(default_factory=dict)
     # Paths replaced from the command line: errors there name the flag, not a line.
     overridden: dict[PathKey, str] = field(default_factory=dict)
+    # What an override changed beyond what it said (a pattern its new mode cannot carry)
+    notes: list[str] = field(default_factory=list)
 
     def where(self, path: Sequence[str | int]) -> str:
         """'FILE line N' for the deepest known prefix of path (or the flag that set it)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import sys
 import time
 from collections import defaultdict
@@ -163,6 +164,11 @@ class Child:
     def remote(self) -> bool:
         return self.proc is None
 
+    @property
+    def alive(self) -> bool:
+        """Still talking: it has not exited, hung up or reported an error."""
+        return not self._ended.is_set()
+
     def log_tail(self, lines: int = 15) -> str:
         if self.log_path is None:
             return ""
@@ -201,7 +207,7 @@ class Child:
             raise self._failure(self._fault)
         if self.proc is not None:
             await self.proc.wait()
-            raise self._failure(f"exited with status {self.proc.returncode} before '{event.TAG}'")
+            raise self._failure(f"{_exit(self.proc.returncode)} before '{event.TAG}'")
         raise self._failure(f"closed the connection before '{event.TAG}'")
 
     def send(self, command: Command) -> None:
@@ -269,3 +275,11 @@ def _as(event: type[E], message: Event) -> E:
     """A message from event's own queue: of that type (this tells the type checker)."""
     assert isinstance(message, event)
     return message
+
+
+def _exit(status: int | None) -> str:
+    """How a process ended, in words: a negative status is the signal that killed it."""
+    if status is not None and status < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-status).name}"
+    return f"exited with status {status}"

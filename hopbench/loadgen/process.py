@@ -68,6 +68,7 @@ async def drive(channel: ChildChannel, context: TransportContext, load: LoadSpec
         channel.emit(
             WorkerReport(
                 sends=report.summary(),
+                first_error=worker.first_error,
                 recorder=worker.recorder.to_json(),
                 late_replies=worker.transport.late_replies,
                 usage=usage(),  # last: the report's own cost counts
@@ -84,7 +85,11 @@ async def drive(channel: ChildChannel, context: TransportContext, load: LoadSpec
                     running = asyncio.create_task(run(start_ns))
                 case Progress(second=second):
                     live = None if second is None else recorder.series.snapshot(second)
-                    channel.emit(ProgressReply(completed=recorder.completed_count(), live=live))
+                    channel.emit(
+                        ProgressReply(
+                            completed=recorder.completed_count(), live=live, usage=usage()
+                        )
+                    )
     finally:
         if running is not None and not running.done():
             running.cancel()

@@ -20,7 +20,7 @@ from hdrh.histogram import HdrHistogram
 
 from hopbench import clock
 from hopbench.config.topology import LOADGEN, Topology
-from hopbench.errors import TransportError
+from hopbench.errors import FirstError, TransportError
 from hopbench.loadgen.schedule import ClosedSchedule, OpenSchedule
 from hopbench.loadgen.ticker import Ticker
 from hopbench.measure.histogram import new_histogram, record
@@ -84,6 +84,7 @@ class LoadWorker:
         self.max_in_flight = max_in_flight
         self.recorder = Recorder(topology.callers, request_reply=topology.request_reply)
         self.report = WorkerReport(worker)
+        self.first_error: FirstError | None = None  # the first failed send, in words
         self._in_flight = 0
         self._slot_free = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -185,9 +186,13 @@ class LoadWorker:
         self.recorder.series.maximum("in_flight", sent_ns, self._in_flight)
         return env
 
-    def _failed(self, env: Envelope) -> None:
+    def _failed(self, env: Envelope, why: str) -> None:
+        now = clock.now_ns()
         self.report.failed.add(env.seq)
-        self.recorder.series.count("errors", clock.now_ns())
+        self.recorder.series.count("errors", now)
+        if self.first_error is None:
+            self.first_error = FirstError(why, now)
+            log.warning("%s (the first failed send; later ones are counted)", why)
 
     async def _deliver(self, env: Envelope) -> None:
         try:
@@ -197,11 +202,11 @@ class LoadWorker:
                     self.recorder.complete((), reply, clock.now_ns())
             else:
                 await self.transport.publish(self.entry, env)
-        except TransportError:
-            self._failed(env)
-        except Exception:  # a transport bug: still an error, never a silent loss
+        except TransportError as exc:
+            self._failed(env, str(exc))
+        except Exception as exc:  # a transport bug: still an error, never a silent loss
             log.exception("unexpected error sending %s", self.entry.name)
-            self._failed(env)
+            self._failed(env, f"{self.entry.name}: {type(exc).__name__}: {exc}")
         finally:
             self._in_flight -= 1
             self._slot_free.set()

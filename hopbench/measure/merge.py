@@ -31,6 +31,12 @@ class SendSummary:
     unsent: int  # due, but never sent: the worker fell too far behind its schedule
     send_lag: str  # actual - intended send, µs, measured window only: an encoded HdrHistogram
 
+    @property
+    def delivered(self) -> int:
+        """Sends that did not fail, warm-up included: what the sinks should complete."""
+        failed = SeqBitmap.decode(self.failed).as_int() & ((1 << self.sent) - 1)
+        return self.sent - failed.bit_count()
+
 
 def histogram_from(encoded: str) -> HdrHistogram:
     hist = new_histogram()

@@ -2,7 +2,7 @@
 child) and per event (child → orchestrator), and their one codec.
 
 On the wire a message is one line of JSON, ``{"type": TAG, field: value, ...}``, with
-nested values (Usage, SecondSnapshot, SendSummary) as JSON objects; over a child's
+nested values (Usage, SecondSnapshot, SendSummary, FirstError) as JSON objects; over a child's
 pipes or an agent's TCP connection alike (hopbench.protocol.channel). ``decode``
 checks every field against the dataclass's annotations, and anything else (not JSON,
 an unknown type, a missing, unexpected or wrongly typed field) is a ProtocolError
@@ -11,7 +11,7 @@ run. A huge integer is fine: Python's ints have no limit.
 
 Written by hand on dataclasses and json, not pydantic or protobuf, because it is
 small and stays so: a dozen flat messages whose fields are ints, strings, booleans,
-three value types and two opaque JSON objects (a run's spec, a recorder's encoded
+four value types and two opaque JSON objects (a run's spec, a recorder's encoded
 histograms and bitmaps, which no one should validate or copy field by field on the
 way through). The values are plain dataclasses both ends construct and match on,
 the errors are ours with no translation layer, the lines stay readable JSON (a
@@ -26,7 +26,7 @@ import types
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeAlias, Union, get_args, get_origin, get_type_hints
 
-from hopbench.errors import ProtocolError
+from hopbench.errors import FirstError, ProtocolError
 from hopbench.measure.merge import SendSummary
 from hopbench.measure.series import SecondSnapshot
 from hopbench.measure.usage import Usage
@@ -40,6 +40,7 @@ __all__ = [
     "Configure",
     "Error",
     "Event",
+    "FirstError",
     "Hello",
     "LateAfter",
     "Message",
@@ -147,6 +148,7 @@ class ProgressReply:
     TAG: ClassVar[str] = "progress_reply"
     completed: int  # completions recorded so far, warm-up included
     live: SecondSnapshot | None  # the second asked for, if one was
+    usage: Usage  # so far: the cost of the measured window is the difference of two
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +166,7 @@ class ServiceReport:
     TAG: ClassVar[str] = "service_report"
     handled: int
     errors: int
+    first_error: FirstError | None  # the first of those errors, in words
     late_replies: int
     recorder: dict[str, Any]  # Recorder.to_json(): encoded histograms and bitmaps
     usage: Usage
@@ -180,6 +183,7 @@ class WorkerReport:
 
     TAG: ClassVar[str] = "worker_report"
     sends: SendSummary
+    first_error: FirstError | None  # the first failed send, in words
     late_replies: int
     recorder: dict[str, Any]  # Recorder.to_json(): encoded histograms and bitmaps
     usage: Usage

@@ -3,6 +3,7 @@ the counts, the notes that say what limited the run."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from hopbench.config.runspec import RunSpec
@@ -26,28 +27,60 @@ from hopbench.results.schema import (
     TimePoint,
     Warmup,
 )
+from hopbench.results.status import count_notes, judge
+
+
+@dataclass(frozen=True)
+class Costs:
+    """A process's usage at four moments: ready, the measured window's start and end,
+    and the end of the run. Any may be unknown (None): what depends on it is then
+    not measured, never zero."""
+
+    ready: Usage | None = None
+    window_start: Usage | None = None
+    window_end: Usage | None = None
+    end: Usage | None = None
+
+
+def _cpu(start: Usage | None, end: Usage | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return round(max(end.cpu_s - start.cpu_s, 0.0), 3)
 
 
 def process_result(
     name: str,
-    ready: Usage | None,
-    end: Usage | None,
+    costs: Costs,
     host: str = "local",
     clock: dict[str, Any] | None = None,
     machine: dict[str, Any] | None = None,
+    first_error: str | None = None,
+    first_error_s: float | None = None,
     **counts: int,
 ) -> ProcessResult:
-    """A process's row from its usage at ready and at the end (either may be unknown)."""
-    cpu = (end.cpu_s if end else 0.0) - (ready.cpu_s if ready else 0.0)
+    """A process's row: its CPU inside the measured window and over the run."""
+    last = costs.end or costs.window_end
     return ProcessResult(
         name=name,
-        cpu_s=round(max(cpu, 0.0), 3),
-        peak_rss_mb=round(end.peak_rss_mb if end else 0.0, 1),
+        cpu_s=_cpu(costs.window_start, costs.window_end),
+        cpu_run_s=_cpu(costs.ready, costs.end),
+        peak_rss_mb=round(last.peak_rss_mb if last else 0.0, 1),
         host=host,
         clock=clock,
         machine=machine,
+        first_error=first_error,
+        first_error_s=first_error_s,
         **counts,
     )
+
+
+def cpu_ms_per_1000(processes: list[ProcessResult], messages: float) -> float | None:
+    """CPU of every process inside the measured window per 1,000 messages of it; None
+    when a process's CPU was not measured (a partial sum would flatter the run)."""
+    cpus = [p.cpu_s for p in processes]
+    if not cpus or messages <= 0 or any(c is None for c in cpus):
+        return None
+    return round(sum(c for c in cpus if c is not None) * 1e6 / messages, 1)
 
 
 def build_result(
@@ -110,20 +143,23 @@ def build_result(
     # Throughput is what completed inside the measured window: past capacity an open
     # loop still completes everything eventually, during the grace period.
     in_window = sum(p.completed for p in timeline if 0 <= p.t_s < load.duration_s)
-    completion_rate = round(in_window / max(len(routes), 1) / load.duration_s, 1)
+    window_messages = in_window / max(len(routes), 1)  # completed on every route
+    completion_rate = round(window_messages / load.duration_s, 1)
     foreign = sum(r.get("foreign", 0) for r in series)
     if foreign:
         notes.append(f"{foreign} messages of another run were received and ignored")
 
-    return RunResult(
+    result = RunResult(
         run_id=spec.run_id,
         topology=topology.name,
         source=topology.source,
         mode=topology.mode_label,
+        variant="+".join(dict.fromkeys(e.mode for e in topology.edges)),
         edges=[
             EdgeResult(name=e.name, mode=e.mode, pattern=e.pattern, settings=dict(e.settings))
             for e in topology.edges
         ],
+        replicas={name: svc.replicas for name, svc in topology.services.items()},
         started_at=started_at,
         target_rate=load.rate,
         achieved_rate=round(achieved, 1),
@@ -159,6 +195,7 @@ def build_result(
         routes=[
             RouteResult(
                 route=r.label,
+                measures=topology.route_measures(r.route),
                 recorded_by=sorted(r.recorders),
                 expected=r.expected,
                 completed=r.completed,
@@ -183,7 +220,11 @@ def build_result(
         settings=spec.settings.model_dump(mode="json"),
         environment=environment,
         notes=notes,
+        cpu_ms_per_1000=cpu_ms_per_1000(processes, window_messages),
     )
+    result.notes += count_notes(result)
+    judge(result)
+    return result
 
 
 def _hop_order(topology: Topology, route: RouteTotals) -> list[str]:

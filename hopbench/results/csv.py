@@ -6,34 +6,36 @@ import csv
 from pathlib import Path
 from typing import Any
 
+from hopbench.results.cells import variant_label
 from hopbench.results.schema import RunResult
 
 CSV_COLUMNS = (
-    "run_id", "cell", "topology", "mode", "patterns", "target_rate", "achieved_rate",
-    "completion_rate", "payload_bytes", "workers", "sent", "expected", "completed", "lost",
-    "duplicated", "errors", "late_replies", "p50_us", "p90_us", "p99_us", "p999_us", "max_us",
-    "mean_us", "service_p50_us", "service_p99_us", "send_lag_p99_us", "generator_limited",
+    "run_id", "cell", "status", "failure", "probe", "topology", "mode", "variant", "patterns",
+    "measures", "target_rate", "achieved_rate", "completion_rate", "payload_bytes", "replicas",
+    "workers", "sent", "expected", "completed", "lost", "duplicated", "errors", "unsent",
+    "late_replies", "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "mean_us",
+    "service_p50_us", "service_p99_us", "send_lag_p99_us", "generator_limited", "slo_met",
     "cpu_s", "cpu_ms_per_1000", "started_at",
 )  # fmt: skip
 
 
-def cpu_ms_per_1000(run: RunResult) -> float:
-    """Every process's CPU (services, load workers, broker), from ready to the end of
-    the run, per 1,000 messages sent in that time (warm-up included, as the CPU is)."""
-    messages = run.sent + run.warmup.sent
-    return sum(p.cpu_s for p in run.processes) * 1e6 / messages if messages else 0.0
-
-
 def csv_row(run: RunResult) -> dict[str, Any]:
-    """One flat row per run, for spreadsheets and pandas."""
-    cpu_s = sum(p.cpu_s for p in run.processes)
+    """One flat row per run, for spreadsheets and pandas (an empty cell: not measured)."""
+    cpus = [p.cpu_s for p in run.processes]
+    cpu_s = None if None in cpus else round(sum(c for c in cpus if c is not None), 3)
     lat = run.latency_us
     return {
         "run_id": run.run_id,
         "cell": run.cell,
+        "status": run.status,
+        "failure": run.failure or "",
+        "probe": run.probe,
         "topology": run.topology,
-        "mode": run.mode,
+        "mode": variant_label(run),
+        "variant": run.variant or run.mode,
         "patterns": "+".join(sorted({e.pattern for e in run.edges})),
+        "measures": " + ".join(r.measures for r in run.routes),
+        "replicas": " ".join(f"{name}={n}" for name, n in run.replicas.items()),
         "target_rate": run.target_rate,
         "achieved_rate": run.achieved_rate,
         "completion_rate": run.completion_rate,
@@ -45,6 +47,7 @@ def csv_row(run: RunResult) -> dict[str, Any]:
         "lost": run.lost,
         "duplicated": run.duplicated,
         "errors": run.errors,
+        "unsent": run.unsent,
         "late_replies": run.late_replies,
         "p50_us": lat.p50,
         "p90_us": lat.p90,
@@ -56,8 +59,9 @@ def csv_row(run: RunResult) -> dict[str, Any]:
         "service_p99_us": run.service_time_us.p99,
         "send_lag_p99_us": run.send_lag_us.p99,
         "generator_limited": run.generator_limited,
-        "cpu_s": round(cpu_s, 3),
-        "cpu_ms_per_1000": round(cpu_ms_per_1000(run), 1),
+        "slo_met": "" if run.slo_met is None else run.slo_met,
+        "cpu_s": "" if cpu_s is None else cpu_s,
+        "cpu_ms_per_1000": "" if run.cpu_ms_per_1000 is None else run.cpu_ms_per_1000,
         "started_at": run.started_at,
     }
 

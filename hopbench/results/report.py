@@ -1,8 +1,9 @@
 """The report: one self-contained HTML file (inline SVG charts, no scripts, no links
 out), and the summary table the terminal prints too.
 
-- a summary ranking the variants on p50, p99, throughput and CPU per 1,000 messages,
-  with the spread over repeats and the max sustainable rate where it was searched;
+- the summary (hopbench.results.summary): per cell and route, what it measures, p50,
+  p99, throughput and CPU per 1,000 messages with the spread over repeats, ranked
+  only among rows that measure the same thing; failed rows shown failed, with why;
 - the latency percentile spectrum of every variant (log axis to p99.99);
 - latency against achieved throughput per variant, the knee marked;
 - per-second timelines;
@@ -14,16 +15,15 @@ out), and the summary table the terminal prints too.
 from __future__ import annotations
 
 import html
-import statistics
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from hopbench.measure.merge import histogram_from
+from hopbench.results.cells import variant_label
 from hopbench.results.charts import breakdown_chart
 from hopbench.results.charts import close as _close
 from hopbench.results.charts import figure as _figure
-from hopbench.results.csv import cpu_ms_per_1000
 from hopbench.results.schema import (
     Percentiles,
     ProcessResult,
@@ -31,122 +31,68 @@ from hopbench.results.schema import (
     RouteResult,
     RunResult,
 )
+from hopbench.results.summary import (
+    FIND_MAX,
+    METRICS,
+    SummaryRow,
+    summary,
+    summary_cells,
+    summary_header,
+    summary_table,
+)
+
+__all__ = ["render_html", "summary", "summary_table", "write_report"]
 
 SPECTRUM_LEVELS = [1 - 10 ** (-x / 20) for x in range(0, 81)]  # 0 % .. 99.99 %
-
-
-def variant(run: RunResult) -> str:
-    """What a suite varied: the cell's first word (mode or assignment), else the mode."""
-    return run.cell.split()[0] if run.cell else run.mode
-
-
-@dataclass
-class SummaryRow:
-    variant: str
-    load: str
-    runs: list[RunResult] = field(default_factory=list)
-    max_sustainable: float | None = None
-    ranks: dict[str, int] = field(default_factory=dict)
-
-    def values(self, metric: str) -> list[float]:
-        get = METRICS[metric]
-        return [get(r) for r in self.runs]
-
-    def median(self, metric: str) -> float:
-        return statistics.median(self.values(metric))
-
-    def spread(self, metric: str) -> tuple[float, float]:
-        values = self.values(metric)
-        return min(values), max(values)
-
-
-METRICS = {
-    "p50 ms": lambda r: r.latency_us.p50 / 1000,
-    "p99 ms": lambda r: r.latency_us.p99 / 1000,
-    "done/s": lambda r: r.completion_rate,
-    "CPU ms/1000": cpu_ms_per_1000,
-}
-LOWER_IS_BETTER = {"p50 ms", "p99 ms", "CPU ms/1000"}
-
-
-def summary(results: Results) -> list[SummaryRow]:
-    rows: dict[tuple[str, str], SummaryRow] = {}
-    for run in results.runs:
-        key = (variant(run), run.load_label)
-        rows.setdefault(key, SummaryRow(*key)).runs.append(run)
-    for knee in results.max_sustainable:
-        name = str(knee.get("cell") or knee["mode"]).split()[0]
-        for row in rows.values():
-            if row.variant == name:
-                row.max_sustainable = knee["max_sustainable_rate"]
-    by_load: dict[str, list[SummaryRow]] = defaultdict(list)
-    for row in rows.values():
-        by_load[row.load].append(row)
-    for group in by_load.values():
-        for metric in METRICS:
-            ordered = sorted(
-                group, key=lambda r: r.median(metric), reverse=metric not in LOWER_IS_BETTER
-            )
-            for rank, row in enumerate(ordered, start=1):
-                row.ranks[metric] = rank
-    return list(rows.values())
-
-
-def _cell(row: SummaryRow, metric: str) -> str:
-    median = row.median(metric)
-    text = f"{median:.2f}" if median < 100 else f"{median:,.0f}"
-    if len(row.runs) > 1:
-        low, high = row.spread(metric)
-        text += f" [{low:.2f}-{high:.2f}]" if high < 100 else f" [{low:,.0f}-{high:,.0f}]"
-    return f"{text} #{row.ranks[metric]}"
-
-
-SUMMARY_HEADER = ["variant", "load", "runs", *METRICS, "max sustainable"]
-
-
-def summary_cells(row: SummaryRow) -> list[str]:
-    knee = f"{row.max_sustainable:g}/s" if row.max_sustainable else "-"
-    return [row.variant, row.load, str(len(row.runs)), *(_cell(row, m) for m in METRICS), knee]
-
-
-def summary_table(rows: list[SummaryRow]) -> str:
-    """The same summary as the report's, for the terminal."""
-    table = [SUMMARY_HEADER, *(summary_cells(r) for r in rows)]
-    widths = [max(len(line[i]) for line in table) for i in range(len(SUMMARY_HEADER))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in table]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    note = "median [min-max] over repeats, #rank among variants at the same load"
-    return "summary: " + note + "\n" + "\n".join(lines)
 
 
 # --- charts -------------------------------------------------------------------------
 
 
+def _log_y(axes: Any) -> None:
+    """A log axis, when there is something to draw (a page of failed runs has not)."""
+    if axes.get_legend_handles_labels()[0]:
+        axes.set_yscale("log")
+
+
+def _legend(axes: Any, ncol: int = 1) -> None:
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(fontsize="small", ncol=ncol)
+
+
 def spectrum_chart(rows: list[SummaryRow]) -> str:
     figure, axes = _figure("Latency by percentile (HdrHistogram style)")
+    drawn: set[str] = set()
     for row in rows:
-        run = max(row.runs, key=lambda r: r.latency_us.count)
-        if not run.latency_us.count:
+        if not row.runs or row.failure:
             continue
+        run = max(row.runs, key=lambda r: r.latency_us.count)
+        if not run.latency_us.count or run.run_id in drawn:
+            continue
+        drawn.add(run.run_id)  # one line per cell: the histogram is the run's, every route
         hist = histogram_from(run.histograms["latency"])
         xs = [1 / (1 - level) for level in SPECTRUM_LEVELS]
         ys = [hist.get_value_at_percentile(level * 100) / 1000 for level in SPECTRUM_LEVELS]
         axes.plot(xs, ys, label=f"{row.variant} @ {row.load}")
     axes.set_xscale("log")
-    axes.set_yscale("log")
+    _log_y(axes)
     ticks = [1, 2, 10, 100, 1000, 10000]
     axes.set_xticks(ticks, ["0%", "50%", "90%", "99%", "99.9%", "99.99%"])
     axes.set_xlabel("percentile")
     axes.set_ylabel("latency, ms (from intended send)")
-    axes.legend(fontsize="small")
+    _legend(axes)
     return _close(figure)
 
 
 def throughput_chart(rows: list[SummaryRow]) -> str:
     figure, axes = _figure("Latency against achieved throughput")
+    # a line joins the loads of one variant, route and every other dimension: never
+    # two payloads or replica counts, never a failed run
     by_variant: dict[str, list[RunResult]] = defaultdict(list)
     for row in rows:
-        by_variant[row.variant].extend(row.runs)
+        if row.load != FIND_MAX and not row.failure:
+            other = "".join(f", {v}" for v in row.shown.values())
+            by_variant[f"{row.variant}, {row.measures}{other}"].extend(row.runs)
     for name, runs in by_variant.items():
         runs = sorted(runs, key=lambda r: r.completion_rate)
         rates = [r.completion_rate for r in runs]
@@ -163,7 +109,8 @@ def throughput_chart(rows: list[SummaryRow]) -> str:
             label=f"{name} p50",
         )
         knee = next(
-            (r.max_sustainable for r in rows if r.variant == name and r.max_sustainable), None
+            (r.max_sustainable for r in rows if name.startswith(r.variant) and r.max_sustainable),
+            None,
         )
         if knee:
             axes.axvline(knee, color=color, linestyle="--", alpha=0.7)
@@ -175,26 +122,28 @@ def throughput_chart(rows: list[SummaryRow]) -> str:
                 va="top",
                 ha="right",
             )
-    axes.set_yscale("log")
+    _log_y(axes)
     axes.set_xlabel("completed messages/s inside the measured window")
     axes.set_ylabel("latency, ms")
-    axes.legend(fontsize="small", ncol=2)
+    _legend(axes, ncol=2)
     return _close(figure)
 
 
 def timeline_chart(runs: list[RunResult]) -> str:
     figure, axes = _figure("p99 latency per second")
     for run in runs:
+        if run.probe:
+            continue  # evidence of the knee, listed with the runs
         points = [p for p in run.timeline if p.t_s >= 0 and p.p99_us > 0]
         axes.plot(
             [p.t_s for p in points],
             [p.p99_us / 1000 for p in points],
-            label=f"{variant(run)} @ {run.load_label}",
+            label=f"{variant_label(run)} @ {run.load_label}",
         )
-    axes.set_yscale("log")
+    _log_y(axes)
     axes.set_xlabel("second of the measured window")
     axes.set_ylabel("p99, ms")
-    axes.legend(fontsize="small")
+    _legend(axes)
     return _close(figure)
 
 
@@ -206,7 +155,7 @@ table{border-collapse:collapse;margin:1em 0;font-size:14px}
 td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}
 td:first-child,th:first-child{text-align:left}
 .chart{margin:1.5em 0} details{margin:.5em 0} code{font-size:12px}
-.rank1{background:#e6f4e6;font-weight:600}
+.rank1{background:#e6f4e6;font-weight:600} .failed{color:#a00;font-weight:600}
 """
 
 
@@ -225,14 +174,24 @@ def _table(header: list[str], rows: list[list[str]], classes: list[list[str]] | 
 
 def render_html(results: Results, title: str) -> str:
     rows = summary(results)
-    header = SUMMARY_HEADER
+    header = summary_header(rows)
     table_rows = [summary_cells(r) for r in rows]
+    first_metric = header.index(METRICS[0])
     classes = [
-        ["", "", "", *("rank1" if r.ranks[m] == 1 else "" for m in METRICS), ""] for r in rows
+        [""] * first_metric
+        + ["failed" if r.failure else "rank1" if r.ranks.get(m) == 1 else "" for m in METRICS]
+        + [""]
+        for r in rows
     ]
+    failures = "".join(
+        f"<li>{html.escape(f'{r.variant}, {r.measures} @ {r.load}: {r.failure}')}</li>"
+        for r in rows
+        if r.failure
+    )
     runs_table = _table(
         [
             "cell",
+            "status",
             "run",
             "sent",
             "done",
@@ -246,7 +205,8 @@ def render_html(results: Results, title: str) -> str:
         ],
         [
             [
-                r.cell or r.mode,
+                r.cell or variant_label(r),
+                ("probe " if r.probe else "") + r.status,
                 r.run_id,
                 str(r.sent),
                 str(r.completed),
@@ -267,10 +227,13 @@ def render_html(results: Results, title: str) -> str:
         f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>",
         "<p>Latency is completion − <em>intended</em> send time (coordinated-omission-"
         "correct), merged from HdrHistograms of every process. A route ending in "
-        "(reply) is a round trip; any other is one way. #1 marks the best variant at a "
-        "load; [min–max] is the spread over repeats.</p>",
+        "(reply) is a round trip; any other is one way. #1 marks the best row among "
+        "those that measure the same thing (same route, load and every other dimension); "
+        "a failed run is never ranked. [min–max] is the spread over repeats; n/m: not "
+        "measured.</p>",
         "<h2>Summary</h2>",
         _table(header, table_rows, classes),
+        f"<p>Failed:</p><ul class='failed'>{failures}</ul>" if failures else "",
         "<h2>Latency by percentile</h2>",
         f"<div class='chart'>{spectrum_chart(rows)}</div>",
         "<h2>Latency against throughput</h2>",
@@ -294,7 +257,7 @@ def breakdown_section(runs: list[RunResult]) -> str:
     for run in runs:
         for route in run.routes:
             if route.breakdown is not None:
-                by_route[route.route].append((f"{variant(run)} @ {run.load_label}", route))
+                by_route[route.route].append((f"{variant_label(run)} @ {run.load_label}", route))
     if not by_route:
         return ""
     parts = [
@@ -359,6 +322,7 @@ def _config(run: RunResult) -> str:
         "versions": str(run.environment.get("packages", {})),
         "processes": "; ".join(_process(p) for p in run.processes),
         "started": run.started_at,
+        "status": run.status + (f": {run.failure}" if run.failure else ""),
         "notes": "; ".join(run.notes) or "-",
     }
     body = "".join(
@@ -377,7 +341,10 @@ def _process(p: ProcessResult) -> str:
     if p.clock and not p.clock.get("same_host"):
         offset, error = p.clock["applied_offset_us"], p.clock["uncertainty_us"]
         where += f", clock offset {offset:+,.0f} ± {error:,.0f} µs"
-    return f"{p.name}{where}: {p.cpu_s:g} CPU-s, {p.peak_rss_mb:g} MB"
+    cpu = "CPU not measured" if p.cpu_s is None else f"{p.cpu_s:g} CPU-s in the window"
+    died = f", died: {p.died}" if p.died else ""
+    error = f", {p.errors} error(s), the first: {p.first_error}" if p.first_error else ""
+    return f"{p.name}{where}: {cpu}, {p.peak_rss_mb:g} MB{error}{died}"
 
 
 def write_report(results: Results, path: Path, title: str) -> None:

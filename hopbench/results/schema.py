@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hopbench.config.runspec import LoadSpec
 from hopbench.errors import ConfigError
 
-SCHEMA = "hopbench.results/1"
+SCHEMA = "hopbench.results/2"
 # Beyond these, the generator and not the system was the limit (docs/measurement.md).
 SEND_LAG_P99_LIMIT_US = 1000
 ACHIEVED_RATE_FLOOR = 0.99
@@ -93,6 +93,7 @@ class TimePoint(BaseModel):
 
 class RouteResult(BaseModel):
     route: str  # the services a message passed to reach its recorder
+    measures: str = ""  # "round trip", or "one-way to <the service that recorded it>"
     recorded_by: list[str]
     expected: int
     completed: int
@@ -106,11 +107,17 @@ class RouteResult(BaseModel):
 
 
 class ProcessResult(BaseModel):
-    name: str  # "gateway/0", "loadgen/0", "kafka-broker"
+    name: str  # "gateway/0", "loadgen/0", "kafka-broker", "rabbitmq-server"
     handled: int = 0
     errors: int = 0
+    # the first of its errors in words, and when (s from the measured window's start)
+    first_error: str | None = None
+    first_error_s: float | None = None
+    died: str | None = None  # why it ended before its report, if it did
     late_replies: int = 0  # replies that arrived after their caller gave up
-    cpu_s: float = 0.0  # CPU seconds (user + system) from ready to the end of the run
+    # CPU seconds (user + system) inside the measured window; None: not measured
+    cpu_s: float | None = None
+    cpu_run_s: float | None = None  # from ready to the end of the run (warm-up, grace too)
     peak_rss_mb: float = 0.0  # an agent's is its peak over every run it has served
     host: str = "local"  # "local" (a child of the orchestrator) or the agent's address
     # this process's clock against the orchestrator's (hopbench.control.child.ClockReading)
@@ -133,7 +140,14 @@ class RunResult(BaseModel):
     topology: str
     source: str
     mode: str  # the edges' mode, or "mixed"
+    variant: str = ""  # what was compared: a suite's variant, else the edges' modes
     edges: list[EdgeResult]
+    replicas: dict[str, int] = {}  # service -> replicas
+    status: Literal["ok", "failed"] = "ok"
+    failure: str | None = None  # a failed run's first cause, in words
+    probe: bool = False  # a --find-max probe: evidence of the knee, not a variant
+    slo_p99_ms: float | None = None  # the SLO the run was judged against, if any
+    slo_met: bool | None = None
     started_at: str  # wall clock, ISO 8601 UTC
     target_rate: float
     achieved_rate: float
@@ -169,10 +183,17 @@ class RunResult(BaseModel):
     settings: dict[str, Any]
     environment: dict[str, Any]
     notes: list[str]
+    # CPU of every process that carries the messages inside the measured window, per
+    # 1,000 messages completed in it; None when a process's CPU was not measured
+    cpu_ms_per_1000: float | None = None
 
     @property
     def load_label(self) -> str:
         return LoadSpec.model_validate(self.load).label
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
 
 
 class Results(BaseModel):
@@ -191,16 +212,24 @@ class Results(BaseModel):
 
     @classmethod
     def read(cls, path: Path) -> Results:
-        """A results file written by this version (for compare --resume)."""
+        """A results file written by this version (compare --resume, report)."""
         try:
             data = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
-            raise ConfigError(f"{path}: cannot read earlier results: {exc}") from exc
-        if data.get("schema") != SCHEMA:
+            raise ConfigError(f"{path}: cannot read results: {exc}") from exc
+        schema = data.get("schema") if isinstance(data, dict) else None
+        if schema != SCHEMA:
             raise ConfigError(
-                f"{path}: schema {data.get('schema')!r}, not {SCHEMA}: use another --out"
+                f"{path}: results of schema {schema!r}; this hopbench reads {SCHEMA} only "
+                "(docs/results.md says what changed). Run the command again with another "
+                "--out to measure afresh"
             )
-        return cls.model_validate({k: v for k, v in data.items() if k != "schema"})
+        try:
+            return cls.model_validate({k: v for k, v in data.items() if k != "schema"})
+        except ValidationError as exc:
+            err = exc.errors(include_url=False)[0]
+            where = ".".join(map(str, err["loc"]))
+            raise ConfigError(f"{path}: {where}: {err['msg']}; not a results file") from None
 
     def write(self, path: Path) -> None:
         tmp = path.with_suffix(".tmp")

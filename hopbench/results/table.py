@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from hopbench.results.cells import variant_label
 from hopbench.results.schema import HopShare, RunResult
 
 COLUMNS = (
@@ -34,8 +35,8 @@ def _ms(us: float) -> str:
 
 
 def _mode(run: RunResult) -> str:
-    """The mode, or for a mixed run in a suite the variant that named it."""
-    return run.cell.split()[0] if run.mode == "mixed" and run.cell else run.mode
+    """The variant (the mode, or a suite's name for it) and the broker behind it."""
+    return variant_label(run) + (" (probe)" if run.probe else "")
 
 
 def _pattern(run: RunResult) -> str:
@@ -93,6 +94,10 @@ def render(runs: Sequence[RunResult]) -> str:
         ]
         lines += ["", "per route (a message completes once on each):"]
         lines.append(_grid(["run", "route", "done", "lost", "p50 ms", "p99 ms"], rows))
+    failed = [r for r in runs if r.failed]
+    if failed:
+        lines += ["", "FAILED (never ranked):"]
+        lines += [f"  {r.topology} {_mode(r)} {r.load_label}: {r.failure}" for r in failed]
     footer = [
         "latency = completion - intended send (coordinated-omission-correct); "
         "svc = completion - actual send.",

@@ -4,6 +4,7 @@ here or reached as agents, with the clock readings taken at the start and the en
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,7 @@ from hopbench.config.deployment import Placement, addresses, host_of
 from hopbench.config.runspec import RunSpec
 from hopbench.config.topology import LOADGEN
 from hopbench.control.child import Child, ClockReading
-from hopbench.errors import RunError
+from hopbench.errors import HopbenchError, RunError
 from hopbench.protocol.messages import Configure, LateAfter, Progress, ProgressReply
 from hopbench.run.provision import Agent
 
@@ -122,9 +123,15 @@ class ChildRecording:
 
     def __init__(self, child: Child) -> None:
         self.child = child
+        self.last = 0
 
     async def completed(self) -> int:
-        return (await self.child.ask(Progress(), ProgressReply, 10)).completed
+        """Its completions so far; once it has died, what it last said (its recorder is
+        gone: the result counts those messages as lost, and the process as died)."""
+        if self.child.alive:
+            with contextlib.suppress(HopbenchError):
+                self.last = (await self.child.ask(Progress(), ProgressReply, 10)).completed
+        return self.last
 
     def late_after(self, t_ns: int) -> None:
         self.child.send(LateAfter(t_ns=t_ns))

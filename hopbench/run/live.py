@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
+from typing import Any
 
 from hopbench.control.child import Child
 from hopbench.errors import HopbenchError
@@ -39,7 +40,7 @@ async def live(recording: list[Child], window: Window, show: Callable[[int, str]
         k += 1
 
 
-async def cancel(task: asyncio.Task[None]) -> None:
+async def cancel(task: asyncio.Task[Any]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task

@@ -18,18 +18,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from hopbench.config.deployment import Deployment, check_reachable
 from hopbench.config.faults import Pause
 from hopbench.config.runspec import LoadSpec, RunSpec, Settings
 from hopbench.config.topology import LOADGEN, Topology
 from hopbench.control.child import Child
-from hopbench.measure.usage import machine
+from hopbench.errors import RunError
+from hopbench.measure.usage import Usage, machine
 from hopbench.protocol.messages import Ready, ServiceReport, Start, Stop, WorkerReport
-from hopbench.results.build import process_result
+from hopbench.results.build import Costs, process_result
 from hopbench.results.schema import RunResult
 from hopbench.run import phases
+from hopbench.run.costs import WindowUsage, watch_window
 from hopbench.run.faults import start_pauses
 from hopbench.run.fleet import ChildRecording, Fleet
 from hopbench.run.live import cancel, live
@@ -37,6 +39,7 @@ from hopbench.run.phases import Brokers, Outcome, Window
 from hopbench.run.provision import allocate_endpoints
 
 READY_TIMEOUT_S = 60.0
+R = TypeVar("R", ServiceReport, WorkerReport)
 PACKAGES = (
     "hopbench",
     "aiokafka",
@@ -78,6 +81,7 @@ class Run:
     stack: contextlib.AsyncExitStack
     fleet: Fleet = field(default_factory=Fleet)
     notes: list[str] = field(default_factory=list)
+    died: dict[str, str] = field(default_factory=dict)  # process -> why it ended early
 
     @property
     def topology(self) -> Topology:
@@ -112,21 +116,27 @@ async def run_topology(request: RunRequest) -> RunResult:
         await run.fleet.read_clocks([c for c in run.fleet.children if not c.remote])
         broker_ready = brokers.usage()
         window = start_load(run)
-        worker_reports = await await_load(run, window)
-        sent = sum(r.sends.sent for r in worker_reports)
-        await phases.drain(topology, _recording(run), sent, request.grace_s, run.notes)
-        await run.fleet.read_clocks(run.fleet.services)
-        service_reports = await asyncio.gather(
-            *(c.finish(ServiceReport, 30.0) for c in run.fleet.services)
+        costs = asyncio.create_task(
+            watch_window(run.fleet.children, brokers, window, request.load.duration_s)
         )
+        run.stack.push_async_callback(cancel, costs)
+        worker_reports = await await_load(run, window)
+        delivered = sum(r.sends.delivered for r in worker_reports.values())
+        await phases.drain(topology, _recording(run), delivered, request.grace_s)
+        await run.fleet.read_clocks([c for c in run.fleet.services if c.alive])
+        services = run.fleet.services
+        found = await asyncio.gather(
+            *(c.finish(ServiceReport, 30.0) for c in services), return_exceptions=True
+        )
+        service_reports = survivors(run, services, found)
         broker_end = brokers.usage()
-    outcomes = collect(run, ready, [*service_reports, *worker_reports])
-    if broker_end is not None:
-        outcomes.append(Outcome(process_result("kafka-broker", broker_ready, broker_end)))
+        in_window = await costs
+    outcomes = collect(run, window, ready, {**service_reports, **worker_reports}, in_window)
+    outcomes += broker_outcomes(brokers, [broker_ready, in_window.start, in_window.end, broker_end])
     return phases.result(
         spec,
         started_at=started_at,
-        worker_reports=[r.sends for r in worker_reports],
+        worker_reports=[r.sends for r in worker_reports.values()],
         outcomes=outcomes,
         brokers=brokers.described,
         environment=environment(),
@@ -206,7 +216,7 @@ def start_load(run: Run) -> Window:
     return window
 
 
-async def await_load(run: Run, window: Window) -> list[WorkerReport]:
+async def await_load(run: Run, window: Window) -> dict[str, WorkerReport]:
     """The load workers' reports, with the live line shown meanwhile; then let them go."""
     fleet = run.fleet
     recording = [*fleet.workers, *_recorders(run)]
@@ -214,12 +224,33 @@ async def await_load(run: Run, window: Window) -> list[WorkerReport]:
     run.stack.push_async_callback(cancel, progress)
     load, timeout_s = run.load, run.request.settings.request_timeout_s
     limit_s = load.warmup_s + load.duration_s + timeout_s + 60
-    reports = await asyncio.gather(*(c.expect(WorkerReport, limit_s) for c in fleet.workers))
+    found = await asyncio.gather(
+        *(c.expect(WorkerReport, limit_s) for c in fleet.workers), return_exceptions=True
+    )
+    reports = survivors(run, fleet.workers, found)
+    if not reports:  # nothing was measured: the run cannot be judged, only reported
+        raise next(e for e in found if isinstance(e, BaseException))
     await cancel(progress)
-    await fleet.read_clocks(fleet.workers)
+    await fleet.read_clocks([c for c in fleet.workers if c.alive])
     for child in fleet.workers:
         child.send(Stop())
-    return list(reports)
+    return reports
+
+
+def survivors(run: Run, children: list[Child], found: list[R | BaseException]) -> dict[str, R]:
+    """The reports of the children that gave one; each that died instead is kept in
+    ``run.died`` with why (its process row says so and the run is failed)."""
+    reports: dict[str, R] = {}
+    for child, got in zip(children, found, strict=True):
+        if isinstance(got, RunError):
+            why = str(got).splitlines()[0].removeprefix(child.name).strip()
+            run.died[child.name] = why
+            run.say(f"{child.name} died: {why}")
+        elif isinstance(got, BaseException):
+            raise got
+        else:
+            reports[child.name] = got
+    return reports
 
 
 def _recorders(run: Run) -> list[Child]:
@@ -233,25 +264,49 @@ def _recording(run: Run) -> list[ChildRecording]:
 
 
 def collect(
-    run: Run, ready: list[Ready], reports: list[ServiceReport | WorkerReport]
+    run: Run,
+    window: Window,
+    ready: list[Ready],
+    reports: dict[str, ServiceReport | WorkerReport],
+    in_window: WindowUsage,
 ) -> list[Outcome]:
-    """Every process's row and recorder, from its usage at ready and its report."""
+    """Every process's row and recorder: its usage at ready, in the measured window
+    and at its report, its counts and its first error; or that it died."""
     fleet = run.fleet
-    return [
-        Outcome(
-            process_result(
-                c.name,
-                up.usage,
-                r.usage,
-                host=c.address or "local",
-                clock=fleet.clock_of(c.name),
-                machine=c.hello.machine if c.hello else None,
-                **r.counts(),
-            ),
-            r.recorder,
+    outcomes = []
+    for c, up in zip(fleet.children, ready, strict=True):
+        r = reports.get(c.name)
+        if r is None:
+            costs = Costs(up.usage, in_window.start.get(c.name), in_window.end.get(c.name))
+            row = process_result(c.name, costs, host=c.address or "local")
+            outcomes.append(Outcome(row.model_copy(update={"died": run.died.get(c.name)})))
+            continue
+        first = r.first_error
+        costs = Costs(up.usage, in_window.start.get(c.name), in_window.end.get(c.name), r.usage)
+        row = process_result(
+            c.name,
+            costs,
+            host=c.address or "local",
+            clock=fleet.clock_of(c.name),
+            machine=c.hello.machine if c.hello else None,
+            first_error=first.message if first else None,
+            first_error_s=round((first.t_ns - window.origin_ns) / 1e9, 3) if first else None,
+            **r.counts(),
         )
-        for c, up, r in zip(fleet.children, ready, reports, strict=True)
-    ]
+        outcomes.append(Outcome(row, r.recorder))
+    return outcomes
+
+
+def broker_outcomes(brokers: Brokers, moments: list[dict[str, Usage | None]]) -> list[Outcome]:
+    """A row for each broker's server process; not measured (None) where it is not ours
+    to read (another host), never zero."""
+    outcomes = []
+    for name, server in brokers.servers.items():
+        mode = next(m for m, process in phases.BROKER_PROCESS.items() if process == name)
+        where = "local" if server.pid else brokers.described[mode].get("where", "elsewhere")
+        costs = Costs(*(moment.get(name) for moment in moments))
+        outcomes.append(Outcome(process_result(name, costs, host=where)))
+    return outcomes
 
 
 def environment() -> dict[str, Any]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hopbench.brokers.kafka import KafkaCluster
+from hopbench.brokers.procs import ServerProcess, server_process
 from hopbench.brokers.rabbitmq import RabbitMqBroker
 from hopbench.brokers.tansu import TansuBroker
 from hopbench.config.deployment import Deployment
@@ -44,6 +45,10 @@ class KafkaAdmin(Protocol):
     def describe(self) -> dict[str, Any]: ...
 
 
+# A broker's row among the run's processes, by the mode it carries.
+BROKER_PROCESS = {"kafka": "kafka-broker", "rabbitmq": "rabbitmq-server"}
+
+
 @dataclass
 class Brokers:
     """The brokers a run uses: Kafka (embedded Tansu or a cluster by address) and RabbitMQ."""
@@ -51,6 +56,8 @@ class Brokers:
     kafka: KafkaAdmin | None = None
     rabbit: RabbitMqBroker | None = None
     described: dict[str, Any] = field(default_factory=dict)  # for the results
+    # the OS process of each broker, by its row's name: its CPU is the run's too
+    servers: dict[str, ServerProcess] = field(default_factory=dict)
 
     @property
     def tansu(self) -> TansuBroker | None:
@@ -65,10 +72,28 @@ class Brokers:
     def rabbitmq_url(self) -> str | None:
         return self.rabbit.url if self.rabbit is not None else None
 
-    def usage(self) -> Usage | None:
-        """The embedded broker's CPU and memory so far (None: not a process of ours)."""
+    def find_servers(self) -> None:
+        """Which OS process serves each broker: the embedded one is ours; any other is
+        the process listening on the broker's port, if it is on this host."""
         tansu = self.tansu
-        return proc_usage(tansu.pid) if tansu is not None and tansu.pid else None
+        if tansu is not None:
+            self.servers[BROKER_PROCESS["kafka"]] = ServerProcess(tansu.pid, "tansu")
+        elif isinstance(self.kafka, KafkaCluster):
+            self.servers[BROKER_PROCESS["kafka"]] = server_process(*self.kafka.address)
+        if self.rabbit is not None:
+            self.servers[BROKER_PROCESS["rabbitmq"]] = server_process(*self.rabbit.address)
+        for name, server in self.servers.items():
+            mode = "kafka" if name == BROKER_PROCESS["kafka"] else "rabbitmq"
+            self.described[mode]["process"] = server.name or None
+            if server.pid is None:
+                self.described[mode]["cpu"] = f"not measured: {server.why}"
+
+    def usage(self) -> dict[str, Usage | None]:
+        """Each broker process's CPU and memory so far (None: not measured)."""
+        return {
+            name: proc_usage(server.pid) if server.pid else None
+            for name, server in self.servers.items()
+        }
 
     def addresses(self) -> dict[str, str]:
         """Each broker's address by the flag that sets it (to check agents can reach it)."""
@@ -107,6 +132,7 @@ async def start_brokers(
         await rabbit.connect()
         brokers.rabbit = rabbit
         brokers.described["rabbitmq"] = rabbit.describe()
+    brokers.find_servers()
     return brokers
 
 
@@ -166,33 +192,30 @@ class Recording(Protocol):
 async def drain(
     topology: Topology,
     recording: Sequence[Recording],
-    sent: int,
+    delivered: int,
     grace_s: float,
-    notes: list[str],
     poll_s: float = 0.05,
-) -> None:
-    """Wait until the sinks hold every expected completion, or the grace period ends.
+) -> bool:
+    """Wait until the sinks hold a completion of every message whose send did not
+    fail (``delivered``, warm-up included), or the grace period ends; True if they do.
 
     Completions within the grace period are on time; within a second grace period
-    they still count, as `late`; after that the rest is lost."""
+    they still count, as `late`; after that the rest is lost (the result counts them
+    exactly, from the recorders' bitmaps, and says so in a note)."""
     sinks = {r for r in topology.expected_routes() if r}
     if not sinks:
-        return
-    expected = sent * len(sinks)
+        return True
+    expected = delivered * len(sinks)
     grace_ends = time.monotonic() + grace_s
     late_ends = grace_ends + grace_s
     late = False
     while True:
         counts = await asyncio.gather(*(r.completed() for r in recording))
         if sum(counts) >= expected:
-            return
+            return True
         now = time.monotonic()
         if now > late_ends:
-            notes.append(
-                f"sinks were still short of {expected} completions {2 * grace_s:g} s after "
-                "the last send; the missing ones count as lost"
-            )
-            return
+            return False
         if now > grace_ends and not late:
             late = True
             for process in recording:

@@ -14,6 +14,7 @@ from hopbench.config.topology import Topology
 from hopbench.errors import HopbenchError, RunError
 from hopbench.results.csv import write_csv
 from hopbench.results.schema import Results, RunResult
+from hopbench.results.status import judge
 from hopbench.run.sweep import Knee, Probe, find_max, summarize_cells
 
 
@@ -62,10 +63,19 @@ class Session:
             print(file=sys.stderr)
             self._live_line = False
 
-    async def run_one(self, topology: Topology, load: LoadSpec, cell: str = "") -> RunResult | None:
+    async def run_one(
+        self,
+        topology: Topology,
+        load: LoadSpec,
+        cell: str = "",
+        variant: str = "",
+        probe: bool = False,
+    ) -> RunResult | None:
+        """One run, kept and written out; None when it could not run at all."""
         from hopbench.run.orchestrator import RunRequest, run_topology
 
-        what = f"{topology.name} over {topology.mode_label}"
+        patterns = "+".join(dict.fromkeys(e.pattern for e in topology.edges))
+        what = f"{topology.name} over {topology.mode_label} ({patterns})"
         print(f"== {what} at {load.label}", file=sys.stderr, flush=True)
         request = RunRequest(
             topology=topology,
@@ -86,13 +96,18 @@ class Session:
             self.failures.append(f"{what}: {exc}")
             self.say(f"failed: {exc}")
             return None
-        run.cell = cell
+        run.cell, run.probe = cell, probe
+        run.variant = variant or run.variant
+        run.notes += topology.notes
+        judge(run, self.options.slo_p99_ms)
         self.results.runs.append(run)
         if self.options.summarize_repeats:
             self.results.cells = summarize_cells(self.results.runs)
         self.write()
         for note in run.notes:
             self.say(f"note: {note}")
+        if run.failed:
+            self.say(f"{'probe ' if probe else ''}FAILED: {run.failure}")
         return run
 
     async def release(self) -> None:
@@ -106,9 +121,12 @@ class Session:
         self.results.write(self.path)
         write_csv(self.results.runs, self.options.out_dir / "results.csv")
 
-    async def search(self, topology: Topology, load: LoadSpec, cell: str = "") -> None:
+    async def search(
+        self, topology: Topology, load: LoadSpec, cell: str = "", variant: str = ""
+    ) -> None:
         async def run_at(rate: float) -> RunResult:
-            run = await self.run_one(topology, load.model_copy(update={"rate": rate}), cell)
+            at = load.model_copy(update={"rate": rate})
+            run = await self.run_one(topology, at, cell, variant, probe=True)
             if run is None:
                 raise RunError(f"{topology.name} over {topology.mode_label}: a probe failed")
             return run
@@ -126,12 +144,16 @@ class Session:
         except RunError as exc:
             self.failures.append(str(exc))
             return
-        knee = Knee(topology.name, topology.mode_label, self.options.slo_p99_ms, best, probes)
+        knee = Knee(
+            topology.name, topology.mode_label, self.options.slo_p99_ms, best, probes, variant
+        )
         self.results.max_sustainable.append({**knee.to_json(), "cell": cell})
         self.write()
 
     def report(self, title: str = "hopbench") -> int:
-        """The tables on the terminal, and report.html next to the results."""
+        """The tables on the terminal, and report.html next to the results. The exit
+        status: 1 when a run failed (measured as failed, or could not run at all; a
+        --find-max probe past the knee is evidence, not a failure), else 0."""
         from hopbench.results.report import summary, summary_table, write_report
         from hopbench.results.table import render, render_cells, render_knees
 
@@ -151,4 +173,8 @@ class Session:
             print(f"\nresults: {self.path}\nreport:  {report_path}")
         for failure in self.failures:
             print(f"hopbench: error: {failure}", file=sys.stderr)
-        return 1 if self.failures else 0
+        failed = [r for r in self.results.runs if r.failed and not r.probe]
+        for run in failed:
+            what = f"{run.topology} {run.cell or run.variant or run.mode} at {run.load_label}"
+            print(f"hopbench: run {run.run_id} failed ({what}): {run.failure}", file=sys.stderr)
+        return 1 if self.failures or failed else 0

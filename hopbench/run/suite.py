@@ -19,7 +19,7 @@ def done_cells(results: Results) -> set[str]:
     """Cells an earlier command finished: a run for a rate, a verdict for a search
     (a search cut short is run again; its probes stay in the results)."""
     searched = {str(k["cell"]) for k in results.max_sustainable if k.get("cell")}
-    ran = {r.cell for r in results.runs if r.cell and not r.cell.endswith("find-max")}
+    ran = {r.cell for r in results.runs if r.cell and not r.probe}
     return ran | searched
 
 
@@ -65,13 +65,15 @@ async def compare(suite: SuiteSpec, cells: list[Cell], session: Session) -> None
                 flush=True,
             )
             if cell.find_max:
-                await session.search(cell.topology, cell.load, cell.id)
+                await session.search(cell.topology, cell.load, cell.id, cell.variant)
                 continue
-            run = await session.run_one(cell.topology, cell.load, cell.id)
+            run = await session.run_one(cell.topology, cell.load, cell.id, cell.variant)
             if run is not None:
+                verdict = f", FAILED: {run.failure}" if run.failed else ""
+                slo = ", over the SLO" if run.slo_met is False and not run.failed else ""
                 print(
                     f"      {run.achieved_rate:.0f}/s sent, {run.completion_rate:.0f}/s done, "
-                    f"p99 {run.latency_us.p99 / 1000:.2f} ms, lost {run.lost}",
+                    f"p99 {run.latency_us.p99 / 1000:.2f} ms, lost {run.lost}{slo}{verdict}",
                     flush=True,
                 )
     finally:

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from hopbench.results.cells import cell_id, dimensions
 from hopbench.results.schema import RunResult
 
 KEEP_UP = 0.99
@@ -22,6 +23,8 @@ RunAt = Callable[[float], Awaitable[RunResult]]
 
 def verdict(run: RunResult, slo_p99_us: float | None) -> str | None:
     """Why this run did not keep up, or None when it did."""
+    if run.failed:
+        return f"failed: {run.failure}"
     target = run.target_rate
     if run.achieved_rate < KEEP_UP * target:
         return f"sent {run.achieved_rate:.0f}/s of {target:g}/s (the load generator fell behind)"
@@ -49,11 +52,13 @@ class Knee:
     slo_p99_ms: float | None
     max_sustainable_rate: float | None
     probes: list[Probe] = field(default_factory=list)
+    variant: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
             "topology": self.topology,
             "mode": self.mode,
+            "variant": self.variant or self.mode,
             "slo_p99_ms": self.slo_p99_ms,
             "max_sustainable_rate": self.max_sustainable_rate,
             "evidence": [p.__dict__ for p in self.probes],
@@ -132,15 +137,18 @@ METRICS: dict[str, Callable[[RunResult], float]] = {
 }
 
 
-def cell_key(run: RunResult) -> str:
-    return f"{run.topology} {run.mode} {run.load_label}"
+def cell_key(run: RunResult) -> tuple[tuple[str, str], ...]:
+    """Runs with equal keys are repeats: every dimension equal (hopbench.results.cells)."""
+    return tuple(sorted(dimensions(run).items()))
 
 
 def summarize_cells(runs: list[RunResult]) -> list[dict[str, Any]]:
-    """Median and spread (min, max) of every metric over a cell's repeats."""
-    cells: dict[str, list[RunResult]] = {}
+    """Median and spread (min, max) of every metric over a cell's repeats (a failed
+    repeat fails the cell; --find-max probes are evidence, not repeats)."""
+    cells: dict[tuple[tuple[str, str], ...], list[RunResult]] = {}
     for run in runs:
-        cells.setdefault(cell_key(run), []).append(run)
+        if not run.probe:
+            cells.setdefault(cell_key(run), []).append(run)
     out = []
     for key, members in cells.items():
         metrics = {}
@@ -151,11 +159,16 @@ def summarize_cells(runs: list[RunResult]) -> list[dict[str, Any]]:
                 "min": min(values),
                 "max": max(values),
             }
+        failed = [r for r in members if r.failed]
         out.append(
             {
-                "cell": key,
+                "cell": cell_id(members[0]),
+                "key": dict(key),
+                "status": "failed" if failed else "ok",
+                "failure": failed[0].failure if failed else None,
                 "topology": members[0].topology,
                 "mode": members[0].mode,
+                "variant": members[0].variant or members[0].mode,
                 "target_rate": members[0].target_rate,
                 "repeats": len(members),
                 "run_ids": [r.run_id for r in members],

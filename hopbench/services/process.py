@@ -50,13 +50,18 @@ async def serve(channel: ChildChannel, context: TransportContext) -> None:
                     recorder.late_after_ns = t_ns
                 case Progress(second=second):
                     live = None if second is None else recorder.series.snapshot(second)
-                    channel.emit(ProgressReply(completed=recorder.completed_count(), live=live))
+                    channel.emit(
+                        ProgressReply(
+                            completed=recorder.completed_count(), live=live, usage=usage()
+                        )
+                    )
     finally:
         await runtime.close()
     channel.emit(
         ServiceReport(
             handled=runtime.handled,
             errors=runtime.errors,
+            first_error=runtime.first_error,
             late_replies=runtime.late_replies,
             recorder=recorder.to_json(),
             usage=usage(),  # last: the report's own cost counts

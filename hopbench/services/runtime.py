@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 from hopbench import clock
 from hopbench.config.topology import Edge, Topology
-from hopbench.errors import TransportError
+from hopbench.errors import FirstError, TransportError
 from hopbench.measure.recorder import Recorder
 from hopbench.proto.hopbench_pb2 import Envelope
 from hopbench.services.work import do_work
@@ -39,7 +39,8 @@ class ServiceRuntime:
         self.run_id = run_id
         self.transports = transports
         self.recorder = Recorder(topology.callers, request_reply=topology.request_reply)
-        self.errors = 0
+        self._errors = 0
+        self._first_error: FirstError | None = None
         self.handled = 0
         self.in_edges = topology.in_edges(service)
         out_edges = topology.out_edges(service)
@@ -82,6 +83,26 @@ class ServiceRuntime:
     def late_replies(self) -> int:
         return sum(t.late_replies for t in self._distinct_transports())
 
+    @property
+    def errors(self) -> int:
+        """Messages this replica failed to handle, and replies its transports could not send."""
+        return self._errors + sum(t.errors for t in self._distinct_transports())
+
+    @property
+    def first_error(self) -> FirstError | None:
+        """The earliest error of this replica or its transports: the likeliest cause."""
+        seen = [self._first_error, *(t.first_error for t in self._distinct_transports())]
+        return min((e for e in seen if e is not None), key=lambda e: e.t_ns, default=None)
+
+    def _failed(self, edge: Edge, exc: TransportError) -> None:
+        """Count an error; log the first in words (the process log then says why)."""
+        self._errors += 1
+        if self._first_error is None:
+            self._first_error = FirstError(str(exc), clock.now_ns())
+            log.warning("%s: %s (the first error here; later ones are counted)", edge.name, exc)
+        else:
+            log.debug("%s: %s", edge.name, exc)
+
     def _distinct_transports(self) -> list[Transport]:
         return list(dict.fromkeys(self.transports.values()))
 
@@ -98,10 +119,9 @@ class ServiceRuntime:
             async with self._handlers:
                 return await self._handle(edge, env, arrived_ns)
         except TransportError as exc:
-            self.errors += 1
+            self._failed(edge, exc)
             if edge.is_sync:
                 raise
-            log.warning("%s: %s", edge.name, exc)
             return None
         finally:
             self._in_flight -= 1

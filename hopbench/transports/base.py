@@ -15,15 +15,19 @@ the load worker (one recorder for every mode).
 from __future__ import annotations
 
 import abc
+import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, ClassVar
 
+from hopbench import clock
 from hopbench.config.settings import Settings
 from hopbench.config.topology import Edge
-from hopbench.errors import TransportError
+from hopbench.errors import FirstError, TransportError
 from hopbench.proto.hopbench_pb2 import Envelope
 from hopbench.transports.context import TransportContext
 from hopbench.transports.replies import PendingReplies
+
+log = logging.getLogger(__name__)
 
 # (in-edge, message, arrived_ns) -> the reply for a request-reply edge, else None
 Handler = Callable[[Edge, Envelope, int], Coroutine[Any, Any, Envelope | None]]
@@ -38,6 +42,16 @@ class Transport(abc.ABC):
         self.handlers: dict[int, tuple[Edge, Handler]] = {}
         # broker request-reply: calls awaiting a reply (set by the modes that have one)
         self.replies: PendingReplies | None = None
+        # failures no handler saw (a reply that could not be sent back), and the first
+        self.errors = 0
+        self.first_error: FirstError | None = None
+
+    def failed(self, message: str) -> None:
+        """Count a failure outside any handler; log the first (the rest only count)."""
+        self.errors += 1
+        if self.first_error is None:
+            self.first_error = FirstError(message, clock.now_ns())
+            log.warning("%s (the first error of this transport; later ones are counted)", message)
 
     @property
     def late_replies(self) -> int:

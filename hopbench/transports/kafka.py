@@ -184,6 +184,12 @@ class KafkaTransport(Transport):
     ) -> None:
         try:
             reply = await handler(edge, env, arrived_ns)
+        except TransportError:
+            reply = None  # the runtime counted and logged it; the caller times out
+        except Exception:  # a bug in a handler: never kill the poller
+            log.exception("%s: handler failed", edge.name)
+            reply = None
+        try:
             if edge.is_sync and reply is not None:
                 meta = dict(headers or ())
                 producer = await self._producer_for(self.settings)
@@ -193,8 +199,8 @@ class KafkaTransport(Transport):
                     headers=[(CORRELATION, meta[CORRELATION])],
                 )
                 await ack
-        except Exception:  # the runtime counts its own errors; never kill the poller
-            log.exception("%s: handler failed", edge.name)
+        except KafkaError as exc:
+            self.failed(f"{edge.name}: the reply could not be produced: {_kafka_error(exc)}")
         finally:
             slots.release()
 
@@ -257,7 +263,7 @@ class KafkaTransport(Transport):
             )
             await ack
         except KafkaError as exc:
-            raise TransportError(f"{edge.name}: Kafka produce failed: {exc}") from exc
+            raise TransportError(f"{edge.name}: Kafka produce failed: {_kafka_error(exc)}") from exc
 
     async def stop_serving(self) -> None:
         for poller in self._pollers:
@@ -276,3 +282,11 @@ class KafkaTransport(Transport):
         for producer in self._producers.values():
             await producer.stop()
         self._producers.clear()
+
+
+def _kafka_error(exc: KafkaError) -> str:
+    """aiokafka's error in words: its class names the broker's error code (e.g.
+    MessageSizeTooLargeError), its text says why."""
+    text = str(exc)
+    name = type(exc).__name__
+    return text if name in text else f"{name}: {text}"

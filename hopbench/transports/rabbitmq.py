@@ -132,14 +132,10 @@ class RabbitMqTransport(Transport):
                 reply = await handler(edge, env, clock.now_ns())
                 properties = message.header.properties
                 if edge.is_sync and reply is not None and properties.reply_to:
-                    await self._send(
-                        "",
-                        properties.reply_to,
-                        reply,
-                        Basic.Properties(correlation_id=properties.correlation_id),
-                        self._publish_channels[self.settings.rabbitmq_confirms],
-                    )
-            except Exception:  # the runtime counts its own errors; keep consuming
+                    await self._reply(edge, reply, properties)
+            except TransportError:
+                pass  # the runtime counted and logged it; the caller times out
+            except Exception:  # a bug in a handler: keep consuming
                 log.exception("%s: handler failed", edge.name)
             finally:
                 try:
@@ -151,6 +147,18 @@ class RabbitMqTransport(Transport):
                     self._idle.set()
 
         return on_message
+
+    async def _reply(self, edge: Edge, reply: Envelope, properties: Basic.Properties) -> None:
+        try:
+            await self._send(
+                "",
+                properties.reply_to or "",
+                reply,
+                Basic.Properties(correlation_id=properties.correlation_id),
+                self._publish_channels[self.settings.rabbitmq_confirms],
+            )
+        except TransportError as exc:
+            self.failed(f"{edge.name}: the reply could not be sent: {exc}")
 
     async def _on_reply(self, message: DeliveredMessage) -> None:
         correlation = message.header.properties.correlation_id or ""
