@@ -1,5 +1,5 @@
 """The hopbench command line: `validate` a topology, `run` it, `compare` a suite,
-`report`, `render` deployment files, serve as an `agent`.
+`report`, `diff` two results, `render` deployment files, serve as an `agent`.
 
 ``main`` maps every hopbench error to its message and exit status: never a traceback.
 """
@@ -24,6 +24,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "render": commands.render,
     "agent": commands.agent,
     "report": commands.report,
+    "diff": commands.diff,
 }
 
 

@@ -128,6 +128,24 @@ def report(args: argparse.Namespace) -> int:
     return 1 if any(r.failed and not r.probe for r in results.runs) else 0
 
 
+def diff(args: argparse.Namespace) -> int:
+    import json
+
+    from hopbench.results.diff import Method, diff_results, read_side
+    from hopbench.results.difftable import diff_json, render_diff
+
+    method = Method.from_flags(args.fail_on, args.threshold, args.alpha)
+    baseline = read_side(args.baseline, "BASELINE")
+    candidate = read_side(args.candidate, "CANDIDATE")
+    names = (str(args.baseline), str(args.candidate))
+    found = diff_results(baseline, candidate, method, names)
+    print(render_diff(found, args.strict))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(diff_json(found, args.strict), indent=2))
+    return found.exit_status(args.strict)
+
+
 def agent(args: argparse.Namespace) -> int:
     from hopbench.control.agent import main as serve_agent
 

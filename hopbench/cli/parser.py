@@ -65,6 +65,37 @@ def deployment_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def diff_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("baseline", type=Path, help="a results folder or results.json: the reference")
+    p.add_argument("candidate", type=Path, help="a results folder or results.json: the change")
+    p.add_argument(
+        "--fail-on",
+        metavar="METRICS",
+        help="the metrics whose getting worse exits 1: a comma list of p50, p99, throughput, "
+        "cpu (default all four)",
+    )
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=5.0,
+        metavar="PCT",
+        help="a smaller change of the medians (percent) is within noise (default 5)",
+    )
+    p.add_argument(
+        "--alpha",
+        type=float,
+        default=0.05,
+        help="significance level of the Mann-Whitney U test (default 0.05)",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 also when a gated metric could not be judged (too few repeats, not "
+        "measured) or a baseline cell is missing from the candidate",
+    )
+    p.add_argument("--json", type=Path, metavar="FILE", help="write the diff as JSON too")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hopbench",
@@ -201,6 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="after a run, exit when no run starts for this long (a safety net for Job pods)",
     )
+
+    dif = sub.add_parser(
+        "diff", help="compare two results cell by cell: better, worse or within noise"
+    )
+    diff_args(dif)
 
     rep = sub.add_parser("report", help="write report.html again from a results folder")
     rep.add_argument("dir", type=Path, help="a folder with results.json")
