@@ -256,7 +256,7 @@ def test_the_command_exits_1_when_worse_and_writes_json(
         ("schema 1", "CANDIDATE .*results of schema 'hopbench.results/1'; this hopbench "
                      "compares hopbench.results/2 only .* Measure it again"),
         ("not json", "CANDIDATE .*not a results file"),
-        ("bad threshold", "--threshold 150: a percentage"),
+        ("bad threshold", "--threshold -5: a percentage"),
     ],
 )  # fmt: skip
 def test_bad_input_is_a_sentence_and_exit_2(
@@ -274,7 +274,7 @@ def test_bad_input_is_a_sentence_and_exit_2(
     elif change == "not json":
         cand.write_text("{")
     elif change == "bad threshold":
-        cand, extra = base, ["--threshold", "150"]
+        cand, extra = base, ["--threshold=-5"]
     assert main(["diff", str(base), str(cand), *extra]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err

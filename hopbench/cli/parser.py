@@ -77,9 +77,9 @@ def diff_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--threshold",
         type=float,
-        default=5.0,
+        default=10.0,
         metavar="PCT",
-        help="a smaller change of the medians (percent) is within noise (default 5)",
+        help="a smaller change of the medians (percent) is within noise (default 10)",
     )
     p.add_argument(
         "--alpha",

@@ -52,7 +52,7 @@ class Method:
     """How a change is judged: significance (alpha) and a minimum effect (threshold)."""
 
     alpha: float = 0.05
-    threshold: float = 0.05  # a smaller relative change of the medians is noise
+    threshold: float = 0.10  # a smaller relative change of the medians is noise
     gate: tuple[str, ...] = tuple(METRICS)  # the metrics whose "worse" fails the diff
 
     @classmethod
@@ -64,8 +64,8 @@ class Method:
                 f"--fail-on {fail_on!r}: give a comma list of {', '.join(METRICS)}, "
                 "e.g. --fail-on p99,cpu"
             )
-        if not 0 <= threshold_pct < 100:
-            raise ConfigError(f"--threshold {threshold_pct:g}: a percentage, e.g. 5 (0 to 99)")
+        if not threshold_pct >= 0:  # NaN too
+            raise ConfigError(f"--threshold {threshold_pct:g}: a percentage, 0 or more, e.g. 10")
         if not 0 < alpha < 1:
             raise ConfigError(f"--alpha {alpha:g}: a significance level, e.g. 0.05 (0 to 1)")
         return cls(alpha=alpha, threshold=threshold_pct / 100, gate=gate)
