@@ -6,14 +6,16 @@ round trip is only ever compared with the same round trip. Per metric — the ro
 p50 and p99, completions per second, CPU per 1,000 messages, the summary's numbers —
 the verdict is (docs/results.md, "Comparing two results"):
 
-- **worse** or **better**: the exact two-sided Mann–Whitney U test
-  (``scipy.stats.mannwhitneyu``) on the per-run values of the two sides gives
+- **worse** or **better**: the two-sided Mann–Whitney U test
+  (``scipy.stats.mannwhitneyu``; exact without ties) on the per-run values gives
   p < alpha, *and* the medians differ by at least the threshold (relative to the
   baseline's), in that direction;
 - **within noise**: otherwise;
 - **too few repeats**: the sides have so few runs that no outcome could reach
   p < alpha (the smallest two-sided p is 2 / C(n + m, n): 4 runs a side at 0.05);
-  the medians and their change are still shown, never judged;
+  the medians and their change are still shown, never judged (the messages of one
+  run are not independent samples: a stall delays thousands together, so testing
+  them would call almost any two runs different; the run is what repeats);
 - **not measured**: a run lacks the value (CPU of a remote broker).
 
 A row whose candidate has a failed run is **failed**, however its numbers look; one
@@ -77,7 +79,7 @@ class Method:
 
     def describe(self) -> str:
         return (
-            "exact two-sided Mann-Whitney U test on the per-run values (scipy), "
+            "two-sided Mann-Whitney U test on the per-run values (scipy), "
             f"alpha {self.alpha:g}; a change of the medians under {self.threshold:.0%} is "
             f"within noise; fewer than {self.min_repeats} runs a side: too few repeats"
         )
