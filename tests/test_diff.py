@@ -33,7 +33,7 @@ from hopbench.results.diff import (
     smallest_p,
 )
 from hopbench.results.difftable import diff_json, render_diff
-from hopbench.results.schema import Results, RunResult
+from hopbench.results.schema import SCHEMA, Results, RunResult
 from tests.conftest import TOPOLOGIES
 from tests.inprocess import run_in_process
 
@@ -254,7 +254,7 @@ def test_the_command_exits_1_when_worse_and_writes_json(
         ("missing", "CANDIDATE .*missing: no such file; give a results folder"),
         ("empty folder", "CANDIDATE .*has no results.json"),
         ("schema 1", "CANDIDATE .*results of schema 'hopbench.results/1'; this hopbench "
-                     "compares hopbench.results/2 only .* Measure it again"),
+                     f"compares {re.escape(SCHEMA)} only .* Measure it again"),
         ("not json", "CANDIDATE .*not a results file"),
         ("bad threshold", "--threshold -5: a percentage"),
     ],
@@ -270,7 +270,7 @@ def test_bad_input_is_a_sentence_and_exit_2(
         cand.mkdir()
     elif change == "schema 1":
         cand = write(side(template, P50S), tmp_path / "old") / "results.json"
-        cand.write_text(cand.read_text().replace("hopbench.results/2", "hopbench.results/1"))
+        cand.write_text(cand.read_text().replace(SCHEMA, "hopbench.results/1"))
     elif change == "not json":
         cand.write_text("{")
     elif change == "bad threshold":
@@ -285,3 +285,30 @@ def test_bad_input_is_a_sentence_and_exit_2(
 def test_read_side_takes_a_folder_or_its_file(tmp_path: Path, template: RunResult) -> None:
     folder = write(side(template, P50S), tmp_path / "r")
     assert read_side(folder, "BASELINE") == read_side(folder / "results.json", "BASELINE")
+
+
+def test_each_route_of_a_hybrid_is_its_own_row() -> None:
+    """HTTP in front (a round trip), Kafka publish-subscribe behind (one-way to worker):
+    a slower one-way delivery is worse there, and the round trip stays within noise."""
+    sets = ["edges.gateway->worker.mode=kafka", "edges.gateway->worker.pattern=publish-subscribe"]
+    topology = load_topology(TOPOLOGIES / "chain.yaml", sets)
+    load = LoadSpec(rate=200, duration_s=0.5, warmup_s=0.1, payload_bytes=10)
+    hybrid = asyncio.run(run_in_process(topology, load))
+    assert {r.measures for r in hybrid.routes} == {"round trip", "one-way to worker"}
+
+    def runs(one_way_scale: float) -> Results:
+        out = []
+        for i, p50 in enumerate(P50S):
+            run = hybrid.model_copy(deep=True)
+            run.run_id, run.completion_rate, run.cpu_ms_per_1000 = f"{i}", 200.0, 2400.0
+            for route in run.routes:
+                slower = route.measures != "round trip"
+                route.latency_us.p50 = p50 * 1000 * (one_way_scale if slower else 1)
+                route.latency_us.p99 = route.latency_us.p50 * 4
+            out.append(run)
+        return Results(runs=out)
+
+    found = compare(runs(1.0), runs(2.0))
+    by_measure = {row.measures: row.verdict for row in found.rows}
+    assert by_measure == {"round trip": NOISE, "one-way to worker": WORSE}
+    assert found.exit_status() == 1

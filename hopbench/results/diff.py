@@ -28,9 +28,9 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from scipy.stats import mannwhitneyu
 
@@ -184,29 +184,25 @@ def read_side(path: Path, role: str) -> Results:
 Side = dict[tuple[tuple[tuple[str, str], ...], str], list[RunResult]]
 
 
-def _rows_of(results: Results) -> tuple[Side, dict[str, str]]:
-    """The runs of each (cell, route), and what each route measures."""
+def _rows_of(results: Results) -> Side:
+    """The runs of each (cell, route); probes are not repeats."""
     side: Side = {}
-    measures: dict[str, str] = {}
     for run in results.runs:
         if run.probe:
             continue
         key = tuple(sorted(dimensions(run).items()))
         for route in run.routes:
             side.setdefault((key, route.route), []).append(run)
-            measures[route.route] = route.measures or route.route
-    return side, measures
+    return side
 
 
 def diff_results(
     baseline: Results, candidate: Results, method: Method, names: tuple[str, str]
 ) -> Diff:
     """Every (cell, route) of either side: compared where both have it, else listed."""
-    base, base_measures = _rows_of(baseline)
-    cand, cand_measures = _rows_of(candidate)
+    base, cand = _rows_of(baseline), _rows_of(candidate)
     if not set(base) & set(cand):
         raise ConfigError(_no_match(baseline, candidate, names))
-    measures = {**cand_measures, **base_measures}
     label = _labeller([*baseline.runs, *candidate.runs])
     rows = []
     for key in [*base, *(k for k in cand if k not in base)]:
@@ -216,7 +212,7 @@ def diff_results(
             cell=label(first),
             key=dict(key[0]),
             route=key[1],
-            measures=measures[key[1]],
+            measures=next(r.measures or r.route for r in first.routes if r.route == key[1]),
             status=COMPARED,
             baseline_runs=len(runs_b),
             candidate_runs=len(runs_c),
@@ -226,7 +222,7 @@ def diff_results(
     return Diff(names[0], names[1], method, rows, probes)
 
 
-def _labeller(runs: list[RunResult]) -> Any:
+def _labeller(runs: list[RunResult]) -> Callable[[RunResult], str]:
     """A cell's id, with the dimensions it leaves out when they vary (workers, window)."""
     extra = [d for d in varying(runs) if d not in ID_DIMENSIONS and d != "settings"]
 
@@ -255,10 +251,10 @@ def _compare(
         status, failure = BASELINE_FAILED, share + str(failed_b[0].failure)
     else:
         metrics = [_judge(name, row.route, runs_b, runs_c, method) for name in METRICS]
-        return RowDiff(**{**row.__dict__, "metrics": metrics})
+        return replace(row, metrics=metrics)
     if status == ONLY_CANDIDATE and failed_c:
         status = FAILED  # a new cell that fails is a failure all the same
-    return RowDiff(**{**row.__dict__, "status": status, "failure": failure})
+    return replace(row, status=status, failure=failure)
 
 
 def _judge(name: str, route: str, runs_b: list[RunResult], runs_c: list[RunResult],
