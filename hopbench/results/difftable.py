@@ -12,6 +12,9 @@ from hopbench.results.diff import (
     DIFF_SCHEMA,
     FAILED,
     METRICS,
+    NOT_MEASURED,
+    ONLY_BASELINE,
+    TOO_FEW,
     WORSE,
     Diff,
     MetricDiff,
@@ -83,14 +86,28 @@ def _verdict_line(d: Diff, strict: bool) -> list[str]:
     else:
         compared = sum(r.status == COMPARED for r in d.rows)
         lines = _wrap(
-            f"verdict: {d.verdict} (exit {status}): {compared} row(s) compared on "
-            f"{', '.join(METRICS[m] for m in d.method.gate)}"
+            f"verdict: {d.verdict} (exit {status}): {compared} of {len(d.rows)} row(s) "
+            f"compared on {', '.join(METRICS[m] for m in d.method.gate)}"
         )
-    gaps = d.unjudged()
+    gaps = _gaps(d)
     if gaps:
-        fix = "" if strict else "; --strict fails on these"
-        lines += _wrap(f"not judged ({len(gaps)}){fix}: " + "; ".join(gaps))
+        fix = "exit 1 with --strict" if not strict else "these fail the diff (--strict)"
+        lines += _wrap(f"not judged: {'; '.join(gaps)} ({fix})")
     return lines
+
+
+def _gaps(d: Diff) -> list[str]:
+    """What could not be judged, counted (--json lists each)."""
+    gated = [m for r in d.rows for m in r.metrics if m.gated]
+    too_few = sum(m.verdict == TOO_FEW for m in gated)
+    not_measured = sum(m.verdict == NOT_MEASURED for m in gated)
+    missing = sum(r.status == ONLY_BASELINE for r in d.rows)
+    need = f"{d.method.min_repeats} runs a side at alpha {d.method.alpha:g}"
+    return [
+        *([f"{too_few} comparison(s) with too few repeats ({need})"] if too_few else []),
+        *([f"{not_measured} comparison(s) not measured"] if not_measured else []),
+        *([f"{missing} row(s) only in the baseline"] if missing else []),
+    ]
 
 
 def render_diff(d: Diff, strict: bool = False) -> str:
