@@ -3,12 +3,13 @@ the same suite with the worker's work raised from 50 to 500 µs of CPU is worse 
 
 Made to hold on a loaded 2-core machine: one hop (so the worker's 450 µs are a large
 share of each message's cost), 200/s (about a fifth of a core), six repeats a side
-(the U test needs four at alpha 0.05), the default 10 % threshold. Measured here, five
-batches of six runs: between batches of the same suite the medians moved by up to 9 %
-(p50), 11 % (CPU per message) and 46 % (p99, whose drift the U test can find
-significant: other jobs come and go); the candidate's moved p50 by 19-35 % and CPU by
-16-36 %, worse in every pairing. So the "within noise" case gates on p50, throughput and
-CPU and leaves the tail out (--fail-on), as a shared CI machine should.
+(the U test needs four at alpha 0.05), the default 10 % threshold. Measured here
+(docs/results.md, "Comparing two results"): between batches of the same suite, minutes
+apart, CPU per message moved by up to 11 % but latency by up to 22 % (p50) and 68 %
+(p99), detectably, as other jobs came and went; the busier worker moved p50 by 19-35 %
+and CPU by 16-36 %, worse in every pairing. So the "within noise" case gates on what a
+shared machine keeps steady, throughput and CPU per message (--fail-on), and still
+reports the latencies; the "worse" case gates on all four, the default.
 """
 
 from __future__ import annotations
@@ -75,9 +76,14 @@ def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_two_runs_of_the_same_suite_are_within_noise(baseline: Path, tmp_path: Path) -> None:
     again = measure(tmp_path / "again", cpu_us=50)
-    status, text, found = diff(baseline, again, "--fail-on", "p50,throughput,cpu")
+    status, text, found = diff(baseline, again, "--fail-on", "throughput,cpu")
     (row,) = found["rows"]
     assert (row["measures"], row["baseline_runs"], row["candidate_runs"]) == ("round trip", 6, 6)
+    metrics = row["metrics"]
+    assert {name: m["gated"] for name, m in metrics.items()} == {
+        "p50": False, "p99": False, "throughput": True, "cpu": True
+    }  # fmt: skip
+    assert all(m["p_value"] is not None for m in metrics.values())  # every metric tested
     assert found["verdict"] == "within noise", text
     assert status == 0, text
     assert "verdict: within noise (exit 0)" in text
