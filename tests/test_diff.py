@@ -312,3 +312,15 @@ def test_each_route_of_a_hybrid_is_its_own_row() -> None:
     by_measure = {row.measures: row.verdict for row in found.rows}
     assert by_measure == {"round trip": NOISE, "one-way to worker": WORSE}
     assert found.exit_status() == 1
+
+
+def test_a_folder_of_results_folders_pools_their_runs(tmp_path: Path, template: RunResult) -> None:
+    """Runs measured interleaved, one folder each, are one side."""
+    pooled = tmp_path / "before"
+    pooled.mkdir()
+    for i, p50 in enumerate(P50S):
+        write(side(template, [p50]), pooled / str(i))
+    baseline = read_side(pooled, "BASELINE")
+    assert len(baseline.runs) == 5
+    (row,) = compare(baseline, side(template, P50S, scale=1.5)).rows
+    assert (row.baseline_runs, row.verdict) == (5, WORSE)

@@ -1,15 +1,15 @@
 """`hopbench diff` on real runs: two runs of the same suite are within noise (exit 0);
 the same suite with the worker's work raised from 50 to 500 µs of CPU is worse (exit 1).
 
-Made to hold on a loaded 2-core machine: one hop (so the worker's 450 µs are a large
-share of each message's cost), 200/s (about a fifth of a core), six repeats a side
-(the U test needs four at alpha 0.05), the default 10 % threshold. Measured here
-(docs/results.md, "Comparing two results"): between batches of the same suite, minutes
-apart, CPU per message moved by up to 11 % but latency by up to 22 % (p50) and 68 %
-(p99), detectably, as other jobs came and went; the busier worker moved p50 by 19-35 %
-and CPU by 16-36 %, worse in every pairing. So the "within noise" case gates on what a
-shared machine keeps steady, throughput and CPU per message (--fail-on), and still
-reports the latencies; the "worse" case gates on all four, the default.
+Made to hold on a loaded 2-core machine. Measured here (docs/results.md, "Comparing
+two results"), batches of one side run minutes after the other's differ by as much as
+the change under test: CPU per message by up to 33 %, p50 by 22 %, p99 by 68 %, as
+other jobs come and go. So the sides are measured interleaved, as docs/results.md
+advises: six rounds, each running the suite once for every side (in a rotating
+order), each run into its own folder, which `diff` pools per side; a busy spell then
+falls on every side alike. One hop, so the worker's extra 450 µs are a large share of
+a message's cost; 200/s, about a fifth of a core; six runs a side (the U test needs
+four at alpha 0.05); the default method and gate.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import pytest
 
 from tests.test_cli_run import leftovers
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 TOPOLOGY = """\
 name: one-hop
@@ -39,59 +39,57 @@ SUITE = """\
 name: diff-check
 topology: one-hop.yaml
 load: {duration_s: 3, warmup_s: 1, grace_s: 2}
-matrix: {modes: [http], rates: [200], repeats: 6}
+matrix: {modes: [http], rates: [200]}
 """
+SIDES = {"baseline": 50, "again": 50, "busier": 500}  # the worker's cpu_us
+ROUNDS = 6
 
 
-def hopbench(*argv: str, timeout: float = 280) -> subprocess.CompletedProcess[str]:
+def hopbench(*argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "hopbench", *argv], capture_output=True, text=True, timeout=timeout
     )
 
 
-def measure(folder: Path, cpu_us: int) -> Path:
-    """The suite, its worker at cpu_us, run into folder/results."""
-    folder.mkdir()
-    (folder / "one-hop.yaml").write_text(TOPOLOGY.format(cpu_us=cpu_us))
-    (folder / "suite.yaml").write_text(SUITE)
-    out = folder / "results"
-    done = hopbench("compare", str(folder / "suite.yaml"), "--out", str(out))
-    assert done.returncode == 0, done.stderr
-    assert leftovers(out) == []
-    return out
+@pytest.fixture(scope="module")
+def sides(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Each side's folder of results folders, one per round."""
+    root = tmp_path_factory.mktemp("diff")
+    for name, cpu_us in SIDES.items():
+        (root / name).mkdir()
+        (root / name / "one-hop.yaml").write_text(TOPOLOGY.format(cpu_us=cpu_us))
+        (root / name / "suite.yaml").write_text(SUITE)
+    names = list(SIDES)
+    for i in range(ROUNDS):
+        for name in names[i % 3 :] + names[: i % 3]:
+            out = root / name / "results" / str(i)
+            done = hopbench("compare", str(root / name / "suite.yaml"), "--out", str(out))
+            assert done.returncode == 0, done.stderr
+            assert leftovers(out) == []
+    return {name: root / name / "results" for name in SIDES}
 
 
-def diff(baseline: Path, candidate: Path, *flags: str) -> tuple[int, str, dict[str, Any]]:
+def diff(baseline: Path, candidate: Path) -> tuple[int, str, dict[str, Any]]:
     report = candidate.parent / "diff.json"
-    done = hopbench("diff", str(baseline), str(candidate), "--json", str(report), *flags)
+    done = hopbench("diff", str(baseline), str(candidate), "--json", str(report))
     assert done.returncode in (0, 1), done.stderr
     assert "Traceback" not in done.stderr
     return done.returncode, done.stdout, json.loads(report.read_text())
 
 
-@pytest.fixture(scope="module")
-def baseline(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return measure(tmp_path_factory.mktemp("diff") / "baseline", cpu_us=50)
-
-
-def test_two_runs_of_the_same_suite_are_within_noise(baseline: Path, tmp_path: Path) -> None:
-    again = measure(tmp_path / "again", cpu_us=50)
-    status, text, found = diff(baseline, again, "--fail-on", "throughput,cpu")
+def test_two_runs_of_the_same_suite_are_within_noise(sides: dict[str, Path]) -> None:
+    status, text, found = diff(sides["baseline"], sides["again"])
     (row,) = found["rows"]
     assert (row["measures"], row["baseline_runs"], row["candidate_runs"]) == ("round trip", 6, 6)
-    metrics = row["metrics"]
-    assert {name: m["gated"] for name, m in metrics.items()} == {
-        "p50": False, "p99": False, "throughput": True, "cpu": True
-    }  # fmt: skip
-    assert all(m["p_value"] is not None for m in metrics.values())  # every metric tested
+    assert all(m["gated"] for m in row["metrics"].values())  # the default gate: all four
+    assert all(m["p_value"] is not None for m in row["metrics"].values())  # each tested
     assert found["verdict"] == "within noise", text
     assert status == 0, text
     assert "verdict: within noise (exit 0)" in text
 
 
-def test_a_worker_ten_times_busier_is_worse(baseline: Path, tmp_path: Path) -> None:
-    busier = measure(tmp_path / "busier", cpu_us=500)
-    status, text, found = diff(baseline, busier)
+def test_a_worker_ten_times_busier_is_worse(sides: dict[str, Path]) -> None:
+    status, text, found = diff(sides["baseline"], sides["busier"])
     (row,) = found["rows"]
     assert row["verdict"] == "worse", text
     worse = {name for name, m in row["metrics"].items() if m["verdict"] == "worse"}

@@ -158,14 +158,23 @@ class Diff:
 
 
 def read_side(path: Path, role: str) -> Results:
-    """A results folder (its results.json) or a results.json, with errors that say
-    which side, which file and the fix."""
-    file = path / "results.json" if path.is_dir() else path
+    """A results folder (its results.json), a results.json, or a folder of results
+    folders, their runs pooled (to measure the two sides interleaved); errors say which
+    side, which file and the fix."""
+    if path.is_dir() and not (path / "results.json").exists():
+        parts = sorted(path.glob("*/results.json"))
+        if parts:
+            return Results(runs=[run for part in parts for run in _read(part, role).runs])
+    return _read(path / "results.json" if path.is_dir() else path, role)
+
+
+def _read(file: Path, role: str) -> Results:
     if not file.exists():
-        where = f"{path} has no results.json" if path.is_dir() else f"{path}: no such file"
+        in_folder = file.name == "results.json" and file.parent.is_dir()
+        where = f"{file.parent} has no results.json" if in_folder else f"{file}: no such file"
         raise ConfigError(
             f"{role} {where}; give a results folder (the --out of `hopbench run` or "
-            "`hopbench compare`) or its results.json"
+            "`hopbench compare`), its results.json, or a folder of results folders"
         )
     try:
         schema = json.loads(file.read_text()).get("schema")
