@@ -119,16 +119,17 @@ def test_a_detectable_but_tiny_change_is_within_noise(template: RunResult) -> No
     (row,) = compare(base, cand).rows
     p50 = row.metrics[0]
     assert p50.p_value is not None
-    assert p50.p_value < 0.05
+    assert p50.p_value < 0.01
     assert p50.verdict == NOISE
     # a threshold of 0.1 % makes the same change a regression
     assert verdicts(compare(base, cand, Method(threshold=0.001)))["p50"] == WORSE
 
 
 def test_too_few_repeats_are_not_judged_but_shown(template: RunResult) -> None:
-    found = compare(side(template, P50S[:3]), side(template, P50S[:3], scale=2))
-    assert Method().min_repeats == 4
-    assert smallest_p(3, 3) >= 0.05 > smallest_p(4, 4)
+    found = compare(side(template, P50S[:4]), side(template, P50S[:4], scale=2))
+    assert Method().min_repeats == 5
+    assert smallest_p(4, 4) >= 0.01 > smallest_p(5, 5)
+    assert Method(alpha=0.05).min_repeats == 4
     (row,) = found.rows
     assert {m.verdict for m in row.metrics} == {TOO_FEW}
     assert row.metrics[0].change == pytest.approx(1.0)
@@ -209,7 +210,7 @@ def test_the_terminal_stays_within_100_columns_and_json_says_it_all(
     data = diff_json(found)
     assert data["schema"] == "hopbench.diff/1"
     assert data["exit_status"] == 1
-    assert data["method"]["min_repeats"] == 4
+    assert data["method"]["min_repeats"] == 5
     (row,) = data["rows"]
     assert row["measures"] == "round trip"
     assert row["key"]["payload"] == "10B"

@@ -84,8 +84,8 @@ def diff_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--alpha",
         type=float,
-        default=0.05,
-        help="significance level of the Mann-Whitney U test (default 0.05)",
+        default=0.01,
+        help="significance level of the Mann-Whitney U test (default 0.01)",
     )
     p.add_argument(
         "--strict",

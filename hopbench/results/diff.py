@@ -12,7 +12,7 @@ the verdict is (docs/results.md, "Comparing two results"):
   baseline's), in that direction;
 - **within noise**: otherwise;
 - **too few repeats**: the sides have so few runs that no outcome could reach
-  p < alpha (the smallest two-sided p is 2 / C(n + m, n): 4 runs a side at 0.05);
+  p < alpha (the smallest two-sided p is 2 / C(n + m, n): 5 runs a side at 0.01);
   the medians and their change are still shown, never judged (the messages of one
   run are not independent samples: a stall delays thousands together, so testing
   them would call almost any two runs different; the run is what repeats);
@@ -53,7 +53,9 @@ ONLY_BASELINE, ONLY_CANDIDATE = "only in baseline", "only in candidate"
 class Method:
     """How a change is judged: significance (alpha) and a minimum effect (threshold)."""
 
-    alpha: float = 0.05
+    # a gate that cries wolf gets switched off: with nothing changed, each metric's
+    # test calls it worse at most alpha / 2 of the time
+    alpha: float = 0.01
     threshold: float = 0.10  # a smaller relative change of the medians is noise
     gate: tuple[str, ...] = tuple(METRICS)  # the metrics whose "worse" fails the diff
 
@@ -69,7 +71,7 @@ class Method:
         if not threshold_pct >= 0:  # NaN too
             raise ConfigError(f"--threshold {threshold_pct:g}: a percentage, 0 or more, e.g. 10")
         if not 0 < alpha < 1:
-            raise ConfigError(f"--alpha {alpha:g}: a significance level, e.g. 0.05 (0 to 1)")
+            raise ConfigError(f"--alpha {alpha:g}: a significance level, e.g. 0.01 (0 to 1)")
         return cls(alpha=alpha, threshold=threshold_pct / 100, gate=gate)
 
     @property
