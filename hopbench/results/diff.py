@@ -281,7 +281,7 @@ def _judge(name: str, route: str, runs_b: list[RunResult], runs_c: list[RunResul
     change = (med_c - med_b) / med_b if med_b else (0.0 if med_c == med_b else None)
     if smallest_p(len(b), len(c)) >= method.alpha:
         return MetricDiff(name, med_b, med_c, change, None, TOO_FEW, gated)
-    # exact when neither side has ties (and n, m <= 8), else the normal approximation
+    # exact without ties when either side has at most 8 runs, else the normal approximation
     # with scipy's tie correction; identical values on both sides give p = 1
     p = 1.0 if len({*b, *c}) == 1 else float(mannwhitneyu(c, b, alternative="two-sided").pvalue)
     verdict = NOISE
