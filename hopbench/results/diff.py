@@ -77,7 +77,7 @@ class Method:
     @property
     def min_repeats(self) -> int:
         """The fewest runs a side (as many on both) that can show a change at alpha."""
-        return next(n for n in range(1, 100) if smallest_p(n, n) < self.alpha)
+        return next((n for n in range(1, 100) if smallest_p(n, n) < self.alpha), 100)
 
     def describe(self) -> str:
         return (
