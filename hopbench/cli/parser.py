@@ -66,8 +66,13 @@ def deployment_args(p: argparse.ArgumentParser) -> None:
 
 
 def diff_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("baseline", type=Path, help="a results folder or results.json: the reference")
-    p.add_argument("candidate", type=Path, help="a results folder or results.json: the change")
+    for side, what in (("baseline", "the reference"), ("candidate", "the change")):
+        p.add_argument(
+            side,
+            type=Path,
+            help=f"{what}: a results folder, its results.json, or a folder of results "
+            "folders (their runs pooled, e.g. measured interleaved)",
+        )
     p.add_argument(
         "--fail-on",
         metavar="METRICS",
