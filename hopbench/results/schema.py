@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from hopbench.config.runspec import LoadSpec
 from hopbench.errors import ConfigError
+from hopbench.results.sampled import Bottleneck, Samples
 
 SCHEMA = "hopbench.results/1"
 # Beyond these, the generator and not the system was the limit (docs/measurement.md).
@@ -134,6 +135,9 @@ class RunResult(BaseModel):
     settings: dict[str, Any]
     environment: dict[str, Any]
     notes: list[str]
+    # once a second: queues, lag, in-flight, CPU per process, the host's run queue
+    samples: Samples | None = None
+    bottleneck: Bottleneck | None = None  # past the knee: the queue that grew, what ran out
 
     @property
     def load_label(self) -> str:

@@ -35,6 +35,7 @@ from hopbench.run.fleet import ChildRecording, Fleet
 from hopbench.run.live import cancel, live
 from hopbench.run.phases import Brokers, Outcome, Window
 from hopbench.run.provision import allocate_endpoints
+from hopbench.run.sampling import INTERVAL_S, Sampler
 
 READY_TIMEOUT_S = 60.0
 PACKAGES = (
@@ -65,6 +66,7 @@ class RunRequest:
     # once a second while the load runs: (the second of the measured window, a line)
     live: Callable[[int, str], None] = lambda second, message: None
     worker_agents: set[str] = field(default_factory=set)  # every load worker agent reached
+    sample_interval_s: float | None = INTERVAL_S  # None: no samples (bench/sampling.py)
 
 
 @dataclass
@@ -112,9 +114,11 @@ async def run_topology(request: RunRequest) -> RunResult:
         await run.fleet.read_clocks([c for c in run.fleet.children if not c.remote])
         broker_ready = brokers.usage()
         window = start_load(run)
+        sampler = await start_sampling(run, brokers, spec, window)
         worker_reports = await await_load(run, window)
         sent = sum(r.sends.sent for r in worker_reports)
         await phases.drain(topology, _recording(run), sent, request.grace_s, run.notes)
+        samples = await sampler.stop() if sampler is not None else None
         await run.fleet.read_clocks(run.fleet.services)
         service_reports = await asyncio.gather(
             *(c.finish(ServiceReport, 30.0) for c in run.fleet.services)
@@ -123,7 +127,7 @@ async def run_topology(request: RunRequest) -> RunResult:
     outcomes = collect(run, ready, [*service_reports, *worker_reports])
     if broker_end is not None:
         outcomes.append(Outcome(process_result("kafka-broker", broker_ready, broker_end)))
-    return phases.result(
+    result = phases.result(
         spec,
         started_at=started_at,
         worker_reports=[r.sends for r in worker_reports],
@@ -132,6 +136,8 @@ async def run_topology(request: RunRequest) -> RunResult:
         environment=environment(),
         notes=[*run.notes, *run.fleet.clock_notes()],
     )
+    result.samples = samples
+    return result
 
 
 async def reach_service_agents(run: Run, brokers: Brokers) -> None:
@@ -204,6 +210,19 @@ def start_load(run: Run) -> Window:
     for child in fleet.children:
         child.send(start)
     return window
+
+
+async def start_sampling(
+    run: Run, brokers: Brokers, spec: RunSpec, window: Window
+) -> Sampler | None:
+    """Sample queues and CPU once a second from now until the drain ends (the stack
+    stops it on any way out)."""
+    if run.request.sample_interval_s is None:
+        return None
+    sampler = Sampler(run.fleet, brokers, spec, window, run.request.sample_interval_s)
+    await sampler.start()
+    run.stack.push_async_callback(sampler.stop)
+    return sampler
 
 
 async def await_load(run: Run, window: Window) -> list[WorkerReport]:

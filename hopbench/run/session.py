@@ -12,9 +12,10 @@ from hopbench.config.faults import Pause
 from hopbench.config.runspec import LoadSpec, Settings
 from hopbench.config.topology import Topology
 from hopbench.errors import HopbenchError, RunError
+from hopbench.results.bottleneck import find_bottleneck
 from hopbench.results.csv import write_csv
 from hopbench.results.schema import Results, RunResult
-from hopbench.run.sweep import Knee, Probe, find_max, summarize_cells
+from hopbench.run.sweep import Knee, Probe, find_max, summarize_cells, verdict
 
 
 @dataclass
@@ -87,6 +88,7 @@ class Session:
             self.say(f"failed: {exc}")
             return None
         run.cell = cell
+        self.diagnose(run)
         self.results.runs.append(run)
         if self.options.summarize_repeats:
             self.results.cells = summarize_cells(self.results.runs)
@@ -94,6 +96,16 @@ class Session:
         for note in run.notes:
             self.say(f"note: {note}")
         return run
+
+    def diagnose(self, run: RunResult) -> None:
+        """A run that did not keep up names its bottleneck, in the results and here."""
+        slo = self.options.slo_p99_ms
+        reason = verdict(run, slo * 1000 if slo is not None else None)
+        if reason is None:
+            return
+        run.bottleneck = find_bottleneck(run, reason)
+        if run.bottleneck is not None:
+            self.say(f"bottleneck: {run.bottleneck.text} ({reason})")
 
     async def release(self) -> None:
         """Let the load worker agents go: their Job completes when they exit."""

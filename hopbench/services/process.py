@@ -16,6 +16,8 @@ from hopbench.protocol.messages import (
     Progress,
     ProgressReply,
     Ready,
+    Sample,
+    Sampled,
     ServiceReport,
     Start,
 )
@@ -51,6 +53,16 @@ async def serve(channel: ChildChannel, context: TransportContext) -> None:
                 case Progress(second=second):
                     live = None if second is None else recorder.series.snapshot(second)
                     channel.emit(ProgressReply(completed=recorder.completed_count(), live=live))
+                case Sample(k=k):
+                    channel.emit(
+                        Sampled(
+                            k=k,
+                            in_flight=runtime.in_flight,
+                            calls=dict(runtime.calls),
+                            backlog=0,
+                            cpu_s=usage().cpu_s,
+                        )
+                    )
     finally:
         await runtime.close()
     channel.emit(

@@ -50,6 +50,8 @@ class ServiceRuntime:
         self.records_completion = topology.records_completion(service)
         self.reply_payload = os.urandom(self.spec.reply_bytes)
         self._in_flight = 0
+        # per out-edge: requests and publishes sent and not yet answered (sampled)
+        self.calls: dict[str, int] = dict.fromkeys((e.name for e in out_edges), 0)
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -71,6 +73,11 @@ class ServiceRuntime:
             )
         for transport in self._distinct_transports():
             await transport.close()
+
+    @property
+    def in_flight(self) -> int:
+        """Messages inside this replica's handlers right now."""
+        return self._in_flight
 
     @property
     def late_replies(self) -> int:
@@ -107,7 +114,11 @@ class ServiceRuntime:
         hop.forwarded_ns = clock.now_ns()
         replies = await self._call(env) if self.sync_out else []
         for out in self.publish_out:
-            await self.transports[out.mode].publish(out, env)
+            self.calls[out.name] += 1
+            try:
+                await self.transports[out.mode].publish(out, env)
+            finally:
+                self.calls[out.name] -= 1
         self.handled += 1
         if not edge.is_sync:
             if self.records_completion:
@@ -123,7 +134,11 @@ class ServiceRuntime:
         spec = self.spec
         if len(self.sync_out) == 1 and spec.gather_timeout_s is None:
             edge = self.sync_out[0]
-            return [await self.transports[edge.mode].request(edge, env)]
+            self.calls[edge.name] += 1
+            try:
+                return [await self.transports[edge.mode].request(edge, env)]
+            finally:
+                self.calls[edge.name] -= 1
         needed = spec.gather_needed or len(self.sync_out)
         calls = [asyncio.ensure_future(self._request(e, env)) for e in self.sync_out]
         replies: list[Envelope] = []
@@ -148,14 +163,19 @@ class ServiceRuntime:
 
     async def _request(self, edge: Edge, env: Envelope) -> Envelope:
         call = self.transports[edge.mode].request(edge, env)
-        if self.spec.gather_timeout_s is None:
-            return await call
+        timeout_s = self.spec.gather_timeout_s
+        self.calls[edge.name] += 1
         try:
-            return await asyncio.wait_for(call, self.spec.gather_timeout_s)
-        except TimeoutError:
-            raise TransportError(
-                f"{edge.name}: no reply within {self.spec.gather_timeout_s * 1000:g} ms"
-            ) from None
+            if timeout_s is None:
+                return await call
+            try:
+                return await asyncio.wait_for(call, timeout_s)
+            except TimeoutError:
+                raise TransportError(
+                    f"{edge.name}: no reply within {timeout_s * 1000:g} ms"
+                ) from None
+        finally:
+            self.calls[edge.name] -= 1
 
     def _reply(self, env: Envelope, replies: list[Envelope]) -> Envelope:
         known = len(env.hops)
