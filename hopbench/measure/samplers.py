@@ -3,6 +3,9 @@ per-second samples of a run (hopbench.run.sampling): pure readers, no run logic.
 
 - a process's CPU seconds (user + system, every thread) and scheduler state, from
   ``/proc/PID/stat``: readable while the process is frozen or too busy to answer;
+  and how often its main thread went to sleep (``voluntary_ctxt_switches`` in
+  ``/proc/PID/status``): an event loop that never sleeps always had work waiting,
+  whatever share of a core a crowded host gave it;
 - the host's CPU time busy and in total (``/proc/stat``), the entities runnable right
   now (``/proc/loadavg``: its ``running/total`` field) and, where the kernel has PSI,
   the share of the last 10 s in which some task waited for a CPU
@@ -30,6 +33,7 @@ class ProcStat:
 
     cpu_s: float  # user + system, every thread, since it started
     state: str  # R running, S sleeping, D waiting on I/O, T stopped, Z exited, ...
+    sleeps: int  # times its main thread gave up the CPU to wait, since it started
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,11 +50,17 @@ def proc_stat(pid: int, proc: Path = PROC) -> ProcStat | None:
     """A process's CPU and state, or None when it is gone (or not ours to read)."""
     try:
         text = (proc / str(pid) / "stat").read_text()
+        status = (proc / str(pid) / "status").read_text()
     except OSError:
         return None
     # the command name, in parentheses, may hold spaces: split after its last ")"
     fields = text.rsplit(")", 1)[1].split()
-    return ProcStat(cpu_s=(int(fields[11]) + int(fields[12])) / _TICKS, state=fields[0])
+    _, found, rest = status.partition("\nvoluntary_ctxt_switches:")
+    return ProcStat(
+        cpu_s=(int(fields[11]) + int(fields[12])) / _TICKS,
+        state=fields[0],
+        sleeps=int(rest.split(None, 1)[0]) if found else 0,
+    )
 
 
 def host_stat(proc: Path = PROC) -> HostStat:

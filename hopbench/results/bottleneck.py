@@ -7,15 +7,17 @@ The rules (docs/measurement.md, "The bottleneck"):
   Theil-Sen slope of its samples (scipy; robust to one odd sample, as a late tick
   is) is at least ``max(1/s, 2 % of the target rate)`` and it rose by at least 5
   messages. It grew *from* the last sample before it first stood 10 % of its rise
-  above its low point, at the rate of that rise up to its peak.
+  above its low point, at the rate of the rise from there to 90 % of it (a queue
+  held at a limit rises, then stays: its rate is the rise's).
 - **First.** The growing queue with the earliest start; within one sample interval,
   the one furthest from the load generator (a stalled service makes every queue
   upstream of it grow in the same second: the deepest is the cause).
 - **Saturated**, in this order, for the service the queue waits for: one of its
   replicas stopped (scheduler state T, as under SIGSTOP); CPU-bound (≥ 90 % of one
-  core, the most a single-threaded Python process gets, or runnable at ≥ 90 % of
-  the samples while the host's CPUs were ≥ 90 % busy: it wanted the core and did not
-  get it); at its concurrency limit (a broker consumer holding ``prefetch``
+  core, the most a single-threaded Python process gets; or, on a crowded host that
+  gives it less, its main thread never went to sleep, under 5 times a second at
+  ≥ 20 % of a core: its event loop always had work waiting); at its concurrency
+  limit (a broker consumer holding ``prefetch``
   messages); then any process of the run at ≥ 90 % of a core (a broker, a load
   worker); then the host (CPUs ≥ 90 % busy, or more runnable tasks than cores).
 """
@@ -40,7 +42,9 @@ MIN_SLOPE_PER_S = 1.0
 MIN_SLOPE_SHARE = 0.02  # of the target rate
 MIN_RISE = 5.0
 RISEN = 0.1  # of the rise: above this, the queue has started to grow
-SATURATED = 0.9  # of one core; of the samples; of the host's CPUs
+SATURATED = 0.9  # of one core; of the host's CPUs
+NEVER_SLEPT_PER_S = 5.0  # fewer sleeps a second than this: its loop never ran dry
+BUSY_FLOOR = 0.2  # of one core: below this, a process that never sleeps is not busy
 _KIND_ORDER = {"broker_queue": 0, "consumer_lag": 0, "handling": 1, "calls": 2, "backlog": 3}
 _MODES = {"http": "HTTP", "grpc": "gRPC", "kafka": "Kafka", "rabbitmq": "RabbitMQ"}
 
@@ -79,6 +83,7 @@ def growth(
     # it rose from the last sample before the first one clearly above the low point
     risen = next(i for i in range(peak_at + 1) if values[i] > low + RISEN * rise)
     from_at = max(risen - 1, 0)
+    top = next(i for i in range(risen, peak_at + 1) if values[i] >= low + (1 - RISEN) * rise)
     return Growth(
         queue=queue.name,
         kind=queue.kind,
@@ -86,7 +91,7 @@ def growth(
         waits_for=queue.waits_for,
         edge=queue.edge,
         mode=queue.mode,
-        per_s=round((values[peak_at] - values[from_at]) / (times[peak_at] - times[from_at]), 1),
+        per_s=round((values[top] - values[from_at]) / (times[top] - times[from_at]), 1),
         from_t_s=round(times[from_at], 1),
         peak=values[peak_at],
     )
@@ -181,11 +186,11 @@ def _cpu_bound(
         return None
     if cpu >= SATURATED:
         return Saturation(kind="cpu", name=process.name, cpu=cpu, detail=_at_cpu(process.name, cpu))
-    runnable = sum(1 for i in watch if process.state[i] == "R")
-    if runnable >= SATURATED * len(watch) and (host_busy or 0.0) >= SATURATED:
+    sleeps = _mean([process.sleeps_per_s[i] for i in watch] if process.sleeps_per_s else [])
+    if sleeps is not None and sleeps < NEVER_SLEPT_PER_S and cpu >= BUSY_FLOOR:
         detail = (
-            f"{process.name} CPU-bound at {_pct(cpu)} CPU: runnable in {runnable} of "
-            f"{len(watch)} samples while the host's CPUs were {_pct(host_busy or 0.0)} busy"
+            f"{process.name} CPU-bound: it never waited for work ({sleeps:g} sleeps/s), "
+            f"at {_pct(cpu)} of a core while the host's CPUs were {_pct(host_busy or 0.0)} busy"
         )
         return Saturation(kind="cpu", name=process.name, cpu=cpu, detail=detail)
     return None

@@ -5,7 +5,7 @@ out), and the summary table the terminal prints too.
   with the spread over repeats and the max sustainable rate where it was searched;
 - the latency percentile spectrum of every variant (log axis to p99.99);
 - latency against achieved throughput per variant, the knee marked;
-- per-second timelines;
+- per-second timelines, and where the queue builds (hopbench.results.queuechart);
 - the exact configuration, versions and machine of every run.
 """
 
@@ -21,6 +21,7 @@ from typing import Any
 
 from hopbench.measure.merge import histogram_from
 from hopbench.results.csv import cpu_ms_per_1000
+from hopbench.results.queuechart import samples_section
 from hopbench.results.schema import ProcessResult, Results, RunResult
 
 SPECTRUM_LEVELS = [1 - 10 ** (-x / 20) for x in range(0, 81)]  # 0 % .. 99.99 %
@@ -295,6 +296,7 @@ def render_html(results: Results, title: str) -> str:
         f"<div class='chart'>{throughput_chart(rows)}</div>",
         "<h2>Timelines</h2>",
         f"<div class='chart'>{timeline_chart(results.runs)}</div>",
+        samples_section(results.runs, lambda r: f"{variant(r)} @ {r.load_label}"),
         "<h2>Runs</h2>",
         runs_table,
         "<h2>Configuration of every run</h2>",

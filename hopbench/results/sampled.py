@@ -40,6 +40,8 @@ class ProcessSeries(BaseModel):
     pid: int | None = None  # None: an agent on another host (its CPU is its own report)
     cpu: list[float | None]  # share of one core since the previous sample (1.0 = a core)
     state: list[str]  # R running, S sleeping, T stopped, ...; "?" not read
+    # times per second its main thread went to sleep (0: its event loop never ran dry)
+    sleeps_per_s: list[float | None] = []
 
 
 class Samples(BaseModel):

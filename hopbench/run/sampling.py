@@ -69,16 +69,28 @@ class _Process:
     pid: int | None
     cpu: list[float | None] = field(default_factory=list)
     state: list[str] = field(default_factory=list)
-    last: tuple[int, float] | None = None  # (monotonic ns, CPU seconds) at the last tick
+    sleeps: list[float | None] = field(default_factory=list)
+    # at the last tick that read it: monotonic ns, CPU seconds, sleeps so far
+    last: tuple[int, float, int | None] | None = None
 
-    def add(self, now_ns: int, cpu_s: float | None, state: str) -> None:
-        share = None
+    def add(self, now_ns: int, cpu_s: float | None, state: str, sleeps: int | None) -> None:
+        share = per_s = None
         if cpu_s is not None and self.last is not None:
-            share = round(cpu_share(self.last[1], cpu_s, (now_ns - self.last[0]) / 1e9), 3)
+            elapsed_s = (now_ns - self.last[0]) / 1e9
+            share = round(cpu_share(self.last[1], cpu_s, elapsed_s), 3)
+            before = self.last[2]
+            if sleeps is not None and before is not None:
+                per_s = round((sleeps - before) / elapsed_s, 1)
         if cpu_s is not None:
-            self.last = (now_ns, cpu_s)
+            self.last = (now_ns, cpu_s, sleeps)
         self.cpu.append(share)
         self.state.append(state)
+        self.sleeps.append(per_s)
+
+    def series(self, name: str) -> ProcessSeries:
+        return ProcessSeries(
+            name=name, pid=self.pid, cpu=self.cpu, state=self.state, sleeps_per_s=self.sleeps
+        )
 
 
 class Sampler:
@@ -193,10 +205,13 @@ class Sampler:
         for name, process in self.processes.items():
             if process.pid is not None:
                 stat = local.get(name)
-                process.add(now_ns, stat.cpu_s if stat else None, stat.state if stat else "?")
+                if stat is None:
+                    process.add(now_ns, None, "?", None)
+                else:
+                    process.add(now_ns, stat.cpu_s, stat.state, stat.sleeps)
             else:
                 reply = remote.get(name)
-                process.add(now_ns, reply.cpu_s if reply else None, "?")
+                process.add(now_ns, reply.cpu_s if reply else None, "?", None)
 
     def _record_child(self, child: Child, reply: Sampled | None) -> None:
         for queue in self.queues.values():
@@ -221,10 +236,7 @@ class Sampler:
             run_queue=self.run_queue,
             cpu_pressure=self.pressure,
             queues=[q.series() for q in self.queues.values() if len(q.values) == count],
-            processes=[
-                ProcessSeries(name=name, pid=p.pid, cpu=p.cpu, state=p.state)
-                for name, p in self.processes.items()
-            ],
+            processes=[p.series(name) for name, p in self.processes.items()],
             sampler_cpu_s=round(self.sampler_cpu_s, 4),
             notes=[*self.notes, *self._lag_notes()],
         )

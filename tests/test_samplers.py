@@ -1,0 +1,138 @@
+"""The /proc readers behind the per-second samples, and the load worker's backlog:
+a stopped process reads as stopped, a missing one as None (never 0), the host's
+files parse with and without PSI, and a worker held at its in-flight limit counts
+what it owes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hopbench import clock
+from hopbench.config.topology import Edge, Topology
+from hopbench.loadgen.schedule import OpenSchedule
+from hopbench.loadgen.worker import LoadWorker
+from hopbench.measure.samplers import cpu_share, find_pids, host_stat, proc_stat
+from hopbench.proto.hopbench_pb2 import Envelope
+from hopbench.transports.base import Transport
+from hopbench.transports.context import TransportContext
+
+
+def test_a_process_reads_its_cpu_and_state_and_a_stopped_one_reads_stopped() -> None:
+    own = proc_stat(os.getpid())
+    assert own is not None
+    assert own.state == "R"  # reading it, so running
+    assert own.cpu_s > 0
+    assert own.sleeps >= 0
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        os.kill(child.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + 10
+        while (stat := proc_stat(child.pid)) is not None and stat.state != "T":
+            assert time.monotonic() < deadline, stat
+            time.sleep(0.01)
+        assert stat is not None
+        assert stat.state == "T"
+    finally:
+        child.kill()
+        child.wait()
+    assert proc_stat(child.pid) is None  # gone: None, not 0
+
+
+def _fake_proc(root: Path, pressure: str | None) -> Path:
+    (root / "stat").write_text("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 100 0 50 800 50 0 0 0 0 0\n")
+    (root / "loadavg").write_text("0.50 0.40 0.30 3/120 4242\n")
+    if pressure is not None:
+        (root / "pressure").mkdir()
+        (root / "pressure" / "cpu").write_text(pressure)
+    return root
+
+
+def test_the_host_reads_cpu_run_queue_and_pressure_where_the_kernel_has_it(
+    tmp_path: Path,
+) -> None:
+    ticks = os.sysconf("SC_CLK_TCK")
+    psi = "some avg10=12.50 avg60=3.00 avg300=1.00 total=5\nfull avg10=0.00 total=0\n"
+    (tmp_path / "a").mkdir()
+    with_psi = host_stat(_fake_proc(tmp_path / "a", psi))
+    assert with_psi.busy_s == pytest.approx(150 / ticks)
+    assert with_psi.total_s == pytest.approx(1000 / ticks)
+    assert with_psi.runnable == 3
+    assert with_psi.cpu_pressure == 12.5
+    (tmp_path / "b").mkdir()
+    without = host_stat(_fake_proc(tmp_path / "b", None))
+    assert without.cpu_pressure is None  # no PSI: unknown, not 0
+    real = host_stat()
+    assert 0 <= real.busy_s <= real.total_s
+    assert real.runnable >= 1
+
+
+def test_cpu_share_is_a_share_of_one_core() -> None:
+    assert cpu_share(1.0, 1.5, 0.5) == 1.0
+    assert cpu_share(1.0, 1.2, 2.0) == pytest.approx(0.1)
+    assert cpu_share(2.0, 1.0, 1.0) == 0.0  # a counter never runs backwards
+    assert cpu_share(1.0, 2.0, 0.0) == 0.0
+
+
+def test_find_pids_matches_command_lines(tmp_path: Path) -> None:
+    for pid, argv in ((10, b"/usr/lib/erlang/bin/beam.smp\0-s\0rabbit\0boot\0"),
+                      (11, b"python\0-m\0hopbench\0"), (12, b"")):  # fmt: skip
+        (tmp_path / str(pid)).mkdir()
+        (tmp_path / str(pid) / "cmdline").write_bytes(argv)
+    (tmp_path / "self").mkdir()
+    assert find_pids(lambda a: "beam.smp" in a and "-s rabbit boot" in a, tmp_path) == [10]
+    assert find_pids(lambda a: "hopbench" in a, tmp_path) == [11]
+
+
+class _Stuck(Transport):
+    """Never answers: every send stays in flight."""
+
+    mode = "inmemory"
+
+    async def start(self) -> None:
+        pass
+
+    async def request(self, edge: Edge, env: Envelope) -> Envelope:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def close(self) -> None:
+        pass
+
+
+def test_a_worker_at_its_in_flight_limit_counts_its_backlog() -> None:
+    topology = Topology.from_dict(
+        {
+            "name": "t",
+            "services": {"s": {}},
+            "edges": [{"from": "loadgen", "to": "s", "mode": "http"}],
+        }
+    )
+    context = TransportContext(run_id="r", service="loadgen", replica=0, topology=topology)
+    worker = LoadWorker(topology, "r", 0, _Stuck(context), 10, max_in_flight=5)
+
+    async def scenario() -> tuple[int, int, int]:
+        start = clock.now_ns()
+        before = worker.backlog(start)
+        schedule = OpenSchedule(start, rate=1000, duration_s=2, warmup_s=0)
+        running = asyncio.ensure_future(worker.run(schedule))
+        await asyncio.sleep(0.3)
+        owed = worker.backlog(clock.now_ns())
+        in_flight = worker.in_flight
+        running.cancel()
+        for task in list(worker._tasks):
+            task.cancel()
+        await asyncio.gather(running, *worker._tasks, return_exceptions=True)
+        return before, owed, in_flight
+
+    before, owed, in_flight = asyncio.run(scenario())
+    assert before == 0  # not running: owes nothing
+    assert in_flight == 5  # held at the limit
+    assert owed >= 100  # ~300 due in 0.3 s at 1000/s, 5 sent; a slow loop only owes more
