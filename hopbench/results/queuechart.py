@@ -83,6 +83,7 @@ def _cpu(axes: Any, samples: Samples) -> None:
     runnable = axes.twinx()
     runnable.plot(samples.t_s, samples.run_queue, color="grey", alpha=0.5, lw=1)
     runnable.axhline(samples.cores, color="grey", alpha=0.4, ls=":", lw=1)
+    runnable.set_ylim(bottom=0)
     runnable.set_ylabel("tasks runnable on the host (grey)", fontsize="small")
 
 

@@ -108,6 +108,8 @@ class Sampler:
         self.rabbit_queues = {name: amqp for name, (_, amqp) in rabbit_queues.items()}
         self.kafka_groups, kafka_queues = _kafka_groups(spec, brokers)
         self.queues.update({name: q for name, (q, _) in rabbit_queues.items()} | kafka_queues)
+        kafka = brokers.described.get("kafka", {})
+        self.kafka_broker = f"{kafka.get('kind', 'Kafka')} {kafka.get('version', '')}".strip()
         self.lag = (
             LagReader(brokers.kafka.bootstrap, self.kafka_groups)
             if brokers.kafka is not None and self.kafka_groups
@@ -247,7 +249,7 @@ class Sampler:
         notes = []
         for queue in self.queues.values():
             if queue.kind == "consumer_lag" and any(v is None for v in queue.values):
-                queue.note = f"the broker did not answer: {why}" if why else "not read"
+                queue.note = f"{self.kafka_broker} did not answer: {why}" if why else "not read"
                 notes.append(f"{queue.name}: lag missing in some samples ({queue.note})")
         return notes
 

@@ -98,7 +98,10 @@ class Session:
         return run
 
     def diagnose(self, run: RunResult) -> None:
-        """A run that did not keep up names its bottleneck, in the results and here."""
+        """A run that did not keep up names its bottleneck, in the results and here.
+        A closed loop has no rate to keep up with: it slows down with the system."""
+        if run.load.get("concurrency") is not None:
+            return
         slo = self.options.slo_p99_ms
         reason = verdict(run, slo * 1000 if slo is not None else None)
         if reason is None:
