@@ -79,8 +79,8 @@ SAMPLES: dict[type[Message], list[Message]] = {
         ProgressReply(completed=0, live=SecondSnapshot(4, 0, 0, None)),
     ],
     Sampled: [
-        Sampled(k=3, in_flight=7, calls={"gateway->worker": 32}, backlog=0, cpu_s=1.5),
-        Sampled(k=-1, in_flight=0, calls={}, backlog=120, cpu_s=0.0),
+        Sampled(3, in_flight=7, held=6.5, calls={"gateway->worker": 32}, backlog=0, cpu_s=1.5),
+        Sampled(k=-1, in_flight=0, held=0.0, calls={}, backlog=120, cpu_s=0.0),
     ],
     ClockReply: [ClockReply(boot_id="b00t", wall_ns=1_700_000_000 * 10**9, t_ns=-5)],
     ServiceReport: [ServiceReport(10, 1, 2, _recorder_json(), USAGE)],

@@ -6,6 +6,7 @@ as a user would, bounded in time."""
 from __future__ import annotations
 
 import asyncio
+import csv
 import json
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import pytest
 from hopbench.brokers.kafka import LagReader
 from hopbench.brokers.rabbitmq import RabbitMqBroker
 from hopbench.transports.plan import Provisioning
-from tests.conftest import TOPOLOGIES
+from tests.conftest import CONTAINERS, TOPOLOGIES
 from tests.inprocess import KafkaBroker
 
 pytestmark = pytest.mark.integration
@@ -141,6 +142,16 @@ def test_a_consumer_held_by_its_prefetch_names_its_queue(
     assert found["resource"]["kind"] == "concurrency"
     assert found["resource"]["name"] == "sink/0"
     assert run["run_id"] in found["queue"]["queue"]  # the run's own queue or group, by name
+    samples = run["samples"]
+    (queue,) = [q for q in samples["queues"] if q["name"] == found["queue"]["queue"]]
+    window = [v for t, v in zip(samples["t_s"], queue["values"], strict=True) if 0 <= t <= 3]
+    assert None not in window  # read every second of the window
+    names = {p["name"] for p in samples["processes"]}
+    assert {"sink/0", "loadgen/0", "orchestrator"} <= names
+    if mode == "kafka" and not CONTAINERS:
+        assert "kafka-broker" in names  # the embedded broker's CPU, sampled too
+    with (tmp_path / "results.csv").open() as rows:
+        assert next(csv.DictReader(rows))["bottleneck"] == found["text"]
 
 
 def test_a_frozen_replica_is_named(tmp_path: Path) -> None:

@@ -1,7 +1,6 @@
-"""The /proc readers behind the per-second samples, and the load worker's backlog:
-a stopped process reads as stopped, a missing one as None (never 0), the host's
-files parse with and without PSI, and a worker held at its in-flight limit counts
-what it owes."""
+"""What the per-second samples read: a stopped process reads as stopped, a missing
+one as None (never 0), the host's files parse with and without PSI, a worker held at
+its in-flight limit counts what it owes, and a service's mean in flight is exact."""
 
 from __future__ import annotations
 
@@ -21,6 +20,7 @@ from hopbench.loadgen.schedule import OpenSchedule
 from hopbench.loadgen.worker import LoadWorker
 from hopbench.measure.samplers import cpu_share, find_pids, host_stat, proc_stat
 from hopbench.proto.hopbench_pb2 import Envelope
+from hopbench.services.runtime import ServiceRuntime
 from hopbench.transports.base import Transport
 from hopbench.transports.context import TransportContext
 
@@ -136,3 +136,39 @@ def test_a_worker_at_its_in_flight_limit_counts_its_backlog() -> None:
     assert before == 0  # not running: owes nothing
     assert in_flight == 5  # held at the limit
     assert owed >= 100  # ~300 due in 0.3 s at 1000/s, 5 sent; a slow loop only owes more
+
+
+def test_a_service_reports_its_mean_in_flight_since_the_last_sample(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # the runtime's clock, moved by hand: two messages each held for exactly 1 s
+    now = [0]
+    monkeypatch.setattr(clock, "now_ns", lambda: now[0])
+    topology = Topology.from_dict(
+        {
+            "name": "t",
+            "services": {"s": {"work": {"io_ms": 20}}},
+            "edges": [{"from": "loadgen", "to": "s", "mode": "http"}],
+        }
+    )
+    runtime = ServiceRuntime(topology, "s", 0, "run", {})
+
+    async def scenario() -> tuple[int, float, float]:
+        assert runtime.mean_in_flight() == 0.0
+        edge = topology.entry_edge
+        calls = [asyncio.ensure_future(runtime.handle(edge, Envelope(run_id="run", seq=i)))
+                 for i in range(2)]  # fmt: skip
+        await asyncio.sleep(0)  # both inside their handlers, at t = 0
+        during = runtime.in_flight
+        now[0] = 1_000_000_000
+        await asyncio.gather(*calls)  # both leave at t = 1 s
+        now[0] = 4_000_000_000
+        first = runtime.mean_in_flight()  # 2 message-seconds over 4 s
+        now[0] = 5_000_000_000
+        return during, first, runtime.mean_in_flight()  # nothing held since
+
+    during, first, then = asyncio.run(scenario())
+    assert during == 2
+    assert first == pytest.approx(0.5)
+    assert then == 0.0
+    assert runtime.calls == {}  # no out-edges: nothing called

@@ -100,6 +100,7 @@ async def drive(channel: ChildChannel, context: TransportContext, load: LoadSpec
                         Sampled(
                             k=k,
                             in_flight=0,
+                            held=0.0,
                             calls={worker.entry.name: worker.in_flight},
                             backlog=worker.backlog(clock.now_ns()),
                             cpu_s=usage().cpu_s,

@@ -166,6 +166,7 @@ class Sampled:
     TAG: ClassVar[str] = "sampled"
     k: int
     in_flight: int  # a service: messages inside its handlers (0 for a load worker)
+    held: float  # a service: messages inside its handlers, on average since the last Sample
     calls: dict[str, int]  # per out-edge: requests and publishes sent, not yet answered
     backlog: int  # a load worker: messages due in its schedule, not yet sent
     cpu_s: float  # its CPU so far (the orchestrator cannot read an agent's /proc)

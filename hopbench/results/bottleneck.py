@@ -211,7 +211,7 @@ def _at_limit(
             process = next((p for p in samples.processes if p.name == series.holder), None)
             cpu = _mean([process.cpu[i] for i in watch]) if process is not None else None
             detail = (
-                f"{series.holder} at its prefetch: {statistics.median(held):g} in flight "
+                f"{series.holder} at its prefetch: {statistics.median(held):.3g} in flight "
                 f"of {limit}, at {_pct(cpu or 0.0)} CPU"
             )
             return Saturation(kind="concurrency", name=series.holder, cpu=cpu, detail=detail)

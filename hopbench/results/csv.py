@@ -13,7 +13,7 @@ CSV_COLUMNS = (
     "completion_rate", "payload_bytes", "workers", "sent", "expected", "completed", "lost",
     "duplicated", "errors", "late_replies", "p50_us", "p90_us", "p99_us", "p999_us", "max_us",
     "mean_us", "service_p50_us", "service_p99_us", "send_lag_p99_us", "generator_limited",
-    "cpu_s", "cpu_ms_per_1000", "started_at",
+    "cpu_s", "cpu_ms_per_1000", "started_at", "bottleneck",
 )  # fmt: skip
 
 
@@ -59,6 +59,7 @@ def csv_row(run: RunResult) -> dict[str, Any]:
         "cpu_s": round(cpu_s, 3),
         "cpu_ms_per_1000": round(cpu_ms_per_1000(run), 1),
         "started_at": run.started_at,
+        "bottleneck": run.bottleneck.text if run.bottleneck is not None else "",
     }
 
 

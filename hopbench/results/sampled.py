@@ -23,8 +23,8 @@ class QueueSeries(BaseModel):
     # broker_queue: messages ready in a RabbitMQ queue; consumer_lag: a Kafka consumer
     # group's log end offset − committed offset; calls: requests (or publishes) a
     # process sent over an edge and that are not answered yet; handling: messages
-    # inside a service replica's handlers; backlog: messages due in a load worker's
-    # schedule and not yet sent
+    # inside a service replica's handlers, on average since the previous sample;
+    # backlog: messages due in a load worker's schedule and not yet sent
     holder: str  # who holds it: a process ("gateway/0"), or the broker ("rabbitmq")
     waits_for: str  # the service that would take it off (loadgen for its backlog)
     edge: str = ""  # the edge it waits on, "a->b"

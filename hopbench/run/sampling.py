@@ -4,8 +4,9 @@ drained, where messages wait and what each process and the host spend.
 Every tick reads, at one moment on the run's clock (t from the measured window's
 start, the latency timeline's axis):
 
-- every child's ``Sampled``: a service replica's messages in its handlers, and per
-  out-edge the calls it sent and has no answer to yet; a load worker's calls on its
+- every child's ``Sampled``: a service replica's messages in its handlers (on
+  average over the last tick), and per out-edge the calls it sent and has no answer
+  to yet; a load worker's calls on its
   entry edge and its backlog (due, not sent). A child that does not answer within
   0.8 of a tick (frozen, or too busy to read its pipe) leaves a None;
 - the depth of every RabbitMQ queue of the run, and the lag of every Kafka consumer
@@ -222,7 +223,7 @@ class Sampler:
             if reply is None:
                 queue.values.append(None)
             elif queue.kind == "handling":
-                queue.values.append(reply.in_flight)
+                queue.values.append(round(reply.held, 2))
             elif queue.kind == "backlog":
                 queue.values.append(reply.backlog)
             else:

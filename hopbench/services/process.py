@@ -58,6 +58,7 @@ async def serve(channel: ChildChannel, context: TransportContext) -> None:
                         Sampled(
                             k=k,
                             in_flight=runtime.in_flight,
+                            held=runtime.mean_in_flight(),
                             calls=dict(runtime.calls),
                             backlog=0,
                             cpu_s=usage().cpu_s,

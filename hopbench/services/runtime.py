@@ -50,6 +50,11 @@ class ServiceRuntime:
         self.records_completion = topology.records_completion(service)
         self.reply_payload = os.urandom(self.spec.reply_bytes)
         self._in_flight = 0
+        # messages in the handlers integrated over time (message-ns), up to _changed_ns,
+        # and that integral and its time at the last sample: the mean in flight between
+        self._held_ns = 0
+        self._changed_ns = clock.now_ns()
+        self._sampled = (self._changed_ns, 0)
         # per out-edge: requests and publishes sent and not yet answered (sampled)
         self.calls: dict[str, int] = dict.fromkeys((e.name for e in out_edges), 0)
         self._idle = asyncio.Event()
@@ -79,6 +84,21 @@ class ServiceRuntime:
         """Messages inside this replica's handlers right now."""
         return self._in_flight
 
+    def mean_in_flight(self) -> float:
+        """Messages inside the handlers on average since the last call (Little's law:
+        throughput × time in the handler): unlike a glance at one instant, a consumer
+        held at its prefetch reads as at its prefetch."""
+        now = clock.now_ns()
+        held = self._held_ns + self._in_flight * (now - self._changed_ns)
+        before_ns, before_held = self._sampled
+        self._sampled = (now, held)
+        return (held - before_held) / (now - before_ns) if now > before_ns else 0.0
+
+    def _count(self, change: int, now_ns: int) -> None:
+        self._held_ns += self._in_flight * (now_ns - self._changed_ns)
+        self._changed_ns = now_ns
+        self._in_flight += change
+
     @property
     def late_replies(self) -> int:
         return sum(t.late_replies for t in self._distinct_transports())
@@ -91,7 +111,7 @@ class ServiceRuntime:
         if env.run_id != self.run_id:
             self.recorder.foreign += 1
             raise TransportError(f"message of run {env.run_id!r} on {edge.name}: ignored")
-        self._in_flight += 1
+        self._count(1, received_ns)
         self._idle.clear()
         try:
             return await self._handle(edge, env, received_ns)
@@ -102,7 +122,7 @@ class ServiceRuntime:
             log.warning("%s: %s", edge.name, exc)
             return None
         finally:
-            self._in_flight -= 1
+            self._count(-1, clock.now_ns())
             if self._in_flight == 0:
                 self._idle.set()
 
