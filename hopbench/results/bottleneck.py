@@ -189,7 +189,7 @@ def _cpu_bound(
     sleeps = _mean([process.sleeps_per_s[i] for i in watch] if process.sleeps_per_s else [])
     if sleeps is not None and sleeps < NEVER_SLEPT_PER_S and cpu >= BUSY_FLOOR:
         detail = (
-            f"{process.name} CPU-bound: it never waited for work ({sleeps:g} sleeps/s), "
+            f"{process.name} CPU-bound: it never waited for work ({sleeps:.1f} sleeps/s), "
             f"at {_pct(cpu)} of a core while the host's CPUs were {_pct(host_busy or 0.0)} busy"
         )
         return Saturation(kind="cpu", name=process.name, cpu=cpu, detail=detail)
