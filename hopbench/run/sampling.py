@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from hopbench.brokers.kafka import LagReader
 from hopbench.brokers.rabbitmq import local_server_pid
 from hopbench.config.runspec import RunSpec
-from hopbench.config.topology import LOADGEN
+from hopbench.config.topology import LOADGEN, Edge
 from hopbench.control.child import Child
 from hopbench.errors import HopbenchError
 from hopbench.measure.samplers import HostStat, ProcStat, cpu_share, host_stat, proc_stat
@@ -41,6 +41,7 @@ from hopbench.results.sampled import ProcessSeries, QueueKind, QueueSeries, Samp
 from hopbench.run.fleet import Fleet
 from hopbench.run.phases import Brokers, Window
 from hopbench.transports import provisioning
+from hopbench.transports.base import channel_of
 
 INTERVAL_S = 1.0
 # How long, as a share of the interval, a tick waits for the children's answers: a
@@ -285,8 +286,14 @@ def _child_queues(spec: RunSpec, children: list[Child]) -> dict[str, _Queue]:
             outs = list(topology.out_edges(service))
             handling = _Queue(f"{child.name} handling", "handling", child.name, service)
             queues[handling.name] = handling
+        # publish-subscribe edges of one source share one publish (ServiceRuntime),
+        # counted under the first of them
+        channels: dict[str, list[Edge]] = {}
         for edge in outs:
-            name = f"{child.name} -> {edge.target} ({edge.mode})"
+            channels.setdefault(edge.name if edge.is_sync else channel_of(edge), []).append(edge)
+        for shared in channels.values():
+            edge = shared[0]
+            name = f"{child.name} -> {','.join(e.target for e in shared)} ({edge.mode})"
             queues[name] = _Queue(name, "calls", child.name, edge.target, edge.name, edge.mode)
     return queues
 
