@@ -96,7 +96,7 @@ class LagReader:
     partitions" form closes the connection), so the partitions are named: every
     topic's, from the run's plan. A group that has committed nothing yet reads from
     offset 0: the run's topics are new. The committed offset trails what the consumer
-    took by up to its auto-commit interval (1 s in hopbench's consumers).
+    took by up to its auto-commit interval (200 ms in hopbench's consumers).
     """
 
     def __init__(self, bootstrap: str, groups: Mapping[str, Mapping[str, int]]) -> None:
