@@ -20,6 +20,7 @@ from hopbench.loadgen.schedule import OpenSchedule
 from hopbench.loadgen.worker import LoadWorker
 from hopbench.measure.samplers import cpu_share, find_pids, host_stat, proc_stat
 from hopbench.proto.hopbench_pb2 import Envelope
+from hopbench.results.sampled import Samples
 from hopbench.services.runtime import ServiceRuntime
 from hopbench.transports.base import Transport
 from hopbench.transports.context import TransportContext
@@ -172,3 +173,40 @@ def test_a_service_reports_its_mean_in_flight_since_the_last_sample(
     assert first == pytest.approx(0.5)
     assert then == 0.0
     assert runtime.calls == {}  # no out-edges: nothing called
+
+
+def test_a_kafka_whose_lag_cannot_be_read_leaves_nulls_and_says_why() -> None:
+    from hopbench.brokers.procs import free_port
+    from hopbench.config.runspec import LoadSpec, RunSpec
+    from hopbench.run.fleet import Fleet
+    from hopbench.run.phases import Brokers, Window
+    from hopbench.run.sampling import Sampler
+
+    class Nowhere:  # a Kafka by address where none listens
+        bootstrap = f"127.0.0.1:{free_port()}"
+
+    topology = {"name": "t", "services": {"s": {}},
+                "edges": [{"from": "loadgen", "to": "s", "mode": "kafka"}]}  # fmt: skip
+    load = LoadSpec(rate=10, duration_s=1, warmup_s=0, payload_bytes=1)
+    spec = RunSpec(run_id="r1", topology=topology, load=load, kafka_bootstrap=Nowhere.bootstrap)
+    brokers = Brokers(kafka=Nowhere(), described={"kafka": {"kind": "test", "version": "0"}})  # type: ignore[arg-type]
+
+    async def scenario() -> Samples:
+        later = time.monotonic_ns() + 3600 * 10**9  # the loop itself never ticks
+        sampler = Sampler(Fleet(), brokers, spec, Window(later, later))
+        await sampler.start()
+        for k in range(2):
+            await sampler.tick(k)
+        return await sampler.stop()
+
+    samples = asyncio.run(scenario())
+    (lag,) = samples.queues
+    assert lag.kind == "consumer_lag"
+    assert lag.name == "kafka group hb-r1-s"
+    assert lag.values == [None, None]  # unknown, never 0
+    assert "cannot read consumer lag" in lag.note
+    assert any("lag missing" in note for note in samples.notes)
+    assert len(samples.t_s) == len(samples.host_cpu) == len(samples.run_queue) == 2
+    (orchestrator,) = samples.processes
+    assert orchestrator.name == "orchestrator"
+    assert orchestrator.state[0] == "R"  # itself, reading

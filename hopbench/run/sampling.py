@@ -126,6 +126,7 @@ class Sampler:
         self.pressure: list[float | None] = []
         self._host: HostStat | None = None
         self.sampler_cpu_s = 0.0
+        self.lag_error: str | None = None  # why the lag reader could not start
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -133,7 +134,7 @@ class Sampler:
             try:
                 await self.lag.start()
             except HopbenchError as exc:
-                self.notes.append(f"Kafka consumer lag not sampled: {exc}")
+                self.lag_error = str(exc)
                 self.lag = None
         self._task = asyncio.create_task(self._loop())
 
@@ -174,6 +175,9 @@ class Sampler:
             self._record_child(child, reply)
         for name, value in (depths | lags).items():
             self.queues[name].values.append(value)
+        for queue in self.queues.values():  # not read this tick (a broker unreachable)
+            if len(queue.values) < len(self.t_s):
+                queue.values.append(None)
         self.sampler_cpu_s += time.process_time() - cpu0
 
     async def _depths(self) -> dict[str, int | None]:
@@ -231,7 +235,7 @@ class Sampler:
                 queue.values.append(reply.calls.get(queue.edge))
 
     def samples(self) -> Samples:
-        count = len(self.t_s)
+        notes = [*self.notes, *self._lag_notes()]  # first: it notes the series too
         return Samples(
             interval_s=self.interval_ns / 1e9,
             t_s=self.t_s,
@@ -239,15 +243,15 @@ class Sampler:
             host_cpu=self.host_cpu,
             run_queue=self.run_queue,
             cpu_pressure=self.pressure,
-            queues=[q.series() for q in self.queues.values() if len(q.values) == count],
+            queues=[q.series() for q in self.queues.values()],
             processes=[p.series(name) for name, p in self.processes.items()],
             sampler_cpu_s=round(self.sampler_cpu_s, 4),
-            notes=[*self.notes, *self._lag_notes()],
+            notes=notes,
         )
 
     def _lag_notes(self) -> list[str]:
         """Say why a group's lag is missing, where it is (never a silent 0)."""
-        why = self.lag.error if self.lag is not None else None
+        why = self.lag.error if self.lag is not None else self.lag_error
         notes = []
         for queue in self.queues.values():
             if queue.kind == "consumer_lag" and any(v is None for v in queue.values):
