@@ -39,6 +39,7 @@ bench: venv wrk
 	$(BIN)/python -m bench.coordinated_omission
 	$(BIN)/python -m bench.hop_stamps
 	$(BIN)/python -m bench.rabbitmq_clients
+	$(BIN)/python -m bench.sampling
 	$(BIN)/python -m bench.memory
 
 bench-quick: venv wrk

@@ -6,7 +6,7 @@ out), and the summary table the terminal prints too.
   only among rows that measure the same thing; failed rows shown failed, with why;
 - the latency percentile spectrum of every variant (log axis to p99.99);
 - latency against achieved throughput per variant, the knee marked;
-- per-second timelines;
+- per-second timelines, and where the queue builds (hopbench.results.queuechart);
 - per route, where the mean latency goes: each hop's transit, wait, work and rest, as a
   stacked bar per variant and load, with each part's p50 and p99;
 - the exact configuration, versions and machine of every run.
@@ -24,6 +24,7 @@ from hopbench.results.cells import variant_label
 from hopbench.results.charts import breakdown_chart
 from hopbench.results.charts import close as _close
 from hopbench.results.charts import figure as _figure
+from hopbench.results.queuechart import samples_section
 from hopbench.results.schema import (
     Percentiles,
     ProcessResult,
@@ -241,6 +242,7 @@ def render_html(results: Results, title: str) -> str:
         "<h2>Timelines</h2>",
         f"<div class='chart'>{timeline_chart(results.runs)}</div>",
         breakdown_section(results.runs),
+        samples_section(results.runs, lambda r: f"{variant_label(r)} @ {r.load_label}"),
         "<h2>Runs</h2>",
         runs_table,
         "<h2>Configuration of every run</h2>",

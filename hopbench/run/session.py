@@ -12,10 +12,11 @@ from hopbench.config.faults import Pause
 from hopbench.config.runspec import LoadSpec, Settings
 from hopbench.config.topology import Topology
 from hopbench.errors import HopbenchError, RunError
+from hopbench.results.bottleneck import find_bottleneck
 from hopbench.results.csv import write_csv
 from hopbench.results.schema import Results, RunResult
 from hopbench.results.status import judge
-from hopbench.run.sweep import Knee, Probe, find_max, summarize_cells
+from hopbench.run.sweep import Knee, Probe, find_max, summarize_cells, verdict
 
 
 @dataclass
@@ -100,6 +101,7 @@ class Session:
         run.variant = variant or run.variant
         run.notes += topology.notes
         judge(run, self.options.slo_p99_ms)
+        self.diagnose(run)
         self.results.runs.append(run)
         if self.options.summarize_repeats:
             self.results.cells = summarize_cells(self.results.runs)
@@ -109,6 +111,19 @@ class Session:
         if run.failed:
             self.say(f"{'probe ' if probe else ''}FAILED: {run.failure}")
         return run
+
+    def diagnose(self, run: RunResult) -> None:
+        """A run that did not keep up names its bottleneck, in the results and here.
+        A closed loop has no rate to keep up with: it slows down with the system."""
+        if run.load.get("concurrency") is not None:
+            return
+        slo = self.options.slo_p99_ms
+        reason = verdict(run, slo * 1000 if slo is not None else None)
+        if reason is None:
+            return
+        run.bottleneck = find_bottleneck(run, reason)
+        if run.bottleneck is not None:
+            self.say(f"bottleneck: {run.bottleneck.text} ({reason})")
 
     async def release(self) -> None:
         """Let the load worker agents go: their Job completes when they exit."""
