@@ -89,8 +89,11 @@ def hopbench(out: Path, *argv: str) -> dict[str, Any]:
         [sys.executable, "-m", "hopbench", "run", *argv, "--out", str(out)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    # past its knee a run may lose messages within the grace period: it is then failed,
+    # and the command says so with exit 1; either way the verdict is in the results
+    assert done.returncode in (0, 1), done.stderr
     run: dict[str, Any] = json.loads((out / "results.json").read_text())["runs"][0]
+    assert done.returncode == (1 if run["status"] == "failed" else 0), done.stderr
     assert "bottleneck: " in done.stderr  # the verdict line, in the terminal too
     samples = run["samples"]
     for series in samples["queues"]:
