@@ -12,10 +12,10 @@ from hopbench.results.cells import dimensions, variant_label
 from hopbench.results.charts import breakdown_chart
 from hopbench.results.numbers import ms, number
 from hopbench.results.schema import Percentiles, ProcessResult, Results, RouteResult, RunResult
-from hopbench.results.summary import FIND_MAX, LOWER_IS_BETTER, METRICS, SummaryRow
+from hopbench.results.summary import FIND_MAX, METRICS, SummaryRow
 from hopbench.results.terminal import group_title
 
-UNITS = {"p50 ms": "ms", "p99 ms": "ms", "done/s": "/s", "CPU ms/1000": "ms CPU per 1,000"}
+UNITS = {"p50 ms": "ms", "p99 ms": "ms", "done/s": "messages/s", "CPU ms/1000": "ms CPU per 1,000"}
 WHAT = {"p50 ms": "p50", "p99 ms": "p99", "done/s": "throughput", "CPU ms/1000": "CPU"}
 
 
@@ -64,19 +64,29 @@ def verdict_section(rows: list[SummaryRow], results: Results) -> str:
 def _group_verdict(group: list[SummaryRow]) -> str:
     title = f"<b>{html.escape(group_title(group[0]))}</b>: "
     ranked = [r for r in group if r.failure is None and r.ranks]
+    over = [short_name(r) for r in ranked if any(
+        run.slo_met is False or run.bottleneck is not None for run in r.runs)]  # fmt: skip
+    caveat = f" Did not keep up or over the SLO: {html.escape(', '.join(over))}." if over else ""
+    failed = [short_name(r) for r in group if r.failure is not None]
+    caveat += f" Failed, so not ranked: {html.escape(', '.join(failed))}." if failed else ""
     if not ranked:
-        return title + "no variant finished without failing."
+        return title + "no variant finished without failing." + caveat
     if len(ranked) == 1:
         row = ranked[0]
         said = ", ".join(_value(row, m) for m in METRICS if row.median(m) is not None)
-        return title + f"only {html.escape(row.variant)} measured: {said}."
+        return title + f"only <b>{html.escape(short_name(row))}</b> ranked: {said}.{caveat}"
     wins: dict[str, list[str]] = defaultdict(list)
     for metric in METRICS:
         winner = next((r for r in ranked if r.ranks.get(metric) == 1), None)
         if winner is not None:
-            wins[winner.variant].append(_margin(winner, metric, ranked))
-    said = "; ".join(f"<b>{html.escape(v)}</b> on {', '.join(w)}" for v, w in wins.items())
-    return title + said + "."
+            wins[short_name(winner)].append(_margin(winner, metric, ranked))
+    said = "; ".join(f"<b>{html.escape(v)}</b> wins on {', '.join(w)}" for v, w in wins.items())
+    return title + said + "." + caveat
+
+
+def short_name(row: SummaryRow) -> str:
+    """The variant without its broker's label (the summary table has it in full)."""
+    return (row.runs[0].variant or row.runs[0].mode) if row.runs else row.variant
 
 
 def _value(row: SummaryRow, metric: str) -> str:
@@ -85,15 +95,13 @@ def _value(row: SummaryRow, metric: str) -> str:
 
 
 def _margin(winner: SummaryRow, metric: str, ranked: list[SummaryRow]) -> str:
-    """'p99 (16.3 ms, against 55.4 ms for the next)'."""
+    """'p99 (16.3 ms; grpc 55.4)': the winner's value and the runner-up's."""
     second = next((r for r in ranked if r.ranks.get(metric) == 2), None)
     best = f"{number(winner.median(metric) or 0.0)} {UNITS[metric]}"
     if second is None:
         return f"{WHAT[metric]} ({best})"
     other = number(second.median(metric) or 0.0)
-    direction = "lower" if metric in LOWER_IS_BETTER else "higher"
-    next_one = f"next, {html.escape(second.variant)}: {other}, {direction} is better"
-    return f"{WHAT[metric]} ({best}; {next_one})"
+    return f"{WHAT[metric]} ({best}; {html.escape(short_name(second))} {other})"
 
 
 def _knee_verdict(knees: list[SummaryRow]) -> str:

@@ -173,8 +173,8 @@ def _counts(runs: list[RunResult]) -> str:
     limited = [r for r in measured if r.generator_limited]
     if limited:
         text += (
-            f"; in {len(limited)} the load generator, not the system, was the limit "
-            "(see the runs' notes)"
+            f"; the load generator, not the system, was the limit in {len(limited)} of them "
+            "(see their notes)"
         )
     return "\n".join(_wrap(text))
 
