@@ -11,7 +11,7 @@ results.csv and the report.
 from __future__ import annotations
 
 import textwrap
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 from hopbench.results.cells import variant_label
@@ -23,6 +23,7 @@ from hopbench.results.table import render_breakdown
 WIDTH = 100
 GAP = "  "
 LABEL_MIN = 16  # the variant column never narrower: its label wraps instead
+LABEL_MAX = 40  # nor wider: a longer label wraps, and the numbers stay near their names
 
 
 def terminal_summary(results: Results, paths: Sequence[str] = ()) -> str:
@@ -55,27 +56,30 @@ def _ranked(rows: list[SummaryRow]) -> str:
 
 
 def group_title(row: SummaryRow) -> str:
-    """What a block compares: '<kind>, route <route>, <load>[, the other dimensions]'."""
+    """What a block compares: '<kind>, route <route>, <load>[, the other dimensions]'
+    (the pattern is the variant's: its rows say it when they differ)."""
     others = [v for k, v in row.shown.items() if k != "pattern"]
     return ", ".join([row.measures, f"route {row.route}", row.load, *others])[:WIDTH]
 
 
 def _block(group: list[SummaryRow], repeats: bool) -> list[str]:
     """One table: the variant (wrapped to fit), runs when repeated, the metrics."""
-    patterns = {r.shown.get("pattern") for r in group}
+    patterns = Counter(r.shown.get("pattern") for r in group)
+    usual = patterns.most_common(1)[0][0]
     header = ["variant", *(["runs"] if repeats else []), *METRICS]
     cells = []
     for row in group:
-        label = row.variant + (f", {row.shown['pattern']}" if len(patterns) > 1 else "")
+        pattern = row.shown.get("pattern")  # said when it is not the block's usual one
+        label = row.variant + (f", {pattern}" if pattern != usual else "")
         metrics = [_metric_lines(row, m) for m in METRICS]
         cells.append([[label], *([[str(len(row.runs))]] if repeats else []), *metrics])
     widths = [max(len(line) for row in cells for line in row[i]) for i in range(1, len(header))]
     widths = [max(w, len(h)) for w, h in zip(widths, header[1:], strict=True)]
     room = WIDTH - 2 - sum(w + len(GAP) for w in widths)
     longest = max(len(row[0][0]) for row in cells)
-    label_width = max(min(max(longest, len(header[0])), room), LABEL_MIN)
+    label_width = max(min(longest, room, LABEL_MAX), LABEL_MIN, len(header[0]))
     for cell in cells:
-        cell[0] = textwrap.wrap(cell[0][0], label_width) or [""]
+        cell[0] = textwrap.wrap(cell[0][0], label_width, break_on_hyphens=False) or [""]
     return _grid([label_width, *widths], header, cells)
 
 
@@ -170,6 +174,8 @@ def _counts(runs: list[RunResult]) -> str:
     total = {k: sum(getattr(r, k) for r in measured)
              for k in ("sent", "completed", "lost", "duplicated", "errors")}  # fmt: skip
     text = f"{len(measured)} run(s): " + ", ".join(f"{k} {v:,}" for k, v in total.items())
+    if total["completed"] > total["sent"]:
+        text += " (a message completes once on each of its routes)"
     limited = [r for r in measured if r.generator_limited]
     if limited:
         text += (
