@@ -11,7 +11,14 @@ from hopbench.config.settings import Settings
 from hopbench.results.cells import dimensions, variant_label
 from hopbench.results.charts import breakdown_chart
 from hopbench.results.numbers import ms, number
-from hopbench.results.schema import Percentiles, ProcessResult, Results, RouteResult, RunResult
+from hopbench.results.schema import (
+    ACHIEVED_RATE_FLOOR,
+    Percentiles,
+    ProcessResult,
+    Results,
+    RouteResult,
+    RunResult,
+)
 from hopbench.results.summary import FIND_MAX, METRICS, SummaryRow
 from hopbench.results.terminal import group_title
 
@@ -77,11 +84,27 @@ def _group_verdict(group: list[SummaryRow]) -> str:
         return title + f"only <b>{html.escape(short_name(row))}</b> ranked: {said}.{caveat}"
     wins: dict[str, list[str]] = defaultdict(list)
     for metric in METRICS:
+        if metric == "done/s" and not _throughput_differs(ranked):
+            continue
         winner = next((r for r in ranked if r.ranks.get(metric) == 1), None)
         if winner is not None:
             wins[short_name(winner)].append(_margin(winner, metric, ranked))
     said = "; ".join(f"<b>{html.escape(v)}</b> wins on {', '.join(w)}" for v, w in wins.items())
     return title + said + "." + caveat
+
+
+def _throughput_differs(ranked: list[SummaryRow]) -> bool:
+    """At an offered rate every variant kept up with, more completions in the window
+    is catching up on a backlog, not a win: throughput decides only when one fell short
+    (or the load is a closed loop, whose rate is the system's own)."""
+    for row in ranked:
+        run = row.runs[0]
+        done = row.median("done/s")
+        if run.load.get("concurrency") is not None or (
+            done is not None and done < ACHIEVED_RATE_FLOOR * run.target_rate
+        ):
+            return True
+    return False
 
 
 def short_name(row: SummaryRow) -> str:
