@@ -207,6 +207,8 @@ class Results(BaseModel):
     cells: list[dict[str, Any]] = []
     # with --find-max: the highest rate that kept up, and every probe as evidence
     max_sustainable: list[dict[str, Any]] = []
+    # from `hopbench compare`: the suite's name and description, the report's title
+    suite: dict[str, str] = {}
 
     model_config = ConfigDict(populate_by_name=True)
 

@@ -165,27 +165,19 @@ class Session:
         self.results.max_sustainable.append({**knee.to_json(), "cell": cell})
         self.write()
 
-    def report(self, title: str = "hopbench") -> int:
-        """The tables on the terminal, and report.html next to the results. The exit
+    def report(self, title: str = "") -> int:
+        """The summary on the terminal, and report.html next to the results. The exit
         status: 1 when a run failed (measured as failed, or could not run at all; a
         --find-max probe past the knee is evidence, not a failure), else 0."""
-        from hopbench.results.report import summary, summary_table, write_report
-        from hopbench.results.table import render, render_cells, render_knees
+        from hopbench.results.report import write_report
+        from hopbench.results.terminal import terminal_summary
 
         if self.results.runs:
             report_path = self.options.out_dir / "report.html"
             write_report(self.results, report_path, title)
+            paths = [f"results: {self.path}", f"report:  {report_path}"]
             print()
-            print(render(self.results.runs))
-            print()
-            print(summary_table(summary(self.results)))
-            if self.results.cells:
-                print()
-                print(render_cells(self.results.cells))
-            if self.results.max_sustainable:
-                print()
-                print(render_knees(self.results.max_sustainable))
-            print(f"\nresults: {self.path}\nreport:  {report_path}")
+            print(terminal_summary(self.results, paths))
         for failure in self.failures:
             print(f"hopbench: error: {failure}", file=sys.stderr)
         failed = [r for r in self.results.runs if r.failed and not r.probe]
