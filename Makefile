@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test test-slow lint bench bench-quick wrk proto clean
+.PHONY: venv demo test test-slow lint bench bench-quick wrk chromium proto clean
 
 venv: $(STAMP)
 
@@ -25,7 +25,7 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint
+test: lint chromium
 	$(BIN)/python -m pytest -m "not slow"
 
 test-slow: venv
@@ -39,6 +39,7 @@ bench: venv wrk
 	$(BIN)/python -m bench.coordinated_omission
 	$(BIN)/python -m bench.hop_stamps
 	$(BIN)/python -m bench.rabbitmq_clients
+	$(BIN)/python -m bench.sampling
 	$(BIN)/python -m bench.memory
 
 bench-quick: venv wrk
@@ -49,6 +50,12 @@ bench-quick: venv wrk
 wrk:
 	@command -v wrk >/dev/null || apt-get install -y -q wrk || \
 		(echo "bench needs wrk: install Debian's wrk package" && false)
+
+# the report's browser test (tests/test_report_page.py) renders report.html in Debian's
+# headless chromium; without apt-get that test skips and says why, and make test goes on
+chromium:
+	@command -v chromium >/dev/null || apt-get install -y -q chromium || \
+		echo "no chromium (apt-get failed): the report's browser test will skip"
 
 proto: venv
 	$(BIN)/python -m hopbench.proto.generate

@@ -32,6 +32,8 @@ from hopbench.protocol.messages import (
     Progress,
     ProgressReply,
     Ready,
+    Sample,
+    Sampled,
     SecondSnapshot,
     ServiceReport,
     Shutdown,
@@ -65,6 +67,7 @@ SAMPLES: dict[type[Message], list[Message]] = {
     Configure: [Configure("gateway", 2, {"run_id": "x", "load": {"rate": 1.5}}, -7_000)],
     Start: [Start(start_ns=10**12, origin_ns=10**12 + 10**9)],
     Progress: [Progress(), Progress(second=-3), Progress(second=12)],
+    Sample: [Sample(k=-2), Sample(k=40)],
     LateAfter: [LateAfter(t_ns=123_456_789)],
     Stop: [Stop()],
     Clock: [Clock()],
@@ -75,6 +78,10 @@ SAMPLES: dict[type[Message], list[Message]] = {
         ProgressReply(completed=7, live=None, usage=USAGE),
         ProgressReply(completed=0, live=SecondSnapshot(-1, 10, 9, "HISTFAAAAB..."), usage=USAGE),
         ProgressReply(completed=0, live=SecondSnapshot(4, 0, 0, None), usage=USAGE),
+    ],
+    Sampled: [
+        Sampled(3, in_flight=7, held=6.5, calls={"gateway->worker": 32}, backlog=0, cpu_s=1.5),
+        Sampled(k=-1, in_flight=0, held=0.0, calls={}, backlog=120, cpu_s=0.0),
     ],
     ClockReply: [ClockReply(boot_id="b00t", wall_ns=1_700_000_000 * 10**9, t_ns=-5)],
     ServiceReport: [

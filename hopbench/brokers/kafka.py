@@ -117,3 +117,80 @@ def server_product(host: str, port: int) -> str:
     if jar:
         return f"Apache Kafka {jar[1]}"
     return "Tansu" if "tansu" in cmdline else ""
+
+
+class LagReader:
+    """Lag of consumer groups: log end offset − committed offset, summed over every
+    partition a group reads (a consumer's ``end_offsets`` and the admin client's
+    offset fetch).
+
+    Tansu answers the offset fetch only for named partitions (the "all of the group's
+    partitions" form closes the connection), so the partitions are named: every
+    topic's, from the run's plan. A group that has committed nothing yet reads from
+    offset 0: the run's topics are new. The committed offset trails what the consumer
+    took by up to its auto-commit interval (200 ms in hopbench's consumers).
+    """
+
+    def __init__(self, bootstrap: str, groups: Mapping[str, Mapping[str, int]]) -> None:
+        self.bootstrap = bootstrap
+        self.groups = groups  # group -> topic -> partitions
+        self._admin: Any = None
+        self._ends: Any = None
+        self.error: str | None = None  # the last read that failed, and why
+
+    async def start(self) -> None:
+        from aiokafka import AIOKafkaConsumer
+        from aiokafka.admin import AIOKafkaAdminClient
+        from aiokafka.errors import KafkaError
+
+        self._admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
+        self._ends = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False, request_timeout_ms=5000
+        )
+        try:
+            await self._admin.start()
+            await self._ends.start()
+        except KafkaError as exc:
+            await self.close()
+            raise BrokerUnavailable(f"cannot read consumer lag on {self.bootstrap}: {exc}") from exc
+
+    async def read(self) -> dict[str, int | None]:
+        """Each group's lag now; None for a group that could not be read."""
+        from aiokafka.errors import KafkaError
+        from aiokafka.structs import TopicPartition
+
+        found: dict[str, int | None] = dict.fromkeys(self.groups)
+        if self._admin is None:
+            return found
+        every = [
+            TopicPartition(topic, p)
+            for topics in self.groups.values()
+            for topic, count in topics.items()
+            for p in range(count)
+        ]
+        try:
+            ends = await self._ends.end_offsets(every)
+        except KafkaError as exc:
+            self.error = f"end offsets: {exc!r}"
+            return found
+        for group, topics in self.groups.items():
+            mine = [TopicPartition(t, p) for t, count in topics.items() for p in range(count)]
+            try:
+                committed = await self._admin.list_consumer_group_offsets(group, partitions=mine)
+            except KafkaError as exc:
+                self.error = f"offset fetch of {group}: {exc!r}"
+                continue
+            found[group] = sum(max(ends[tp] - max(_offset(committed.get(tp)), 0), 0) for tp in mine)
+        return found
+
+    async def close(self) -> None:
+        if self._ends is not None:
+            await self._ends.stop()
+        if self._admin is not None:
+            await self._admin.close()
+        self._admin = self._ends = None
+
+
+def _offset(committed: Any) -> int:
+    """A committed offset; -1 (nothing committed) when there is none."""
+    return -1 if committed is None else int(committed.offset)

@@ -15,12 +15,13 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aiormq
-from aiormq.abc import AbstractConnection
+from aiormq.abc import AbstractChannel, AbstractConnection
 
 from hopbench.errors import BrokerUnavailable
 from hopbench.transports.plan import Provisioning
 
 QUEUE_EXPIRES_MS = 10 * 60 * 1000
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 def redact(url: str) -> str:
@@ -42,6 +43,7 @@ class RabbitMqBroker:
         self._connection: AbstractConnection | None = None
         self._queues: list[str] = []
         self._exchanges: list[str] = []
+        self._sampling: AbstractChannel | None = None
 
     async def connect(self) -> None:
         try:
@@ -99,10 +101,34 @@ class RabbitMqBroker:
             "label": f"rabbitmq ({where})",
         }
 
+    @property
+    def queues(self) -> list[str]:
+        """The queues this run declared."""
+        return list(self._queues)
+
+    async def depths(self, queues: Sequence[str]) -> dict[str, int | None]:
+        """Messages ready in each queue (not those delivered and awaiting their ack),
+        by a passive declare: plain AMQP, no management plugin. None: not read (a
+        missing queue closes the channel; the next call opens another)."""
+        found: dict[str, int | None] = dict.fromkeys(queues)
+        if self._connection is None:
+            return found
+        try:
+            if self._sampling is None or self._sampling.is_closed:
+                self._sampling = await self._connection.channel()
+            for name in queues:
+                declared = await self._sampling.queue_declare(name, passive=True)
+                found[name] = int(declared.message_count or 0)
+        except (aiormq.exceptions.AMQPError, OSError, TimeoutError):
+            self._sampling = None
+        return found
+
     async def close(self) -> None:
         if self._connection is None:
             return
         with contextlib.suppress(Exception):  # cleanup must not mask the run's own error
+            if self._sampling is not None:
+                await self._sampling.close()
             channel = await self._connection.channel()
             for name in self._queues:
                 await channel.queue_delete(name)

@@ -114,17 +114,17 @@ def compare(args: argparse.Namespace) -> int:
     out = args.out or Path("results") / args.suite.stem
     spec, cells, session = suite.prepare(args.suite, out, args.resume, _deployment(args))
     asyncio.run(suite.compare(spec, cells, session))
-    return session.report(f"hopbench: {spec.name} ({spec.description or spec.topology})")
+    return session.report()  # titled by the suite, which the results hold
 
 
 def report(args: argparse.Namespace) -> int:
-    from hopbench.results.report import summary, summary_table, write_report
+    from hopbench.results.report import write_report
     from hopbench.results.schema import Results
+    from hopbench.results.terminal import terminal_summary
 
     results = Results.read(args.dir / "results.json")
     write_report(results, args.dir / "report.html", f"hopbench: {args.dir.name}")
-    print(summary_table(summary(results)))
-    print(f"\nreport: {args.dir / 'report.html'}")
+    print(terminal_summary(results, [f"report: {args.dir / 'report.html'}"]))
     return 1 if any(r.failed and not r.probe for r in results.runs) else 0
 
 

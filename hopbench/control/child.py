@@ -192,9 +192,14 @@ class Child:
         if queue.empty() and not self._ended.is_set():
             got = asyncio.ensure_future(queue.get())
             ended = asyncio.ensure_future(self._ended.wait())
-            done, _ = await asyncio.wait(
-                {got, ended}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
-            )
+            try:
+                done, _ = await asyncio.wait(
+                    {got, ended}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED
+                )
+            except asyncio.CancelledError:  # the waiter gave up (a sampler that stops)
+                got.cancel()
+                ended.cancel()
+                raise
             ended.cancel()
             if got in done:
                 return _as(event, got.result())

@@ -12,13 +12,23 @@ import contextlib
 import logging
 from pathlib import Path
 
+from hopbench import clock
 from hopbench.config.runspec import LoadSpec, RunSpec
 from hopbench.config.topology import LOADGEN
 from hopbench.loadgen.schedule import ClosedSchedule, OpenSchedule
 from hopbench.loadgen.worker import LoadWorker
 from hopbench.measure.usage import usage
 from hopbench.protocol.channel import ChildChannel, run_child
-from hopbench.protocol.messages import Error, Progress, ProgressReply, Ready, Start, WorkerReport
+from hopbench.protocol.messages import (
+    Error,
+    Progress,
+    ProgressReply,
+    Ready,
+    Sample,
+    Sampled,
+    Start,
+    WorkerReport,
+)
 from hopbench.transports import make_transports
 from hopbench.transports.context import TransportContext
 
@@ -88,6 +98,17 @@ async def drive(channel: ChildChannel, context: TransportContext, load: LoadSpec
                     channel.emit(
                         ProgressReply(
                             completed=recorder.completed_count(), live=live, usage=usage()
+                        )
+                    )
+                case Sample(k=k):
+                    channel.emit(
+                        Sampled(
+                            k=k,
+                            in_flight=0,
+                            held=0.0,
+                            calls={worker.entry.name: worker.in_flight},
+                            backlog=worker.backlog(clock.now_ns()),
+                            cpu_s=usage().cpu_s,
                         )
                     )
     finally:

@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 EARLY_SEND_NS = 20_000
 # An open loop this far past the end of its schedule stops sending.
 BEHIND_LIMIT_NS = 1_000_000_000
+# A message this late is behind schedule (the send-lag limit of docs/measurement.md).
+LATE_NS = 1_000_000
 
 
 @dataclass
@@ -86,6 +88,10 @@ class LoadWorker:
         self.report = WorkerReport(worker)
         self.first_error: FirstError | None = None  # the first failed send, in words
         self._in_flight = 0
+        # the next message's intended send time while an open loop runs, and the mean
+        # gap between this worker's messages: what the backlog is counted from
+        self._due_ns: int | None = None
+        self._gap_ns = 0.0
         self._slot_free = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -101,8 +107,10 @@ class LoadWorker:
         ticker = Ticker()
         give_up_ns = schedule.end_ns + BEHIND_LIMIT_NS
         arrivals = schedule.arrivals()
+        self._gap_ns = schedule.period_ns * schedule.workers
         try:
             for intended_ns in arrivals:
+                self._due_ns = intended_ns
                 if intended_ns - clock.now_ns() > EARLY_SEND_NS:
                     await ticker.until(intended_ns)
                 elif seq % 64 == 0 and clock.now_ns() > give_up_ns:
@@ -115,6 +123,7 @@ class LoadWorker:
                 if seq % 64 == 0:
                     await asyncio.sleep(0)  # let replies in when far behind schedule
         finally:
+            self._due_ns = None
             ticker.close()
         return await self._finish(seq)
 
@@ -134,6 +143,20 @@ class LoadWorker:
 
         await asyncio.gather(*(user() for _ in range(schedule.concurrency)))
         return await self._finish(next_seq)
+
+    @property
+    def in_flight(self) -> int:
+        """Messages sent and not yet answered (or, for a publish, acknowledged)."""
+        return self._in_flight
+
+    def backlog(self, now_ns: int) -> int:
+        """Messages due by now and not yet sent: the open loop is more than 1 ms behind
+        its schedule (at the in-flight limit, or short of CPU). Counted from the next
+        message's intended time and the mean gap, so exact for constant arrivals."""
+        due_ns = self._due_ns
+        if due_ns is None or now_ns - due_ns < LATE_NS:
+            return 0
+        return 1 + int((now_ns - due_ns) / self._gap_ns)
 
     def _begin(self, measure_start_ns: int) -> None:
         self.report.measure_start_ns = measure_start_ns

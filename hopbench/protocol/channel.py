@@ -3,9 +3,9 @@ commands and writes events (hopbench.protocol.messages, one JSON line each), ove
 pipes for a child the orchestrator started, over TCP for an agent (``hopbench
 agent``) on another host.
 
-A child says Ready, then follows Start, Progress, LateAfter and Stop, and ends with
-its report; a Clock probe is answered at once, at any time, with this host's
-monotonic and wall clocks. A line that is not a command is answered with an Error
+A child says Ready, then follows Start, Progress, Sample, LateAfter and Stop, and
+ends with its report; a Clock probe is answered at once, at any time, with this
+host's monotonic and wall clocks. A line that is not a command is answered with an Error
 and skipped. Logs go to stderr, which the parent sends to a file per child. A child
 stops cleanly on Stop, on SIGTERM and when its input closes; on Linux it also gets
 SIGTERM when the parent dies.

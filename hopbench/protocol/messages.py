@@ -47,6 +47,8 @@ __all__ = [
     "Progress",
     "ProgressReply",
     "Ready",
+    "Sample",
+    "Sampled",
     "SecondSnapshot",
     "SendSummary",
     "ServiceReport",
@@ -92,6 +94,14 @@ class Progress:
 
     TAG: ClassVar[str] = "progress"
     second: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """What is queued in the process now: answered at once with a Sampled (sample k)."""
+
+    TAG: ClassVar[str] = "sample"
+    k: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +162,19 @@ class ProgressReply:
 
 
 @dataclass(frozen=True, slots=True)
+class Sampled:
+    """The answer to Sample k: the messages this process holds, right now."""
+
+    TAG: ClassVar[str] = "sampled"
+    k: int
+    in_flight: int  # a service: messages inside its handlers (0 for a load worker)
+    held: float  # a service: messages inside its handlers, on average since the last Sample
+    calls: dict[str, int]  # per out-edge: requests and publishes sent, not yet answered
+    backlog: int  # a load worker: messages due in its schedule, not yet sent
+    cpu_s: float  # its CPU so far (the orchestrator cannot read an agent's /proc)
+
+
+@dataclass(frozen=True, slots=True)
 class ClockReply:
     TAG: ClassVar[str] = "clock_reply"
     boot_id: str
@@ -201,8 +224,10 @@ class Error:
     message: str
 
 
-Command: TypeAlias = Configure | Start | Progress | LateAfter | Stop | Clock | Shutdown
-Event: TypeAlias = Hello | Ready | ProgressReply | ClockReply | ServiceReport | WorkerReport | Error
+Command: TypeAlias = Configure | Start | Progress | Sample | LateAfter | Stop | Clock | Shutdown
+Event: TypeAlias = (
+    Hello | Ready | ProgressReply | Sampled | ClockReply | ServiceReport | WorkerReport | Error
+)
 Message: TypeAlias = Command | Event
 COMMANDS: tuple[type[Command], ...] = get_args(Command)
 EVENTS: tuple[type[Event], ...] = get_args(Event)

@@ -15,7 +15,7 @@ CSV_COLUMNS = (
     "workers", "sent", "expected", "completed", "lost", "duplicated", "errors", "unsent",
     "late_replies", "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "mean_us",
     "service_p50_us", "service_p99_us", "send_lag_p99_us", "generator_limited", "slo_met",
-    "cpu_s", "cpu_ms_per_1000", "started_at",
+    "cpu_s", "cpu_ms_per_1000", "started_at", "bottleneck",
 )  # fmt: skip
 
 
@@ -63,6 +63,7 @@ def csv_row(run: RunResult) -> dict[str, Any]:
         "cpu_s": "" if cpu_s is None else cpu_s,
         "cpu_ms_per_1000": "" if run.cpu_ms_per_1000 is None else run.cpu_ms_per_1000,
         "started_at": run.started_at,
+        "bottleneck": run.bottleneck.text if run.bottleneck is not None else "",
     }
 
 

@@ -20,7 +20,7 @@ from hopbench.results.diff import (
     MetricDiff,
     RowDiff,
 )
-from hopbench.results.summary import _number as number  # one format for every table
+from hopbench.results.numbers import number
 
 WIDTH = 100
 HEADER = ["  metric", "baseline", "candidate", "change", "p", "verdict"]
@@ -35,10 +35,11 @@ def _value(value: float | None) -> str:
 
 
 def _change(change: float | None) -> str:
-    return "-" if change is None else f"{change:+.1%}"
+    return "-" if change is None else number(change * 100, signed=True) + "%"
 
 
 def _p(p: float | None) -> str:
+    # a p-value as p-values are written, to three decimals
     return "-" if p is None else ("<0.001" if p < 0.001 else f"{p:.3f}")
 
 

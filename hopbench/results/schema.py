@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hopbench.config.runspec import LoadSpec
 from hopbench.errors import ConfigError
+from hopbench.results.sampled import Bottleneck, Samples
 
 SCHEMA = "hopbench.results/2"
 # Beyond these, the generator and not the system was the limit (docs/measurement.md).
@@ -186,6 +187,9 @@ class RunResult(BaseModel):
     # CPU of every process that carries the messages inside the measured window, per
     # 1,000 messages completed in it; None when a process's CPU was not measured
     cpu_ms_per_1000: float | None = None
+    # once a second: queues, lag, in-flight, CPU per process, the host's run queue
+    samples: Samples | None = None
+    bottleneck: Bottleneck | None = None  # past the knee: the queue that grew, what ran out
 
     @property
     def load_label(self) -> str:
@@ -203,6 +207,8 @@ class Results(BaseModel):
     cells: list[dict[str, Any]] = []
     # with --find-max: the highest rate that kept up, and every probe as evidence
     max_sustainable: list[dict[str, Any]] = []
+    # from `hopbench compare`: the suite's name and description, the report's title
+    suite: dict[str, str] = {}
 
     model_config = ConfigDict(populate_by_name=True)
 

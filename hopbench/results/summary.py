@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hopbench.results.cells import dimensions, group_of, variant_label, varying
+from hopbench.results.numbers import number
 from hopbench.results.schema import Results, RunResult
 
 FIND_MAX = "find-max"
@@ -38,6 +39,7 @@ class SummaryRow:
     runs: list[RunResult] = field(default_factory=list)
     max_sustainable: float | None = None
     ranks: dict[str, int] = field(default_factory=dict)
+    evidence: list[str] = field(default_factory=list)  # a knee's probes: their run ids
 
     @property
     def failure(self) -> str | None:
@@ -123,6 +125,7 @@ def knee_rows(results: Results, shown_dims: list[str]) -> list[SummaryRow]:
             row.load, row.max_sustainable = FIND_MAX, best
             row.group = (FIND_MAX, *group_of(probes[0], route.route, frozenset({"load"})))
             row.runs = shown if at_knee else []
+            row.evidence = [p.run_id for p in probes]
             rows.append(row)
     return rows
 
@@ -148,7 +151,7 @@ def _score(row: SummaryRow, metric: str) -> float | None:
 
 
 def _number(value: float) -> str:
-    return f"{value:.2f}" if value < 100 else f"{value:,.0f}"
+    return number(value)
 
 
 def metric_cell(row: SummaryRow, metric: str) -> str:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hopbench.results.cells import variant_label
+from hopbench.results.numbers import ms, number
 from hopbench.results.schema import HopShare, RunResult
 
 COLUMNS = (
@@ -31,7 +32,7 @@ COLUMNS = (
 
 
 def _ms(us: float) -> str:
-    return f"{us / 1000:.2f}" if us < 100_000 else f"{us / 1000:.0f}"
+    return ms(us)
 
 
 def _mode(run: RunResult) -> str:
@@ -51,7 +52,7 @@ def row(run: RunResult) -> list[str]:
         _mode(run),
         _pattern(run),
         run.load_label,
-        f"{run.achieved_rate:.0f}" + ("!" if run.generator_limited else ""),
+        number(run.achieved_rate) + ("!" if run.generator_limited else ""),
         str(run.sent),
         str(run.completed),
         str(run.lost),
@@ -129,7 +130,8 @@ def render_breakdown(runs: Sequence[RunResult]) -> str:
             blocks += [
                 f"{run.topology} {_mode(run)} {run.load_label}, {route.route}"[:100],
                 f"  mean {_ms(found.latency_mean_us)} ms = send lag {_ms(found.send_lag_us)} "
-                f"+ the hops below; residual {found.residual_us / 1000:+.3f} ms ({share:+.1%})",
+                f"+ the hops below; residual {ms(found.residual_us, True)} ms "
+                f"({number(share * 100, True)} %)",
                 _grid(BREAKDOWN_HEADER, rows, left=1),
             ]
     if not blocks:
@@ -156,10 +158,8 @@ def render_cells(cells: Sequence[dict[str, Any]]) -> str:
     """Repeats: the median of each metric, with its range across the repeats."""
 
     def spread(metric: dict[str, float], scale: float = 1000) -> str:
-        return (
-            f"{metric['median'] / scale:.2f} "
-            f"[{metric['min'] / scale:.2f}-{metric['max'] / scale:.2f}]"
-        )
+        low, high = number(metric["min"] / scale), number(metric["max"] / scale)
+        return f"{number(metric['median'] / scale)} [{low}-{high}]"
 
     rows = [
         [

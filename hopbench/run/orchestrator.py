@@ -37,6 +37,7 @@ from hopbench.run.fleet import ChildRecording, Fleet
 from hopbench.run.live import cancel, live
 from hopbench.run.phases import Brokers, Outcome, Window
 from hopbench.run.provision import allocate_endpoints
+from hopbench.run.sampling import INTERVAL_S, Sampler
 
 READY_TIMEOUT_S = 60.0
 R = TypeVar("R", ServiceReport, WorkerReport)
@@ -68,6 +69,7 @@ class RunRequest:
     # once a second while the load runs: (the second of the measured window, a line)
     live: Callable[[int, str], None] = lambda second, message: None
     worker_agents: set[str] = field(default_factory=set)  # every load worker agent reached
+    sample_interval_s: float | None = INTERVAL_S  # None: no samples (bench/sampling.py)
 
 
 @dataclass
@@ -120,9 +122,11 @@ async def run_topology(request: RunRequest) -> RunResult:
             watch_window(run.fleet.children, brokers, window, request.load.duration_s)
         )
         run.stack.push_async_callback(cancel, costs)
+        sampler = await start_sampling(run, brokers, spec, window)
         worker_reports = await await_load(run, window)
         delivered = sum(r.sends.delivered for r in worker_reports.values())
         await phases.drain(topology, _recording(run), delivered, request.grace_s)
+        samples = await sampler.stop() if sampler is not None else None
         await run.fleet.read_clocks([c for c in run.fleet.services if c.alive])
         services = run.fleet.services
         found = await asyncio.gather(
@@ -133,7 +137,7 @@ async def run_topology(request: RunRequest) -> RunResult:
         in_window = await costs
     outcomes = collect(run, window, ready, {**service_reports, **worker_reports}, in_window)
     outcomes += broker_outcomes(brokers, [broker_ready, in_window.start, in_window.end, broker_end])
-    return phases.result(
+    result = phases.result(
         spec,
         started_at=started_at,
         worker_reports=[r.sends for r in worker_reports.values()],
@@ -142,6 +146,8 @@ async def run_topology(request: RunRequest) -> RunResult:
         environment=environment(),
         notes=[*run.notes, *run.fleet.clock_notes()],
     )
+    result.samples = samples
+    return result
 
 
 async def reach_service_agents(run: Run, brokers: Brokers) -> None:
@@ -214,6 +220,19 @@ def start_load(run: Run) -> Window:
     for child in fleet.children:
         child.send(start)
     return window
+
+
+async def start_sampling(
+    run: Run, brokers: Brokers, spec: RunSpec, window: Window
+) -> Sampler | None:
+    """Sample queues and CPU once a second from now until the drain ends (the stack
+    stops it on any way out)."""
+    if run.request.sample_interval_s is None:
+        return None
+    sampler = Sampler(run.fleet, brokers, spec, window, run.request.sample_interval_s)
+    await sampler.start()
+    run.stack.push_async_callback(sampler.stop)
+    return sampler
 
 
 async def await_load(run: Run, window: Window) -> dict[str, WorkerReport]:

@@ -12,10 +12,11 @@ from hopbench.config.faults import Pause
 from hopbench.config.runspec import LoadSpec, Settings
 from hopbench.config.topology import Topology
 from hopbench.errors import HopbenchError, RunError
+from hopbench.results.bottleneck import find_bottleneck
 from hopbench.results.csv import write_csv
 from hopbench.results.schema import Results, RunResult
 from hopbench.results.status import judge
-from hopbench.run.sweep import Knee, Probe, find_max, summarize_cells
+from hopbench.run.sweep import Knee, Probe, find_max, summarize_cells, verdict
 
 
 @dataclass
@@ -100,6 +101,7 @@ class Session:
         run.variant = variant or run.variant
         run.notes += topology.notes
         judge(run, self.options.slo_p99_ms)
+        self.diagnose(run)
         self.results.runs.append(run)
         if self.options.summarize_repeats:
             self.results.cells = summarize_cells(self.results.runs)
@@ -109,6 +111,19 @@ class Session:
         if run.failed:
             self.say(f"{'probe ' if probe else ''}FAILED: {run.failure}")
         return run
+
+    def diagnose(self, run: RunResult) -> None:
+        """A run that did not keep up names its bottleneck, in the results and here.
+        A closed loop has no rate to keep up with: it slows down with the system."""
+        if run.load.get("concurrency") is not None:
+            return
+        slo = self.options.slo_p99_ms
+        reason = verdict(run, slo * 1000 if slo is not None else None)
+        if reason is None:
+            return
+        run.bottleneck = find_bottleneck(run, reason)
+        if run.bottleneck is not None:
+            self.say(f"bottleneck: {run.bottleneck.text} ({reason})")
 
     async def release(self) -> None:
         """Let the load worker agents go: their Job completes when they exit."""
@@ -150,27 +165,19 @@ class Session:
         self.results.max_sustainable.append({**knee.to_json(), "cell": cell})
         self.write()
 
-    def report(self, title: str = "hopbench") -> int:
-        """The tables on the terminal, and report.html next to the results. The exit
+    def report(self, title: str = "") -> int:
+        """The summary on the terminal, and report.html next to the results. The exit
         status: 1 when a run failed (measured as failed, or could not run at all; a
         --find-max probe past the knee is evidence, not a failure), else 0."""
-        from hopbench.results.report import summary, summary_table, write_report
-        from hopbench.results.table import render, render_cells, render_knees
+        from hopbench.results.report import write_report
+        from hopbench.results.terminal import terminal_summary
 
         if self.results.runs:
             report_path = self.options.out_dir / "report.html"
             write_report(self.results, report_path, title)
+            paths = [f"results: {self.path}", f"report:  {report_path}"]
             print()
-            print(render(self.results.runs))
-            print()
-            print(summary_table(summary(self.results)))
-            if self.results.cells:
-                print()
-                print(render_cells(self.results.cells))
-            if self.results.max_sustainable:
-                print()
-                print(render_knees(self.results.max_sustainable))
-            print(f"\nresults: {self.path}\nreport:  {report_path}")
+            print(terminal_summary(self.results, paths))
         for failure in self.failures:
             print(f"hopbench: error: {failure}", file=sys.stderr)
         failed = [r for r in self.results.runs if r.failed and not r.probe]

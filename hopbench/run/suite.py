@@ -34,7 +34,8 @@ def prepare(
         raise ConfigError(
             f"{results_path} exists: pass --resume to finish that suite, or another --out"
         )
-    results = Results.read(results_path) if resume and results_path.exists() else None
+    results = Results.read(results_path) if resume and results_path.exists() else Results()
+    results.suite = {"name": suite.name, "description": suite.description}
     session = Session(
         Options(
             out_dir=out_dir,

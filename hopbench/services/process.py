@@ -16,6 +16,8 @@ from hopbench.protocol.messages import (
     Progress,
     ProgressReply,
     Ready,
+    Sample,
+    Sampled,
     ServiceReport,
     Start,
 )
@@ -53,6 +55,17 @@ async def serve(channel: ChildChannel, context: TransportContext) -> None:
                     channel.emit(
                         ProgressReply(
                             completed=recorder.completed_count(), live=live, usage=usage()
+                        )
+                    )
+                case Sample(k=k):
+                    channel.emit(
+                        Sampled(
+                            k=k,
+                            in_flight=runtime.in_flight,
+                            held=runtime.mean_in_flight(),
+                            calls=dict(runtime.calls),
+                            backlog=0,
+                            cpu_s=usage().cpu_s,
                         )
                     )
     finally:

@@ -54,6 +54,13 @@ class ServiceRuntime:
         self.records_completion = topology.records_completion(service)
         self.reply_payload = os.urandom(self.spec.reply_bytes)
         self._in_flight = 0
+        # messages in the handlers integrated over time (message-ns), up to _changed_ns,
+        # and that integral and its time at the last sample: the mean in flight between
+        self._held_ns = 0
+        self._changed_ns = clock.now_ns()
+        self._sampled = (self._changed_ns, 0)
+        # per out-edge: requests and publishes sent and not yet answered (sampled)
+        self.calls: dict[str, int] = dict.fromkeys((e.name for e in out_edges), 0)
         self._idle = asyncio.Event()
         self._idle.set()
         # a free handler: messages beyond the service's concurrency wait for one
@@ -78,6 +85,26 @@ class ServiceRuntime:
             )
         for transport in self._distinct_transports():
             await transport.close()
+
+    @property
+    def in_flight(self) -> int:
+        """Messages inside this replica's handlers right now."""
+        return self._in_flight
+
+    def mean_in_flight(self) -> float:
+        """Messages inside the handlers on average since the last call (Little's law:
+        throughput × time in the handler): unlike a glance at one instant, a consumer
+        held at its prefetch reads as at its prefetch."""
+        now = clock.now_ns()
+        held = self._held_ns + self._in_flight * (now - self._changed_ns)
+        before_ns, before_held = self._sampled
+        self._sampled = (now, held)
+        return (held - before_held) / (now - before_ns) if now > before_ns else 0.0
+
+    def _count(self, change: int, now_ns: int) -> None:
+        self._held_ns += self._in_flight * (now_ns - self._changed_ns)
+        self._changed_ns = now_ns
+        self._in_flight += change
 
     @property
     def late_replies(self) -> int:
@@ -111,7 +138,7 @@ class ServiceRuntime:
         if env.run_id != self.run_id:
             self.recorder.foreign += 1
             raise TransportError(f"message of run {env.run_id!r} on {edge.name}: ignored")
-        self._in_flight += 1
+        self._count(1, clock.now_ns())
         self._idle.clear()
         try:
             if self._handlers is None:
@@ -124,7 +151,7 @@ class ServiceRuntime:
                 raise
             return None
         finally:
-            self._in_flight -= 1
+            self._count(-1, clock.now_ns())
             if self._in_flight == 0:
                 self._idle.set()
 
@@ -144,7 +171,11 @@ class ServiceRuntime:
             hop.gathered_ns = clock.now_ns()
         for out in self.publish_out:
             hop.published_ns = clock.now_ns()  # each copy carries its own publish
-            await self.transports[out.mode].publish(out, env)
+            self.calls[out.name] += 1
+            try:
+                await self.transports[out.mode].publish(out, env)
+            finally:
+                self.calls[out.name] -= 1
         self.handled += 1
         if not edge.is_sync:
             if self.records_completion:
@@ -163,7 +194,11 @@ class ServiceRuntime:
         spec = self.spec
         if len(self.sync_out) == 1 and spec.gather_timeout_s is None:
             edge = self.sync_out[0]
-            return [_returned(await self.transports[edge.mode].request(edge, env), env)]
+            self.calls[edge.name] += 1
+            try:
+                return [_returned(await self.transports[edge.mode].request(edge, env), env)]
+            finally:
+                self.calls[edge.name] -= 1
         needed = spec.gather_needed or len(self.sync_out)
         calls = [asyncio.ensure_future(self._request(e, env)) for e in self.sync_out]
         replies: list[Envelope] = []
@@ -188,14 +223,19 @@ class ServiceRuntime:
 
     async def _request(self, edge: Edge, env: Envelope) -> Envelope:
         call = self.transports[edge.mode].request(edge, env)
-        if self.spec.gather_timeout_s is None:
-            return _returned(await call, env)
+        timeout_s = self.spec.gather_timeout_s
+        self.calls[edge.name] += 1
         try:
-            return _returned(await asyncio.wait_for(call, self.spec.gather_timeout_s), env)
-        except TimeoutError:
-            raise TransportError(
-                f"{edge.name}: no reply within {self.spec.gather_timeout_s * 1000:g} ms"
-            ) from None
+            if timeout_s is None:
+                return _returned(await call, env)
+            try:
+                return _returned(await asyncio.wait_for(call, timeout_s), env)
+            except TimeoutError:
+                raise TransportError(
+                    f"{edge.name}: no reply within {timeout_s * 1000:g} ms"
+                ) from None
+        finally:
+            self.calls[edge.name] -= 1
 
     def _reply(self, env: Envelope, replies: list[Envelope]) -> Envelope:
         known = len(env.hops)

@@ -132,6 +132,10 @@ class KafkaTransport(Transport):
             group_id=group,
             client_id=self._client_id,
             auto_offset_reset="earliest",  # topics are new per run: nothing is skipped
+            # the sampler's lag counts from the committed offset: keep it within 200 ms
+            # of what the consumer took (default 5 s). Committing 20 times a second
+            # instead of every 5 s cost no measurable CPU (chain, Tansu, 500/s)
+            auto_commit_interval_ms=200,
             fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
             # join in ~3 s, not 5-8 s: this broker waits out the rebalance timeout
             session_timeout_ms=6000,
