@@ -301,7 +301,12 @@ def collect(
             outcomes.append(Outcome(row.model_copy(update={"died": run.died.get(c.name)})))
             continue
         first = r.first_error
-        costs = Costs(up.usage, in_window.start.get(c.name), in_window.end.get(c.name), r.usage)
+        end = in_window.end.get(c.name)
+        if end is None and isinstance(r, WorkerReport):
+            # a load worker reports when its schedule ends, with the window, and may be
+            # gone by the time the window's end is read: its report's usage is that end
+            end = r.usage
+        costs = Costs(up.usage, in_window.start.get(c.name), end, r.usage)
         row = process_result(
             c.name,
             costs,
