@@ -19,6 +19,7 @@ from hopbench.protocol.channel import ChildChannel
 from hopbench.protocol.messages import (
     COMMANDS,
     EVENTS,
+    Auth,
     Clock,
     ClockReply,
     Command,
@@ -64,6 +65,7 @@ def _sends() -> messages.SendSummary:
 
 USAGE = Usage(cpu_s=1.25, peak_rss_mb=48.5)
 SAMPLES: dict[type[Message], list[Message]] = {
+    Auth: [Auth(mac="9f" * 32)],
     Configure: [Configure("gateway", 2, {"run_id": "x", "load": {"rate": 1.5}}, -7_000)],
     Start: [Start(start_ns=10**12, origin_ns=10**12 + 10**9)],
     Progress: [Progress(), Progress(second=-3), Progress(second=12)],
@@ -72,7 +74,10 @@ SAMPLES: dict[type[Message], list[Message]] = {
     Stop: [Stop()],
     Clock: [Clock()],
     Shutdown: [Shutdown()],
-    Hello: [Hello({"http": 8000, "grpc": 9000}, "b00t", {"hostname": "h", "cpus": 2}, True)],
+    Hello: [
+        Hello({"http": 8000, "grpc": 9000}, "b00t", {"hostname": "h", "cpus": 2}, True),
+        Hello({"http": 1}, "b00t", {}, False, challenge="0a" * 16),
+    ],
     Ready: [Ready(usage=USAGE), Ready(usage=Usage(cpu_s=0, peak_rss_mb=0))],
     ProgressReply: [
         ProgressReply(completed=7, live=None, usage=USAGE),

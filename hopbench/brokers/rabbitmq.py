@@ -12,24 +12,17 @@ import asyncio
 import contextlib
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import aiormq
 from aiormq.abc import AbstractChannel, AbstractConnection
 
+from hopbench.config.secrets import redact
 from hopbench.errors import BrokerUnavailable
 from hopbench.transports.plan import Provisioning
 
 QUEUE_EXPIRES_MS = 10 * 60 * 1000
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-
-
-def redact(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def queue_arguments() -> dict[str, Any]:

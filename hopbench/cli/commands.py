@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 from pathlib import Path
+from typing import TypeVar
 
 from hopbench.cli.parser import build_parser
 from hopbench.config import flags
@@ -16,6 +17,8 @@ from hopbench.config.topology import Topology
 from hopbench.errors import ConfigError
 from hopbench.render.common import IMAGE, RenderRequest
 from hopbench.run.session import Options, Session
+
+N = TypeVar("N", int, float)
 
 
 def topologies_of(args: argparse.Namespace) -> list[Topology]:
@@ -105,6 +108,7 @@ def _deployment(args: argparse.Namespace) -> Deployment:
         agents=args.agents,
         worker_agents=args.worker_agents,
         agents_wait=args.agents_wait,
+        agent_token_file=args.agent_token_file,
     )
 
 
@@ -147,14 +151,41 @@ def diff(args: argparse.Namespace) -> int:
 
 
 def agent(args: argparse.Namespace) -> int:
+    from hopbench.config.deployment import is_loopback
+    from hopbench.config.secrets import TOKEN_ENV, read_token
+    from hopbench.control.agent import Limits
     from hopbench.control.agent import main as serve_agent
 
     host, sep, port = args.listen.rpartition(":")
     if not sep or not port.isdigit():
         raise ConfigError(f"--listen {args.listen}: expected HOST:PORT, e.g. 0.0.0.0:7070")
-    serve_agent(host.strip("[]") or "0.0.0.0", int(port), args.http_port, args.grpc_port,
-               args.exit_idle)  # fmt: skip
+    host = host.strip("[]") or "0.0.0.0"
+    token = read_token(args.token_file, "--token-file")
+    if token is None and not is_loopback(host):
+        raise ConfigError(
+            f"--listen {args.listen}: other hosts can reach this agent, so it needs a shared "
+            f"token: set {TOKEN_ENV} (make one with: python3 -c 'import secrets; "
+            "print(secrets.token_hex(32))') or pass --token-file FILE, and give the "
+            "orchestrator the same; or listen on 127.0.0.1"
+        )
+    limits = Limits(
+        max_connections=_at_least(args.max_connections, 1, "--max-connections"),
+        start_within_s=_at_least(args.start_within, 1, "--start-within"),
+        max_rate=_at_least(args.max_rate, 1, "--max-rate"),
+        max_payload_bytes=_at_least(args.max_payload, 0, "--max-payload"),
+        max_duration_s=_at_least(args.max_duration, 1, "--max-duration"),
+    )
+    if args.exit_idle is not None:
+        _at_least(args.exit_idle, 0.1, "--exit-idle")
+    ports = {"http": args.http_port, "grpc": args.grpc_port}
+    serve_agent(host, int(port), ports, args.exit_idle, token, limits)
     return 0
+
+
+def _at_least(value: N, least: float, flag: str) -> N:
+    if not value >= least:  # NaN too
+        raise ConfigError(f"{flag} {value}: must be at least {least:g}")
+    return value
 
 
 RESERVED = ("--agents", "--worker-agents", "--kafka-bootstrap", "--rabbitmq-url", "--out")

@@ -63,6 +63,12 @@ def deployment_args(p: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="keep trying agents that do not answer yet for this long (default 0)",
     )
+    where.add_argument(
+        "--agent-token-file",
+        type=Path,
+        metavar="FILE",
+        help="the agents' shared token (default $HOPBENCH_AGENT_TOKEN); it never travels",
+    )
 
 
 def diff_args(p: argparse.ArgumentParser) -> None:
@@ -99,6 +105,41 @@ def diff_args(p: argparse.ArgumentParser) -> None:
         "measured) or a baseline cell is missing from the candidate",
     )
     p.add_argument("--json", type=Path, metavar="FILE", help="write the diff as JSON too")
+
+
+AGENT_LIMITS: list[tuple[str, type[int] | type[float], float, str]] = [
+    ("--max-connections", int, 8, "control connections at once"),
+    ("--start-within", float, 600.0, "seconds from a connection to its run's start"),
+    ("--max-rate", float, 50_000.0, "messages per second of one load worker"),
+    ("--max-payload", int, 1024 * 1024, "payload bytes"),
+    ("--max-duration", float, 3600.0, "seconds of warm-up and measured window"),
+]
+
+
+def agent_args(ag: argparse.ArgumentParser) -> None:
+    ag.add_argument(
+        "--listen", default="0.0.0.0:7070", help="control address (default 0.0.0.0:7070)"
+    )
+    for mode, port in (("http", HTTP_PORT), ("grpc", GRPC_PORT)):
+        ag.add_argument(f"--{mode}-port", type=int, default=port, help=f"default {port}")
+    ag.add_argument(
+        "--exit-idle",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="exit when no run starts for this long, from the start and after each run "
+        "(a safety net for Job pods)",
+    )
+    ag.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="FILE",
+        help="serve only an orchestrator with this shared token (default "
+        "$HOPBENCH_AGENT_TOKEN); required when --listen is not a loopback address",
+    )
+    limits = ag.add_argument_group("what the agent accepts")
+    for flag, kind, default, what in AGENT_LIMITS:
+        limits.add_argument(flag, type=kind, default=default, help=f"{what} (default {default:g})")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -225,18 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
         "agent",
         help="serve as a service replica or load worker for an orchestrator elsewhere",
     )
-    ag.add_argument(
-        "--listen", default="0.0.0.0:7070", help="control address (default 0.0.0.0:7070)"
-    )
-    for mode, port in (("http", HTTP_PORT), ("grpc", GRPC_PORT)):
-        ag.add_argument(f"--{mode}-port", type=int, default=port, help=f"default {port}")
-    ag.add_argument(
-        "--exit-idle",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help="after a run, exit when no run starts for this long (a safety net for Job pods)",
-    )
+    agent_args(ag)
 
     dif = sub.add_parser(
         "diff", help="compare two results cell by cell: better, worse or within noise"

@@ -14,8 +14,10 @@ import ipaddress
 import os
 import socket
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
+from hopbench.config.secrets import read_token
 from hopbench.errors import ConfigError, RunError
 
 
@@ -24,6 +26,7 @@ class Placement:
     services: str | None = None  # address template for service replicas; None: local
     workers: str | None = None  # the same for load workers ("{service}" is "loadgen")
     wait_s: float = 0.0  # how long to keep trying agents that are not up yet
+    token: str | None = field(default=None, repr=False)  # answers the agents' challenge
 
     def __post_init__(self) -> None:
         for flag, template in (("--agents", self.services), ("--worker-agents", self.workers)):
@@ -67,14 +70,21 @@ class Deployment:
         agents: str | None = None,
         worker_agents: str | None = None,
         agents_wait: float = 0.0,
+        agent_token_file: Path | None = None,
     ) -> Deployment:
-        """Flags first, then HOPBENCH_RABBITMQ_URL / HOPBENCH_KAFKA_BOOTSTRAP, then local."""
+        """Flags first, then HOPBENCH_RABBITMQ_URL / HOPBENCH_KAFKA_BOOTSTRAP /
+        HOPBENCH_AGENT_TOKEN, then local."""
         return cls(
             rabbitmq_url=rabbitmq_url
             or os.environ.get("HOPBENCH_RABBITMQ_URL")
             or DEFAULT_RABBITMQ_URL,
             kafka_bootstrap=kafka_bootstrap or os.environ.get("HOPBENCH_KAFKA_BOOTSTRAP") or None,
-            placement=Placement(agents, worker_agents, agents_wait),
+            placement=Placement(
+                agents,
+                worker_agents,
+                agents_wait,
+                read_token(agent_token_file, "--agent-token-file"),
+            ),
         )
 
 

@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from hopbench.brokers.procs import terminate
 from hopbench.clock import boot_id
+from hopbench.config.secrets import TOKEN_ENV, token_mac
 from hopbench.errors import HopbenchError, ProtocolError, RunError
 from hopbench.protocol.messages import (
+    Auth,
     Clock,
     ClockReply,
     Command,
@@ -114,7 +117,15 @@ class Child:
             self._ended.set()
 
     @classmethod
-    async def spawn(cls, name: str, module: str, args: list[str], log_path: Path) -> Child:
+    async def spawn(
+        cls,
+        name: str,
+        module: str,
+        args: list[str],
+        log_path: Path,
+        env: Mapping[str, str] | None = None,
+    ) -> Child:
+        """A local child; env adds to ours (secrets, which its spec file does not hold)."""
         with log_path.open("wb") as log:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -126,6 +137,7 @@ class Child:
                 stderr=log,
                 start_new_session=True,  # Ctrl-C reaches the orchestrator, which stops us in order
                 limit=STREAM_LIMIT,
+                env={**os.environ, **env} if env else None,
             )
         assert proc.stdout is not None
         assert proc.stdin is not None
@@ -138,8 +150,9 @@ class Child:
         return cls(name, proc.stdout, write, proc=proc, log_path=log_path)
 
     @classmethod
-    async def connect(cls, name: str, address: str) -> Child:
-        """Reach an agent at host:port and read its hello (its ports and kernel)."""
+    async def connect(cls, name: str, address: str, token: str | None = None) -> Child:
+        """Reach an agent at host:port, read its hello (its ports and kernel) and answer
+        its challenge with the token; the token itself never travels."""
         host, _, port = address.rpartition(":")
         try:
             reader, writer = await asyncio.wait_for(
@@ -157,7 +170,15 @@ class Child:
                 writer.write(data)
 
         child = cls(name, reader, write, writer=writer, address=address)
-        child.hello = await child.expect(Hello, CONNECT_TIMEOUT_S)
+        child.hello = hello = await child.expect(Hello, CONNECT_TIMEOUT_S)
+        if hello.challenge and token is None:
+            await child.close()
+            raise RunError(
+                f"{name}: the agent at {address} only serves an orchestrator with its token; "
+                f"set {TOKEN_ENV} (or pass --agent-token-file FILE) to the token the agent has"
+            )
+        if hello.challenge and token is not None:
+            child.send(Auth(mac=token_mac(token, hello.challenge)))
         return child
 
     @property
@@ -268,10 +289,10 @@ class Child:
             await self.close()
 
 
-async def shutdown_agent(address: str) -> None:
+async def shutdown_agent(address: str, token: str | None = None) -> None:
     """Tell an agent to exit (a best effort: it may be gone already)."""
     with contextlib.suppress(HopbenchError):
-        child = await Child.connect("agent", address)
+        child = await Child.connect("agent", address, token)
         child.send(Shutdown())
         await child.close()
 

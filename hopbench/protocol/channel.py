@@ -44,6 +44,10 @@ BOOT_ID = boot_id()
 log = logging.getLogger("hopbench.protocol")
 
 
+class LineTooLong(ProtocolError):
+    """A line over the reader's limit (which the reader has skipped)."""
+
+
 def die_with_parent() -> None:
     """Ask Linux to SIGTERM this process when its parent exits (no-op elsewhere)."""
     with contextlib.suppress(OSError, AttributeError):
@@ -56,11 +60,18 @@ class ChildChannel:
     (stdin/stdout) or, for an agent on another host, over a TCP connection."""
 
     def __init__(
-        self, reader: asyncio.StreamReader, write: Callable[[bytes], None], stop: asyncio.Event
+        self,
+        reader: asyncio.StreamReader,
+        write: Callable[[bytes], None],
+        stop: asyncio.Event,
+        hang_up_on_long_line: bool = False,
     ) -> None:
         self._reader = reader
         self._write = write
         self._stop = stop
+        # an agent's peer that sends a line over the limit is broken or hostile: the
+        # rest of that line would only come in as more bad lines
+        self._hang_up_on_long_line = hang_up_on_long_line
 
     @classmethod
     async def stdio(cls, stop: asyncio.Event) -> ChildChannel:
@@ -87,6 +98,9 @@ class ChildChannel:
             except ProtocolError as exc:
                 log.warning("bad command line: %s", exc)
                 self.emit(Error(message=f"bad command line: {exc}"))
+                if self._hang_up_on_long_line and isinstance(exc, LineTooLong):
+                    yield Stop()
+                    return
                 continue
             if isinstance(command, Clock):
                 # read the monotonic clock last: the reply leaves right after it
@@ -110,7 +124,7 @@ class ChildChannel:
         except ConnectionError:
             return Stop()
         except ValueError as exc:  # over the reader's limit: it has skipped the line
-            raise ProtocolError(f"a line too long ({exc})") from None
+            raise LineTooLong(f"a line too long ({exc})") from None
         return decode_command(line) if line else Stop()
 
 

@@ -34,6 +34,7 @@ from hopbench.measure.usage import Usage
 __all__ = [
     "COMMANDS",
     "EVENTS",
+    "Auth",
     "Clock",
     "ClockReply",
     "Command",
@@ -75,6 +76,15 @@ class Configure:
     replica: int
     spec: dict[str, Any]  # the RunSpec, model_dump(mode="json")
     clock_offset_ns: int  # what the agent subtracts from its clock (0 on our kernel)
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    """To an agent, first: the answer to its hello's challenge, HMAC-SHA256 of the
+    nonce under the shared token (hopbench.config.secrets.token_mac)."""
+
+    TAG: ClassVar[str] = "auth"
+    mac: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +155,7 @@ class Hello:
     boot_id: str  # its kernel: the same as ours means one monotonic clock
     machine: dict[str, Any]  # its host, as results record it
     busy: bool  # serving another orchestrator's run
+    challenge: str = ""  # a fresh nonce to answer with Auth; "" when no token is needed
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,7 +235,9 @@ class Error:
     message: str
 
 
-Command: TypeAlias = Configure | Start | Progress | Sample | LateAfter | Stop | Clock | Shutdown
+Command: TypeAlias = (
+    Auth | Configure | Start | Progress | Sample | LateAfter | Stop | Clock | Shutdown
+)
 Event: TypeAlias = (
     Hello | Ready | ProgressReply | Sampled | ClockReply | ServiceReport | WorkerReport | Error
 )

@@ -25,6 +25,8 @@ class Fleet:
     workers: list[Child] = field(default_factory=list)
     clocks: dict[str, ClockReading] = field(default_factory=dict)
     drift: dict[str, int] = field(default_factory=dict)
+    # added to the environment of the processes it starts: the secrets a spec leaves out
+    child_env: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def children(self) -> list[Child]:
@@ -39,7 +41,8 @@ class Fleet:
             found: list[Child] = []
             try:
                 for replica, address in enumerate(addresses(template, service, count)):
-                    found.append(await Child.connect(f"{service}/{replica}", address))
+                    name = f"{service}/{replica}"
+                    found.append(await Child.connect(name, address, placement.token))
                     if (hello := found[-1].hello) is not None and hello.busy:
                         raise RunError(
                             f"{service}/{replica}: the agent at {address} is serving another "
@@ -77,14 +80,18 @@ class Fleet:
                 args = ["--service", name, "--replica", str(replica), "--spec", str(spec_path)]
                 log = run_dir / f"{name}-{replica}.log"
                 self.services.append(
-                    await Child.spawn(f"{name}/{replica}", "hopbench.services", args, log)
+                    await Child.spawn(
+                        f"{name}/{replica}", "hopbench.services", args, log, self.child_env
+                    )
                 )
 
     async def spawn_workers(self, spec: RunSpec, spec_path: Path, run_dir: Path) -> None:
         for w in range(spec.load.workers):
             args = ["--worker", str(w), "--spec", str(spec_path)]
             log = run_dir / f"loadgen-{w}.log"
-            self.workers.append(await Child.spawn(f"{LOADGEN}/{w}", "hopbench.loadgen", args, log))
+            self.workers.append(
+                await Child.spawn(f"{LOADGEN}/{w}", "hopbench.loadgen", args, log, self.child_env)
+            )
 
     async def read_clocks(self, children: list[Child]) -> None:
         readings = await asyncio.gather(*(c.read_clock() for c in children))

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from hopbench.config.deployment import Deployment, check_reachable
 from hopbench.config.faults import Pause
 from hopbench.config.runspec import LoadSpec, RunSpec, Settings
+from hopbench.config.secrets import PASSWORD_ENV, password_of, redact
 from hopbench.config.topology import LOADGEN, Topology
 from hopbench.control.child import Child
 from hopbench.errors import RunError
@@ -168,6 +169,9 @@ def make_spec(run: Run, brokers: Brokers) -> RunSpec:
     """Everything a child needs: topology, settings, load, endpoints, broker addresses."""
     topology = run.topology
     agents = {name: run.fleet.agents_of(name) for name in topology.services}
+    password = password_of(brokers.rabbitmq_url or "")
+    if password is not None:  # the spec holds none: local children get it this way
+        run.fleet.child_env[PASSWORD_ENV] = password
     return RunSpec(
         run_id=run.run_id,
         topology=topology.to_dict(),
@@ -175,7 +179,8 @@ def make_spec(run: Run, brokers: Brokers) -> RunSpec:
         load=run.load,
         endpoints=allocate_endpoints(topology, agents),
         kafka_bootstrap=brokers.kafka_bootstrap,
-        rabbitmq_url=brokers.rabbitmq_url,
+        # no password: it stays in this process and its children's environment
+        rabbitmq_url=None if brokers.rabbitmq_url is None else redact(brokers.rabbitmq_url),
     )
 
 

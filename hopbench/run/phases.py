@@ -23,6 +23,7 @@ from hopbench.brokers.rabbitmq import RabbitMqBroker
 from hopbench.brokers.tansu import TansuBroker
 from hopbench.config.deployment import Deployment
 from hopbench.config.runspec import LoadSpec, RunSpec, Settings
+from hopbench.config.secrets import redact
 from hopbench.config.topology import Topology
 from hopbench.measure.merge import SendSummary
 from hopbench.measure.usage import Usage, proc_usage
@@ -96,9 +97,12 @@ class Brokers:
         }
 
     def addresses(self) -> dict[str, str]:
-        """Each broker's address by the flag that sets it (to check agents can reach it)."""
+        """Each broker's address by the flag that sets it (to check agents can reach it),
+        with no password: it goes into messages."""
         found = {"--kafka-bootstrap": self.kafka.bootstrap} if self.kafka is not None else {}
-        return found | ({"--rabbitmq-url": self.rabbit.url} if self.rabbit is not None else {})
+        if self.rabbit is not None:
+            found["--rabbitmq-url"] = redact(self.rabbit.url)
+        return found
 
 
 async def start_brokers(

@@ -129,7 +129,8 @@ class Session:
         """Let the load worker agents go: their Job completes when they exit."""
         from hopbench.control.child import shutdown_agent
 
-        await asyncio.gather(*(shutdown_agent(a) for a in sorted(self.worker_agents)))
+        token = self.options.deployment.placement.token
+        await asyncio.gather(*(shutdown_agent(a, token) for a in sorted(self.worker_agents)))
         self.worker_agents.clear()
 
     def write(self) -> None:

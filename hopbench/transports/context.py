@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from hopbench.config.runspec import RunSpec
+from hopbench.config.secrets import restore_password
 from hopbench.config.settings import Settings
 from hopbench.config.topology import Edge, Topology
 
@@ -30,15 +31,24 @@ class TransportContext:
     kafka_bootstrap: str | None = None
     rabbitmq_url: str | None = None
     listen: str | None = None  # host to bind servers to; None: the endpoint's own host
+    ports: Mapping[str, int] | None = None  # an agent's own data port per mode, not the spec's
     _edge_settings: dict[int, Settings] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
 
     @classmethod
     def of(
-        cls, spec: RunSpec, service: str, replica: int, listen: str | None = None
+        cls,
+        spec: RunSpec,
+        service: str,
+        replica: int,
+        listen: str | None = None,
+        ports: Mapping[str, int] | None = None,
     ) -> TransportContext:
-        """The context of one process (service replica or load worker) of a run."""
+        """The context of one process (service replica or load worker) of a run. The
+        spec's RabbitMQ URL has no password: it comes from this process's environment
+        (hopbench.config.secrets); ConfigError when it is not there."""
+        url = None if spec.rabbitmq_url is None else restore_password(spec.rabbitmq_url)
         return cls(
             run_id=spec.run_id,
             service=service,
@@ -47,8 +57,9 @@ class TransportContext:
             settings=spec.settings,
             endpoints=spec.endpoints,
             kafka_bootstrap=spec.kafka_bootstrap,
-            rabbitmq_url=spec.rabbitmq_url,
+            rabbitmq_url=url,
             listen=listen,
+            ports=ports,
         )
 
     def settings_for(self, edge: Edge) -> Settings:
@@ -61,4 +72,6 @@ class TransportContext:
     def bind_address(self, mode: str) -> tuple[str, int]:
         """Where this replica's server for one mode listens."""
         host, _, port = self.endpoints[mode][self.service][self.replica].rpartition(":")
+        if self.ports is not None:  # an agent binds its own ports, whatever a spec says
+            return self.listen or host, self.ports[mode]
         return self.listen or host, int(port)
