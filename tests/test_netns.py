@@ -5,6 +5,7 @@ between containers or machines. Skips where that is not allowed."""
 from __future__ import annotations
 
 import json
+import secrets
 import sys
 from pathlib import Path
 
@@ -17,7 +18,11 @@ from tests.test_cli_run import hopbench, runs
 pytestmark = pytest.mark.integration
 
 
-def test_services_on_another_network_host(tmp_path: Path, network: Network) -> None:
+def test_services_on_another_network_host(
+    tmp_path: Path, network: Network, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # agents beyond loopback need the orchestrator's token: both ends read it here
+    monkeypatch.setenv("HOPBENCH_AGENT_TOKEN", secrets.token_hex(32))
     network.create(["far"])
     network.publish({})
     for k in range(2):

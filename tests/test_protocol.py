@@ -140,7 +140,7 @@ def test_message_values_are_frozen() -> None:
         (b"[1, 2]\n", "not a JSON object: [1, 2]"),
         (b'"start"\n', "not a JSON object"),
         (b'{"start_ns": 1}\n', 'no "type" field'),
-        (b'{"type": "launch"}\n', 'unknown message type "launch" (known: configure, start,'),
+        (b'{"type": "launch"}\n', 'unknown message type "launch" (known: auth, configure, start,'),
         (b'{"type": 3}\n', "unknown message type 3"),
         (b'{"type": "start", "start_ns": 1}\n', "start: missing field(s): origin_ns"),
         (b'{"type": "start"}\n', "start: missing field(s): start_ns, origin_ns"),

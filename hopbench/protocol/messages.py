@@ -306,15 +306,17 @@ def _hints(cls: type[Any]) -> dict[str, Any]:
 
 
 def _build(cls: type[Any], data: dict[str, Any], where: str) -> Any:
-    names = [f.name for f in dataclasses.fields(cls)]
-    missing = [n for n in names if n not in data]
+    fields = dataclasses.fields(cls)
+    names = [f.name for f in fields]
+    optional = {f.name for f in fields if f.default is not dataclasses.MISSING}
+    missing = [n for n in names if n not in data and n not in optional]
     if missing:
         raise ProtocolError(f"{where}: missing field(s): {', '.join(missing)}")
     extra = sorted(set(data) - set(names))
     if extra:
         raise ProtocolError(f"{where}: unexpected field(s): {', '.join(map(_clip, extra))}")
     hints = _hints(cls)
-    return cls(**{n: _check(hints[n], data[n], f"{where}.{n}") for n in names})
+    return cls(**{n: _check(hints[n], data[n], f"{where}.{n}") for n in names if n in data})
 
 
 _KINDS = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
