@@ -206,9 +206,8 @@ class Agent:
             return
         limit = self.limits.start_within_s
         log.warning("%s: no run started within %g s of connecting; hanging up", peer, limit)
-        channel.emit(
-            Error(message=f"no run started within {limit:g} s (this agent's --start-within)")
-        )
+        what = f"no run started within {limit:g} s of connecting (this agent's --start-within)"
+        channel.emit(Error(message=what))
         hangup.set()
 
     async def _serve(self, channel: _RunChannel, peer: object) -> None:
