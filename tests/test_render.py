@@ -3,6 +3,7 @@ with docker-compose; the Kubernetes manifests pass the Kubernetes schemas."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -38,15 +39,63 @@ def test_committed_compose_file_is_the_rendered_one(monkeypatch: pytest.MonkeyPa
     assert committed == text, f"docker-compose.yml is stale: run `{command}`"
 
 
-def compose_config(path: Path) -> dict[str, Any]:
+SECRETS = {"HOPBENCH_AGENT_TOKEN": "t0ken" * 8, "HOPBENCH_RABBITMQ_PASSWORD": "s3cret"}
+
+
+def compose_config(path: Path, secrets: dict[str, str] = SECRETS) -> dict[str, Any]:
+    """What docker-compose makes of the file, its secrets given as .env would give them."""
     if shutil.which("docker-compose") is None:
         pytest.skip("docker-compose is not installed (Debian: apt-get install docker-compose)")
+    env = {k: v for k, v in os.environ.items() if k not in SECRETS} | secrets
     done = subprocess.run(
-        ["docker-compose", "-f", str(path), "config"], capture_output=True, text=True, timeout=60
-    )
+        ["docker-compose", "-f", str(path), "config"],
+        capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
     parsed: dict[str, Any] = yaml.safe_load(done.stdout)
     return parsed
+
+
+def test_compose_secrets_come_from_env_and_are_never_replaced(tmp_path: Path) -> None:
+    committed = (ROOT / "docker-compose.yml").read_text()
+    assert "hopbench:hopbench@" not in committed  # no password in the file
+    config = compose_config(ROOT / "docker-compose.yml")["services"]
+    for name in ("gateway-0", "worker-0", "hopbench"):
+        env = config[name]["environment"]
+        assert env["HOPBENCH_AGENT_TOKEN"] == SECRETS["HOPBENCH_AGENT_TOKEN"]
+        assert env["HOPBENCH_RABBITMQ_URL"] == "amqp://hopbench:s3cret@rabbitmq:5672/"
+    assert config["rabbitmq"]["environment"]["RABBITMQ_DEFAULT_PASS"] == "s3cret"
+    assert "--rabbitmq-url" not in config["hopbench"]["command"]
+
+    out = tmp_path / "docker-compose.yml"
+    done = subprocess.run(
+        [sys.executable, "-m", "hopbench", "render", "compose", str(TOPOLOGIES / "chain.yaml"),
+         "--rabbitmq-url", "amqp://me:pa55@mq.example:5672/v", "--out", str(out)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    env_file = tmp_path / ".env"
+    assert env_file.stat().st_mode & 0o777 == 0o600
+    values = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
+    assert len(values["HOPBENCH_AGENT_TOKEN"]) == 64
+    assert values["HOPBENCH_RABBITMQ_PASSWORD"] == "pa55"
+    assert "pa55" not in out.read_text()
+    if shutil.which("docker-compose") is not None:
+        config = compose_config(out, values)["services"]
+        assert config["hopbench"]["environment"]["HOPBENCH_RABBITMQ_URL"] == (
+            "amqp://me:pa55@mq.example:5672/v"
+        )
+    env_file.write_text("HOPBENCH_AGENT_TOKEN=mine-and-long-enough\n")  # the user's own
+    done = subprocess.run(
+        [sys.executable, "-m", "hopbench", "render", "compose", str(TOPOLOGIES / "chain.yaml"),
+         "--out", str(out)], capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = env_file.read_text().splitlines()
+    assert lines[0] == "HOPBENCH_AGENT_TOKEN=mine-and-long-enough"
+    assert [line.split("=")[0] for line in lines] == [
+        "HOPBENCH_AGENT_TOKEN", "HOPBENCH_RABBITMQ_PASSWORD"
+    ]  # fmt: skip
 
 
 def test_compose_file_parses_and_runs_every_replica(tmp_path: Path) -> None:
@@ -84,7 +133,7 @@ def documents(text: str) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("brokers", ["in-cluster", "by-url"])
 def test_k8s_manifests_pass_the_schemas(tmp_path: Path, brokers: str) -> None:
-    extra = ["--kafka-bootstrap", "kafka.infra:9092", "--rabbitmq-url", "amqp://u:p@mq:5672/"]
+    extra = ["--kafka-bootstrap", "kafka.infra:9092", "--rabbitmq-url", "amqp://u:pw-4f2a@mq:5672/"]
     given = extra if brokers == "by-url" else []
     text, _ = render("k8s", str(TOPOLOGIES / "order-hybrid.yaml"), "--workers", "3",
                      "--set", "services.billing.replicas=2", *given,
@@ -110,6 +159,54 @@ def test_k8s_manifests_pass_the_schemas(tmp_path: Path, brokers: str) -> None:
     assert run[run.index("--worker-agents") + 1] == "{service}-{replica}.{service}:7070"
     if brokers == "by-url":
         assert run[run.index("--kafka-bootstrap") + 1] == "kafka.infra:9092"
+    # secrets: in a Secret, read from the environment, never in a command line
+    secret = by_kind["Secret"]["hopbench-secrets"]["stringData"]
+    assert len(secret["agent-token"]) == 64
+    url = "amqp://u:pw-4f2a@mq:5672/" if brokers == "by-url" else "amqp://hopbench:"
+    assert secret["rabbitmq-url"].startswith(url)
+    assert "--rabbitmq-url" not in run
+    assert secret["rabbitmq-password"] not in text.split("kind: Secret")[1].split("---", 1)[1]
+    pods = [
+        d["spec"]["template"]["spec"] for d in [*deployments.values(), *by_kind["Job"].values()]
+    ]
+    for name, pod in zip([*deployments, *by_kind["Job"]], pods, strict=True):
+        env = {
+            e["name"]: e.get("valueFrom", {}).get("secretKeyRef")
+            for e in pod["containers"][0].get("env", [])
+        }
+        if name == "rabbitmq":
+            assert env["RABBITMQ_DEFAULT_PASS"] == {
+                "name": "hopbench-secrets",
+                "key": "rabbitmq-password",
+            }
+        elif name != "kafka":
+            assert env["HOPBENCH_AGENT_TOKEN"] == {"name": "hopbench-secrets", "key": "agent-token"}
+            assert env["HOPBENCH_RABBITMQ_URL"] == {
+                "name": "hopbench-secrets",
+                "key": "rabbitmq-url",
+            }
+    # only the orchestrator reaches the agents' control port
+    policy = by_kind["NetworkPolicy"]["hopbench-agents"]["spec"]
+    agent_pods = {
+        name for name, d in [*deployments.items(), *by_kind["Job"].items()]
+        if d["spec"]["template"]["metadata"]["labels"].get("hopbench/agent") == "true"
+    }  # fmt: skip
+    assert policy["podSelector"]["matchLabels"] == {"hopbench/agent": "true"}
+    assert agent_pods == (set(deployments) - {"kafka", "rabbitmq"}) | {"loadgen"}
+    assert "billing" in agent_pods
+    control, data = policy["ingress"]
+    assert control["ports"] == [{"protocol": "TCP", "port": 7070}]
+    assert control["from"] == [
+        {
+            "podSelector": {
+                "matchLabels": {
+                    "app.kubernetes.io/name": "hopbench-run",
+                    "app.kubernetes.io/part-of": "hopbench",
+                }
+            }
+        }
+    ]
+    assert {p["port"] for p in data["ports"]} == {8000, 9000}
     topology = by_kind["ConfigMap"]["hopbench-topology"]["data"]["topology.yaml"]
     assert topology == (TOPOLOGIES / "order-hybrid.yaml").read_text()
 

@@ -194,6 +194,8 @@ RESERVED = ("--agents", "--worker-agents", "--kafka-bootstrap", "--rabbitmq-url"
 def render_request(args: argparse.Namespace) -> tuple[RenderRequest, str]:
     import shlex
 
+    from hopbench.config.secrets import redact
+
     topology = topologies_of(args)[-1]
     extra = shlex.split(args.run_args or "")
     for flag in extra:
@@ -223,7 +225,7 @@ def render_request(args: argparse.Namespace) -> tuple[RenderRequest, str]:
         + (["--run-args", args.run_args] if args.run_args else [])
         + (["--workers", str(args.workers)] if args.target == "k8s" else [])
         + (["--kafka-bootstrap", args.kafka_bootstrap] if args.kafka_bootstrap else [])
-        + (["--rabbitmq-url", args.rabbitmq_url] if args.rabbitmq_url else [])
+        + (["--rabbitmq-url", redact(args.rabbitmq_url)] if args.rabbitmq_url else [])
         + (["--image", args.image] if args.image != IMAGE else [])
         + ["--out", str(args.out)]
     )
@@ -244,4 +246,10 @@ def render(args: argparse.Namespace) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(f"wrote {args.out}")
+    if args.target == "compose":
+        from hopbench.render.compose import write_env_file
+
+        env_path, added = write_env_file(request, args.out.parent)
+        if added:
+            print(f"wrote {', '.join(added)} to {env_path} (keep it out of version control)")
     return 0

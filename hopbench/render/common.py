@@ -4,6 +4,7 @@ orchestrator's command line."""
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,13 +12,14 @@ from typing import Any
 import yaml
 
 from hopbench.config.deployment import CONTROL_PORT, GRPC_PORT, HTTP_PORT
+from hopbench.config.secrets import REDACTED, password_of, redact
 from hopbench.config.topology import Topology
 from hopbench.errors import ConfigError
 
 IMAGE = "hopbench:local"
 KAFKA_IMAGE = "apache/kafka:3.9.0"
 RABBITMQ_IMAGE = "rabbitmq:3.13"
-RABBITMQ_USER = RABBITMQ_PASSWORD = "hopbench"  # guest may only connect from localhost
+RABBITMQ_USER = "hopbench"  # guest may only connect from localhost; its password is generated
 KAFKA_PORT = 9092
 RABBITMQ_PORT = 5672
 TOPOLOGY_PATH = "/config/topology.yaml"
@@ -50,17 +52,32 @@ class RenderRequest:
     def kafka(self) -> str:
         return self.kafka_bootstrap or f"kafka:{KAFKA_PORT}"
 
+    def rabbitmq(self, password: str) -> str:
+        """The RabbitMQ URL with this password (or a placeholder for it) in it."""
+        if self.rabbitmq_url is None:
+            return f"amqp://{RABBITMQ_USER}:{password}@rabbitmq:{RABBITMQ_PORT}/"
+        if password_of(self.rabbitmq_url) is None:
+            return self.rabbitmq_url
+        return redact(self.rabbitmq_url).replace(f":{REDACTED}@", f":{password}@", 1)
+
     @property
-    def rabbitmq(self) -> str:
-        login = f"{RABBITMQ_USER}:{RABBITMQ_PASSWORD}"
-        return self.rabbitmq_url or f"amqp://{login}@rabbitmq:{RABBITMQ_PORT}/"
+    def rabbitmq_password(self) -> str:
+        """The given URL's password, or a new one for the RabbitMQ run alongside."""
+        given = password_of(self.rabbitmq_url) if self.rabbitmq_url else None
+        return given if given is not None else secrets.token_hex(16)
 
     def orchestrator_args(self, agents: str, worker_agents: str | None = None) -> list[str]:
+        """Its command line: no secrets (RabbitMQ's URL and the agents' token are in
+        the environment of every hopbench container, from a secret)."""
         args = ["run", TOPOLOGY_PATH, "--agents", agents]
         if worker_agents:
             args += ["--worker-agents", worker_agents]
-        args += ["--kafka-bootstrap", self.kafka, "--rabbitmq-url", self.rabbitmq]
+        args += ["--kafka-bootstrap", self.kafka]
         return [*args, "--out", RESULTS_PATH]
+
+
+def new_token() -> str:
+    return secrets.token_hex(32)
 
 
 AGENT_PORTS = {"control": CONTROL_PORT, "http": HTTP_PORT, "grpc": GRPC_PORT}
@@ -86,7 +103,7 @@ KAFKA_HEALTH = [
     "--bootstrap-server",
     f"localhost:{KAFKA_PORT}",
 ]
-RABBITMQ_ENV = {"RABBITMQ_DEFAULT_USER": RABBITMQ_USER, "RABBITMQ_DEFAULT_PASS": RABBITMQ_PASSWORD}
+RABBITMQ_ENV = {"RABBITMQ_DEFAULT_USER": RABBITMQ_USER}  # and RABBITMQ_DEFAULT_PASS, a secret
 RABBITMQ_HEALTH = ["rabbitmq-diagnostics", "-q", "check_port_connectivity"]
 
 

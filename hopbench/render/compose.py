@@ -6,6 +6,11 @@ orchestrator, which runs the load workers itself and writes ./results.
 
 Its arguments can be changed without rendering again:
 ``HOPBENCH_ARGS="--mode kafka --rate 500" docker compose up ...``.
+
+The file holds no secret: the agents' token and RabbitMQ's password are
+``${...}`` references that compose fills from ``.env`` beside the file, which
+``hopbench render compose`` writes (mode 0600) with new random values when it is
+not there yet (``compose_secrets``).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
+from hopbench.config.secrets import PASSWORD_ENV, TOKEN_ENV, URL_ENV
 from hopbench.render.common import (
     AGENT_HEALTH,
     RESULTS_PATH,
@@ -22,9 +28,38 @@ from hopbench.render.common import (
     RenderRequest,
     brokers_to_run,
     dump,
+    new_token,
 )
 
 REPO = Path(__file__).resolve().parents[2]  # where the Dockerfile is, in a source checkout
+ENV_FILE = ".env"  # compose reads it from the file's folder
+
+
+def _from_env(name: str) -> str:
+    return f"${{{name}:?is not set: hopbench render compose writes it into {ENV_FILE}}}"
+
+
+def compose_secrets(request: RenderRequest) -> dict[str, str]:
+    """What .env holds: new random values (and a password given in --rabbitmq-url)."""
+    return {TOKEN_ENV: new_token(), PASSWORD_ENV: request.rabbitmq_password}
+
+
+def write_env_file(request: RenderRequest, folder: Path) -> tuple[Path, list[str]]:
+    """Add the secrets that .env lacks (never replacing one); it is the user's to see
+    and keep out of version control. The names it added."""
+    path = folder / ENV_FILE
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        text = ""
+    have = {line.partition("=")[0].strip() for line in text.splitlines()}
+    added = {k: v for k, v in compose_secrets(request).items() if k not in have}
+    if added:
+        lines = "".join(f"{k}={v}\n" for k, v in added.items())
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a") as out:
+            out.write(("" if not text or text.endswith("\n") else "\n") + lines)
+    return path, list(added)
 
 
 def _health(test: list[str], interval_s: int, retries: int) -> dict[str, Any]:
@@ -45,14 +80,21 @@ def _relative(path: Path, base: Path) -> str:
 def render_compose(request: RenderRequest, out: Path, command: str) -> str:
     base = out.parent
     hopbench: dict[str, Any] = {"image": request.image}
+    secret_env = {
+        TOKEN_ENV: _from_env(TOKEN_ENV),
+        URL_ENV: request.rabbitmq(_from_env(PASSWORD_ENV)),
+    }
     if (REPO / "Dockerfile").exists():
         hopbench["build"] = _relative(REPO, base)
     services: dict[str, Any] = {}
     brokers = [b.name for b in brokers_to_run(request)]
     for broker in brokers_to_run(request):
+        env = dict(broker.env)
+        if broker.name == "rabbitmq":
+            env["RABBITMQ_DEFAULT_PASS"] = _from_env(PASSWORD_ENV)
         services[broker.name] = {
             "image": broker.image,
-            "environment": dict(broker.env),
+            "environment": env,
             "healthcheck": _health(broker.health, 5, 30),
         }
     agents = []
@@ -62,6 +104,7 @@ def render_compose(request: RenderRequest, out: Path, command: str) -> str:
             services[agents[-1]] = {
                 **hopbench,
                 "command": ["agent"],
+                "environment": secret_env,
                 "healthcheck": _health(AGENT_HEALTH, 2, 30),
             }
     fixed = shlex.join(request.orchestrator_args("{service}-{replica}:7070"))
@@ -69,6 +112,7 @@ def render_compose(request: RenderRequest, out: Path, command: str) -> str:
     services["hopbench"] = {
         **hopbench,
         "command": f"{fixed} ${{HOPBENCH_ARGS:-{defaults}}}".strip(),
+        "environment": secret_env,
         "volumes": [
             f"{_relative(request.topology_file, base)}:{TOPOLOGY_PATH}:ro",
             f"./results:{RESULTS_PATH}",
@@ -78,6 +122,7 @@ def render_compose(request: RenderRequest, out: Path, command: str) -> str:
     header = (
         f"# Rendered by `{command}`; a test fails when it differs.\n"
         "# Run: docker compose up --build --exit-code-from hopbench   (results in ./results)\n"
+        f"# Secrets: {ENV_FILE} beside this file, written by the command above\n"
         '# Other arguments: HOPBENCH_ARGS="--mode kafka --rate 500" docker compose up ...\n'
     )
     return dump([{"services": services}], header)

@@ -13,6 +13,11 @@
   10 idle minutes if it never comes back).
 - The orchestrator: a Job that runs `hopbench run` and writes results.json and
   report.html to a PersistentVolumeClaim.
+- A Secret with a new agent token and the RabbitMQ URL (and, for a RabbitMQ in
+  the cluster, a new password), which every hopbench container reads from its
+  environment; no secret is in a command line. A NetworkPolicy admits only the
+  orchestrator to the agents' control port, and only hopbench pods to their
+  data ports.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import shlex
 from typing import Any
 
 from hopbench.config.deployment import CONTROL_PORT
+from hopbench.config.secrets import TOKEN_ENV, URL_ENV
 from hopbench.config.topology import LOADGEN
 from hopbench.render.common import (
     AGENT_PORTS,
@@ -29,12 +35,15 @@ from hopbench.render.common import (
     RenderRequest,
     brokers_to_run,
     dump,
+    new_token,
 )
 
 ORCHESTRATOR = "hopbench-run"
 CONFIG = "hopbench-topology"
 RESULTS = "hopbench-results"
 WORKER_IDLE_EXIT_S = 600  # a safety net: the orchestrator tells them when it is done
+SECRET = "hopbench-secrets"
+AGENT_LABEL = {"hopbench/agent": "true"}  # on the pods of every agent, for the NetworkPolicy
 CONFIG_DIR = TOPOLOGY_PATH.rsplit("/", 1)[0]
 
 
@@ -63,7 +72,10 @@ def _headless(name: str, ports: dict[str, int]) -> dict[str, Any]:
     }
 
 
-def _deployment(name: str, replicas: int, container: dict[str, Any]) -> dict[str, Any]:
+def _deployment(
+    name: str, replicas: int, container: dict[str, Any], agent: bool = False
+) -> dict[str, Any]:
+    labels = {**_labels(name), **(AGENT_LABEL if agent else {})}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -72,7 +84,7 @@ def _deployment(name: str, replicas: int, container: dict[str, Any]) -> dict[str
             "replicas": replicas,
             "selector": {"matchLabels": _labels(name)},
             "template": {
-                "metadata": {"labels": _labels(name)},
+                "metadata": {"labels": labels},
                 "spec": {"containers": [container]},
             },
         },
@@ -83,11 +95,58 @@ def _exec_probe(command: list[str], period_s: int) -> dict[str, Any]:
     return {"exec": {"command": command}, "periodSeconds": period_s, "timeoutSeconds": 10}
 
 
+def _secret_env(names: dict[str, str]) -> list[dict[str, Any]]:
+    """Environment variables from the Secret's keys."""
+    return [
+        {"name": name, "valueFrom": {"secretKeyRef": {"name": SECRET, "key": key}}}
+        for name, key in names.items()
+    ]
+
+
+HOPBENCH_ENV = {TOKEN_ENV: "agent-token", URL_ENV: "rabbitmq-url"}
+
+
+def _secret(request: RenderRequest) -> dict[str, Any]:
+    password = request.rabbitmq_password
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": SECRET, "labels": _labels(SECRET)},
+        "type": "Opaque",
+        "stringData": {
+            "agent-token": new_token(),
+            "rabbitmq-url": request.rabbitmq(password),
+            "rabbitmq-password": password,
+        },
+    }
+
+
+def _network_policy() -> dict[str, Any]:
+    """Agents take control only from the orchestrator; data only from hopbench pods."""
+    orchestrator = {"podSelector": {"matchLabels": _labels(ORCHESTRATOR)}}
+    hopbench = {"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "hopbench"}}}
+    data = [{"protocol": "TCP", "port": AGENT_PORTS[m]} for m in ("http", "grpc")]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "hopbench-agents", "labels": _labels("hopbench-agents")},
+        "spec": {
+            "podSelector": {"matchLabels": AGENT_LABEL},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {"from": [orchestrator], "ports": [{"protocol": "TCP", "port": CONTROL_PORT}]},
+                {"from": [hopbench], "ports": data},
+            ],
+        },
+    }
+
+
 def _agent(request: RenderRequest, args: list[str]) -> dict[str, Any]:
     return {
         "name": "agent",
         "image": request.image,
         "args": args,
+        "env": _secret_env(HOPBENCH_ENV),
         "ports": _ports(AGENT_PORTS),
         "readinessProbe": {"tcpSocket": {"port": CONTROL_PORT}, "periodSeconds": 2},
     }
@@ -95,6 +154,8 @@ def _agent(request: RenderRequest, args: list[str]) -> dict[str, Any]:
 
 def render_k8s(request: RenderRequest, workers: int, command: str) -> str:
     docs: list[dict[str, Any]] = [
+        _secret(request),
+        _network_policy(),
         {
             "apiVersion": "v1",
             "kind": "ConfigMap",
@@ -116,13 +177,18 @@ def render_k8s(request: RenderRequest, workers: int, command: str) -> str:
         container = {
             "name": broker.name,
             "image": broker.image,
-            "env": _env(broker.env),
+            "env": _env(broker.env)
+            + (
+                _secret_env({"RABBITMQ_DEFAULT_PASS": "rabbitmq-password"})
+                if broker.name == "rabbitmq"
+                else []
+            ),
             "ports": _ports(ports),
             "readinessProbe": _exec_probe(broker.health, 5),
         }
         docs += [_deployment(broker.name, 1, container), _headless(broker.name, ports)]
     for name, svc in request.topology.services.items():
-        docs.append(_deployment(name, svc.replicas, _agent(request, ["agent"])))
+        docs.append(_deployment(name, svc.replicas, _agent(request, ["agent"]), agent=True))
         docs.append(_headless(name, AGENT_PORTS))
 
     worker_args = ["agent", "--exit-idle", str(WORKER_IDLE_EXIT_S)]
@@ -138,7 +204,7 @@ def render_k8s(request: RenderRequest, workers: int, command: str) -> str:
                 "parallelism": workers,
                 "backoffLimit": 0,
                 "template": {
-                    "metadata": {"labels": _labels(LOADGEN)},
+                    "metadata": {"labels": {**_labels(LOADGEN), **AGENT_LABEL}},
                     "spec": {
                         "subdomain": LOADGEN,  # loadgen-<index>.loadgen resolves to the pod
                         "restartPolicy": "Never",
@@ -166,6 +232,7 @@ def render_k8s(request: RenderRequest, workers: int, command: str) -> str:
                                 "name": "hopbench",
                                 "image": request.image,
                                 "args": args,
+                                "env": _secret_env(HOPBENCH_ENV),
                                 "volumeMounts": [
                                     {
                                         "name": "topology",
