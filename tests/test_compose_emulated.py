@@ -10,6 +10,7 @@ Linux, root and iproute2; skips otherwise."""
 from __future__ import annotations
 
 import re
+import secrets
 import shlex
 import sys
 from pathlib import Path
@@ -28,8 +29,21 @@ NETNS = Path("/etc/netns")
 
 
 def interpolate(text: str, env: dict[str, str]) -> str:
-    """Compose's ${VAR:-default}, which is all the file uses."""
-    return re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: env.get(m[1]) or m[2], text)
+    """Compose's ${VAR:-default} and ${VAR:?error}, which is all the file uses."""
+
+    def value(m: re.Match[str]) -> str:
+        if m[2] == "?":
+            assert env.get(m[1]), f"compose would stop: {m[1]} {m[3]}"
+            return env[m[1]]
+        return env.get(m[1]) or m[3]
+
+    return re.sub(r"\$\{(\w+):([-?])([^}]*)\}", value, text)
+
+
+def environment(service: dict[str, Any], env: dict[str, str]) -> list[str]:
+    """`env NAME=VALUE ...`: the container's environment as compose gives it."""
+    given = service.get("environment", {})
+    return ["env", *(f"{k}={interpolate(v, env)}" for k, v in given.items())]
 
 
 def test_the_compose_file_runs_as_written(network: Network, tmp_path: Path) -> None:
@@ -44,8 +58,11 @@ def test_the_compose_file_runs_as_written(network: Network, tmp_path: Path) -> N
     network.start("kafka", [tansu, "broker", "--cluster-id", "compose", "--listener-url",
                             "tcp://0.0.0.0:9092", "--advertised-listener-url", "tcp://kafka:9092",
                             "--storage-engine", "memory://tansu/"])  # fmt: skip
+    # what `hopbench render compose` writes into .env, where compose reads it
+    dotenv = {"HOPBENCH_AGENT_TOKEN": secrets.token_hex(32), "HOPBENCH_RABBITMQ_PASSWORD": "x"}
     for name in agents:  # the image's entrypoint is `hopbench`
-        network.start(name, [sys.executable, "-m", "hopbench", *services[name]["command"]])
+        network.start(name, [*environment(services[name], dotenv), sys.executable, "-m",
+                             "hopbench", *services[name]["command"]])  # fmt: skip
     for name in agents:  # depends_on: service_healthy, with the file's own health checks
         cmd, python, *test = services[name]["healthcheck"]["test"]
         assert (cmd, python) == ("CMD", "python")
@@ -56,7 +73,7 @@ def test_the_compose_file_runs_as_written(network: Network, tmp_path: Path) -> N
     orchestrator = services["hopbench"]
     mounts = dict(v.split(":")[:2][::-1] for v in orchestrator["volumes"])
     assert mounts == {"/config/topology.yaml": "./topologies/chain.yaml", "/results": "./results"}
-    env = {"HOPBENCH_ARGS": "--mode http,grpc,kafka --rate 200 --duration 2 --warmup 1"}
+    env = {"HOPBENCH_ARGS": "--mode http,grpc,kafka --rate 200 --duration 2 --warmup 1", **dotenv}
     argv = shlex.split(interpolate(orchestrator["command"], env))
     out = tmp_path / "results"
     argv = [
@@ -65,7 +82,10 @@ def test_the_compose_file_runs_as_written(network: Network, tmp_path: Path) -> N
         )
         for a in argv
     ]
-    done = network.run("hopbench", [sys.executable, "-m", "hopbench", *argv], timeout=300)
+    orchestrator_env = environment(orchestrator, dotenv)
+    done = network.run(
+        "hopbench", [*orchestrator_env, sys.executable, "-m", "hopbench", *argv], timeout=300
+    )
     assert done.returncode == 0, done.stderr
     results = runs(out)
     assert [r["mode"] for r in results] == ["http", "grpc", "kafka"]
@@ -77,3 +97,6 @@ def test_the_compose_file_runs_as_written(network: Network, tmp_path: Path) -> N
     assert results[2]["brokers"]["kafka"]["bootstrap"] == "kafka:9092"
     # without HOPBENCH_ARGS, the rendered default: every mode
     assert interpolate(orchestrator["command"], {}).endswith("--out /results --mode all")
+    # the agents would not have served a stranger: they had a token, beyond loopback
+    for name in agents:
+        assert "token required" in (tmp_path / f"{name}.log").read_text()

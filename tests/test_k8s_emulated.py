@@ -24,6 +24,25 @@ from tests.test_cli_run import hopbench, runs
 pytestmark = pytest.mark.integration
 
 
+Docs = dict[tuple[str, str], dict[str, Any]]
+
+
+def container_of(docs: Docs, kind: str, name: str) -> dict[str, Any]:
+    found: dict[str, Any] = docs[kind, name]["spec"]["template"]["spec"]["containers"][0]
+    return found
+
+
+def env_of(docs: Docs, kind: str, name: str) -> list[str]:
+    """`env NAME=VALUE ...`: the container's environment, its secrets resolved."""
+    secret = docs["Secret", "hopbench-secrets"]["stringData"]
+    found = ["env"]
+    for item in container_of(docs, kind, name).get("env", []):
+        ref = item["valueFrom"]["secretKeyRef"]
+        assert ref["name"] == "hopbench-secrets"
+        found.append(f"{item['name']}={secret[ref['key']]}")
+    return found
+
+
 def test_the_manifests_run_as_written(tmp_path: Path, network: Network) -> None:
     manifest = tmp_path / "k8s.yaml"
     done = hopbench("render", "k8s", str(TOPOLOGIES / "chain.yaml"), "--mode", "http,grpc,kafka",
@@ -35,8 +54,10 @@ def test_the_manifests_run_as_written(tmp_path: Path, network: Network) -> None:
     }
 
     def container(kind: str, name: str) -> dict[str, Any]:
-        found: dict[str, Any] = docs[kind, name]["spec"]["template"]["spec"]["containers"][0]
-        return found
+        return container_of(docs, kind, name)
+
+    def env(kind: str, name: str) -> list[str]:
+        return env_of(docs, kind, name)
 
     pods: dict[str, list[str]] = {}  # Service name -> its pods
     for (kind, name), doc in docs.items():
@@ -54,7 +75,9 @@ def test_the_manifests_run_as_written(tmp_path: Path, network: Network) -> None:
     out = tmp_path / "results"
     args = container("Job", "hopbench-run")["args"]
     args = [{"/config/topology.yaml": str(topology), "/results": str(out)}.get(a, a) for a in args]
-    orchestrator = network.start("run", [sys.executable, "-m", "hopbench", *args])
+    orchestrator = network.start(
+        "run", [*env("Job", "hopbench-run"), sys.executable, "-m", "hopbench", *args]
+    )
     time.sleep(2)  # the orchestrator is up first: it has to wait for the pods
 
     tansu, _ = tansu_binary()
@@ -65,11 +88,14 @@ def test_the_manifests_run_as_written(tmp_path: Path, network: Network) -> None:
                               "--storage-engine", "memory://tansu/"])  # fmt: skip
     for service in ("gateway", "worker"):
         for pod in pods[service]:
-            network.start(
-                pod, [sys.executable, "-m", "hopbench", *container("Deployment", service)["args"]]
-            )
+            network.start(pod, [*env("Deployment", service), sys.executable, "-m", "hopbench",
+                                *container("Deployment", service)["args"]])  # fmt: skip
     worker_args = container("Job", "loadgen")["args"]
-    jobs = [network.start(w, [sys.executable, "-m", "hopbench", *worker_args]) for w in workers]
+    worker_env = env("Job", "loadgen")
+    jobs = [
+        network.start(w, [*worker_env, sys.executable, "-m", "hopbench", *worker_args])
+        for w in workers
+    ]
 
     assert orchestrator.wait(240) == 0, (tmp_path / "run.log").read_text()[-3000:]
     results = runs(out)
