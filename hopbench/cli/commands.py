@@ -105,6 +105,7 @@ def _deployment(args: argparse.Namespace) -> Deployment:
         agents=args.agents,
         worker_agents=args.worker_agents,
         agents_wait=args.agents_wait,
+        brokers_wait=args.brokers_wait,
     )
 
 
