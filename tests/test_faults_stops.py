@@ -28,7 +28,9 @@ from hopbench.brokers.procs import dies_with_us, free_port, terminate_popen
 from hopbench.brokers.rabbitmq import RabbitMqBroker
 from hopbench.brokers.tansu import tansu_binary
 from hopbench.config.runspec import RunSpec
-from hopbench.errors import BrokerUnavailable
+from hopbench.control.child import Child
+from hopbench.errors import BrokerUnavailable, RunError
+from hopbench.protocol.messages import Ready
 from hopbench.transports import provisioning
 from hopbench.transports.plan import Provisioning
 from tests.conftest import TOPOLOGIES, reap
@@ -435,3 +437,76 @@ def test_topics_deleted_on_a_restarted_kafka_end_without_an_error(
         assert asyncio.run(kafka_topics(bootstrap, Provisioning({"hb-stops-a": 1}))) == []
     finally:
         terminate_popen(proc)
+
+
+def service_spec(tmp_path: Path, url: str, wait_s: float) -> tuple[RunSpec, Path]:
+    from hopbench.config.load import load_topology
+    from hopbench.config.runspec import LoadSpec
+
+    topology = load_topology(TOPOLOGIES / "chain.yaml", mode="rabbitmq")
+    spec = RunSpec(
+        run_id=f"stops{os.getpid()}",
+        topology=topology.to_dict(),
+        load=LoadSpec(rate=1, duration_s=1, warmup_s=0, payload_bytes=1),
+        rabbitmq_url=url,
+        brokers_wait_s=wait_s,
+    )
+    spec.write(tmp_path / "spec.json")
+    return spec, tmp_path / "spec.json"
+
+
+async def spawn_worker(tmp_path: Path, spec_path: Path) -> Child:
+    return await Child.spawn(
+        "worker/0", "hopbench.services",
+        ["--service", "worker", "--replica", "0", "--spec", str(spec_path)],
+        tmp_path / "worker.log",
+    )  # fmt: skip
+
+
+def test_a_service_process_waits_for_its_broker_too(tmp_path: Path, rabbitmq_url: str) -> None:
+    async def scenario() -> float:
+        proxy = Proxy(RabbitMqBroker(rabbitmq_url).address[1])
+        spec, spec_path = service_spec(
+            tmp_path, rabbitmq_url.replace(":5672", f":{proxy.port}"), wait_s=15
+        )
+        broker = RabbitMqBroker(rabbitmq_url)
+        await broker.connect()
+        await broker.provision(provisioning(spec))  # the queue the worker consumes
+        child = await spawn_worker(tmp_path, spec_path)
+        loop = asyncio.get_running_loop()
+        late = loop.call_later(2, lambda: asyncio.ensure_future(proxy.start()))
+        started = time.monotonic()
+        try:
+            await child.expect(Ready, 30)
+            return time.monotonic() - started
+        finally:
+            late.cancel()
+            await child.kill()
+            await broker.close()
+            await proxy.close()
+
+    took = asyncio.run(scenario())
+    assert took >= 2
+    log = (tmp_path / "worker.log").read_text()
+    assert "waiting for RabbitMQ at amqp://guest:***@127.0.0.1:" in log
+
+
+def test_a_service_process_whose_broker_never_comes_says_which(tmp_path: Path) -> None:
+    port = free_port()
+    _, spec_path = service_spec(tmp_path, f"amqp://guest:guest@127.0.0.1:{port}/", wait_s=1)
+
+    async def scenario() -> str:
+        child = await spawn_worker(tmp_path, spec_path)
+        try:
+            await child.expect(Ready, 30)
+        except RunError as exc:
+            return str(exc)
+        finally:
+            await child.kill()
+        return "ready"
+
+    said = asyncio.run(scenario())
+    assert said.startswith(
+        f"worker/0 reported an error: RabbitMQ does not answer at amqp://guest:***@127.0.0.1:{port}/"
+    )
+    assert "in 1 s (--brokers-wait)" in said

@@ -176,6 +176,7 @@ def make_spec(run: Run, brokers: Brokers) -> RunSpec:
         endpoints=allocate_endpoints(topology, agents),
         kafka_bootstrap=brokers.kafka_bootstrap,
         rabbitmq_url=brokers.rabbitmq_url,
+        brokers_wait_s=run.request.deployment.brokers_wait_s,
     )
 
 

@@ -30,6 +30,7 @@ class TransportContext:
     kafka_bootstrap: str | None = None
     rabbitmq_url: str | None = None
     listen: str | None = None  # host to bind servers to; None: the endpoint's own host
+    brokers_wait_s: float = 0.0  # how long to wait for a broker before connecting (--brokers-wait)
     _edge_settings: dict[int, Settings] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -49,6 +50,7 @@ class TransportContext:
             kafka_bootstrap=spec.kafka_bootstrap,
             rabbitmq_url=spec.rabbitmq_url,
             listen=listen,
+            brokers_wait_s=spec.brokers_wait_s,
         )
 
     def settings_for(self, edge: Edge) -> Settings:
