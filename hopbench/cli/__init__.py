@@ -36,15 +36,15 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 class Stopped:
     """The signal that stopped the command (SIGINT unless SIGTERM or SIGHUP came first)."""
 
-    signal = signal.SIGINT
+    received = signal.SIGINT
 
     @classmethod
     def like_ctrl_c(cls, signum: int, frame: FrameType | None) -> None:
         """Stop as Ctrl-C does: within asyncio.run, its SIGINT handler cancels the main
         task (so every cleanup runs) and then raises KeyboardInterrupt; elsewhere, or
         when SIGINT is ignored (a background job of a script), KeyboardInterrupt now."""
-        if cls.signal == signal.SIGINT:
-            cls.signal = signal.Signals(signum)
+        if cls.received == signal.SIGINT:
+            cls.received = signal.Signals(signum)
         on_sigint = signal.getsignal(signal.SIGINT)
         if callable(on_sigint):
             on_sigint(signal.SIGINT, frame)
@@ -72,9 +72,9 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_status
     except KeyboardInterrupt:
         print(
-            f"hopbench: interrupted by {Stopped.signal.name}; every process it started has "
+            f"hopbench: interrupted by {Stopped.received.name}; every process it started has "
             "been stopped and its queues, exchanges and topics deleted",
             file=sys.stderr,
         )
-        return 128 + Stopped.signal
+        return 128 + Stopped.received
     return status
