@@ -63,7 +63,8 @@ def test_an_unreachable_rabbitmq_fails_its_row_and_keeps_the_others(tmp_path: Pa
     done = subprocess.run(
         [sys.executable, "-m", "hopbench", "run", str(TOPOLOGIES / "chain.yaml"),
          "--mode", "rabbitmq,http", "--rate", "100", "--duration", "1", "--warmup", "0.5",
-         "--rabbitmq-url", "amqp://guest:guest@127.0.0.1:9/", "--out", str(tmp_path)],
+         "--rabbitmq-url", "amqp://guest:guest@127.0.0.1:9/", "--brokers-wait", "1",
+         "--out", str(tmp_path)],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 1

@@ -3,13 +3,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from hopbench.brokers.procs import server_process
+from hopbench.brokers.wait import NotYet, refused, timed_out, wait_for_broker
 from hopbench.errors import BrokerUnavailable
 from hopbench.transports.plan import Provisioning
+
+log = logging.getLogger(__name__)
+CLEANUP_TIMEOUT_S = 15.0
+START_IT = "Start one or fix --kafka-bootstrap (leave it out to use the embedded broker)"
 
 
 async def create_topics(bootstrap: str, partitions: Mapping[str, int]) -> None:
@@ -39,22 +46,39 @@ class KafkaCluster:
         self.version = ""
         self._topics: list[str] = []
 
-    async def connect(self) -> None:
-        from aiokafka.admin import AIOKafkaAdminClient
-        from aiokafka.errors import KafkaError
+    async def connect(self, wait_s: float = 0.0, say: Callable[[str], None] = log.info) -> None:
+        """Reach the cluster, waiting up to ``wait_s`` for a broker that is still starting."""
+        self.version = await wait_for_broker(
+            "Kafka", self.bootstrap, self._describe, wait_s=wait_s, say=say, fix=START_IT
+        )
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=10_000)
+    async def _describe(self, timeout_s: float) -> str:
+        """One attempt: the cluster's id; NotYet when no broker answers."""
+        from aiokafka.admin import AIOKafkaAdminClient
+        from aiokafka.errors import (
+            KafkaConnectionError,
+            KafkaError,
+            KafkaTimeoutError,
+            NodeNotReadyError,
+            RequestTimedOutError,
+        )
+
+        not_yet = (KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError,
+                   RequestTimedOutError, OSError, TimeoutError)  # fmt: skip
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.bootstrap, request_timeout_ms=int(timeout_s * 1000)
+        )
         try:
-            await admin.start()
-            versions = await admin.describe_cluster()
+            await asyncio.wait_for(admin.start(), timeout_s)
+            versions = await asyncio.wait_for(admin.describe_cluster(), timeout_s)
+        except not_yet as exc:
+            raise NotYet(timed_out(exc)) from exc
         except KafkaError as exc:
-            raise BrokerUnavailable(
-                f"no Kafka broker answers at {self.bootstrap} ({exc}); start one or fix "
-                "--kafka-bootstrap (leave it out to use the embedded broker)"
-            ) from exc
+            answer = refused("Kafka", self.bootstrap, timed_out(exc), START_IT)
+            raise BrokerUnavailable(answer) from exc
         finally:
             await admin.close()
-        self.version = f"cluster {versions.get('cluster_id')}"
+        return f"cluster {versions.get('cluster_id')}"
 
     async def create_topics(self, partitions: Mapping[str, int]) -> None:
         await create_topics(self.bootstrap, partitions)
@@ -65,18 +89,26 @@ class KafkaCluster:
         await self.create_topics(plan.kafka_topics)
 
     async def stop(self) -> None:
-        """Delete this run's topics (a best effort: the run's results are already in hand)."""
+        """Delete this run's topics, over a new connection (a broker that restarted
+        meanwhile is reached again; one that lost them answers for each that it does not
+        know it). A best effort, bounded in time: what could not be deleted is logged."""
         if not self._topics:
             return
-        from aiokafka.admin import AIOKafkaAdminClient
-        from aiokafka.errors import KafkaError
+        try:
+            await asyncio.wait_for(self._delete_topics(), CLEANUP_TIMEOUT_S)
+        except Exception as exc:  # cleanup must not mask the run's own error
+            log.warning("could not delete the run's topics %s at %s (%s)",
+                        self._topics, self.bootstrap, timed_out(exc))  # fmt: skip
+        else:
+            self._topics = []
 
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+    async def _delete_topics(self) -> None:
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5000)
         try:
             await admin.start()
             await admin.delete_topics(self._topics)
-        except KafkaError:
-            pass
         finally:
             await admin.close()
 

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import ipaddress
 import os
 import signal
 import socket
 import subprocess
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -34,6 +39,40 @@ async def wait_for_port(host: str, port: int, timeout_s: float) -> bool:
             await writer.wait_closed()
         return True
     return False
+
+
+def _prctl() -> Callable[..., int] | None:
+    """libc's prctl, resolved before any fork (the child only calls it); None off Linux."""
+    try:
+        function: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return function
+
+
+_PRCTL = _prctl()
+
+
+def dies_with_us(sig: signal.Signals = signal.SIGKILL) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that ties a child to this process: Linux sends it ``sig`` when
+    we die, even by SIGKILL (prctl PR_SET_PDEATHSIG, kept across the child's exec).
+
+    The kernel fires it when the *thread* that forked the child ends, so a child is
+    tied only when started from the main thread (an event loop's, in every hopbench
+    process); from another thread this returns None and the child is not tied. If we
+    died between the fork and the prctl, the child sees a new parent and exits at once.
+    None off Linux, where prctl does not exist.
+    """
+    if _PRCTL is None or threading.current_thread() is not threading.main_thread():
+        return None
+    prctl, parent = _PRCTL, os.getpid()
+
+    def tie() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(sig))
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return tie
 
 
 async def terminate(proc: asyncio.subprocess.Process, grace_s: float = 5.0) -> None:

@@ -2,31 +2,52 @@
 
 The orchestrator declares every queue of a run before any service starts (a
 message published to a missing queue would vanish without a trace), and deletes
-them at the end. Queues also carry ``x-expires``, so a run killed hard leaves
-nothing behind for long.
+them at the end, over a new connection when the broker restarted meanwhile (durable
+queues survive a restart). Queues also carry ``x-expires``, so a run killed hard
+leaves nothing behind for long.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiormq
 from aiormq.abc import AbstractChannel, AbstractConnection
 
+from hopbench.brokers.wait import NotYet, refused, timed_out, wait_for_broker
 from hopbench.config.secrets import redact
 from hopbench.errors import BrokerUnavailable
 from hopbench.transports.plan import Provisioning
 
+log = logging.getLogger(__name__)
 QUEUE_EXPIRES_MS = 10 * 60 * 1000
+CLEANUP_TIMEOUT_S = 15.0
+RECONNECT_WAIT_S = 10.0  # within the cleanup's time: a broker restarting
+START_IT = (
+    "Start a local server (`rabbitmq-server -detached`, or "
+    "`docker run -d -p 5672:5672 rabbitmq:3`) or pass --rabbitmq-url"
+)
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
 def queue_arguments() -> dict[str, Any]:
     return {"x-expires": QUEUE_EXPIRES_MS}
+
+
+class _QuietConnectFailures(logging.Filter):
+    """aiormq logs every failed connection attempt as an ERROR; hopbench says itself
+    what it waits for and why it gave up (hopbench.brokers.wait)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("error when creating transport")
+
+
+logging.getLogger("aiormq.connection").addFilter(_QuietConnectFailures())
 
 
 class RabbitMqBroker:
@@ -38,17 +59,38 @@ class RabbitMqBroker:
         self._exchanges: list[str] = []
         self._sampling: AbstractChannel | None = None
 
-    async def connect(self) -> None:
-        try:
-            self._connection = await asyncio.wait_for(aiormq.connect(self.url), 5)
-        except (OSError, aiormq.exceptions.AMQPError, TimeoutError) as exc:
-            raise BrokerUnavailable(
-                f"RabbitMQ does not answer at {redact(self.url)} ({type(exc).__name__}: {exc}). "
-                "Start a local server (`rabbitmq-server -detached`, or "
-                "`docker run -d -p 5672:5672 rabbitmq:3`) or pass --rabbitmq-url"
-            ) from exc
+    async def connect(self, wait_s: float = 0.0, say: Callable[[str], None] = log.info) -> None:
+        """Connect, waiting up to ``wait_s`` for a server that is still starting; a
+        server that refuses the credentials or the vhost is an error at once."""
+        where = redact(self.url)
+        self._connection = await wait_for_broker(
+            "RabbitMQ", where, self._open, wait_s=wait_s, say=say, fix=START_IT
+        )
         version = self._connection.server_properties.get("version", b"unknown")
         self.server_version = version.decode() if isinstance(version, bytes) else str(version)
+
+    async def _open(self, timeout_s: float) -> AbstractConnection:
+        """One connection attempt: NotYet when nothing (or nothing ready) answers."""
+        parts = urlsplit(self.url)
+        errors = aiormq.exceptions
+        try:
+            return await asyncio.wait_for(aiormq.connect(self.url), timeout_s)
+        except (errors.ProbableAuthenticationError, errors.AuthenticationError) as exc:
+            answer = f"user {parts.username or 'guest'!r} with that password ({exc})"
+            fix = "Fix the user or password in --rabbitmq-url (or $HOPBENCH_RABBITMQ_URL)"
+            raise BrokerUnavailable(refused("RabbitMQ", redact(self.url), answer, fix)) from exc
+        except errors.InvalidFrameError as exc:
+            if "Connection.Close" not in str(exc):
+                raise NotYet(timed_out(exc)) from exc
+            vhost = parts.path[1:] or "/"
+            answer = (
+                f"it closed the connection while opening vhost {vhost!r} (the vhost does not "
+                f"exist, or user {parts.username or 'guest'!r} may not use it)"
+            )
+            fix = "Fix the vhost (the URL's path) in --rabbitmq-url, or create it"
+            raise BrokerUnavailable(refused("RabbitMQ", redact(self.url), answer, fix)) from exc
+        except (OSError, aiormq.exceptions.AMQPError, TimeoutError) as exc:
+            raise NotYet(timed_out(exc)) from exc
 
     async def provision(self, plan: Provisioning) -> None:
         """Declare the plan's queues and exchanges (deleted again by ``close``)."""
@@ -117,16 +159,40 @@ class RabbitMqBroker:
         return found
 
     async def close(self) -> None:
+        """Delete this run's queues and exchanges (over a new connection if the broker
+        restarted since) and hang up. A best effort, bounded in time, that never masks
+        the run's own error: what could not be deleted is logged, and expires anyway."""
         if self._connection is None:
             return
-        with contextlib.suppress(Exception):  # cleanup must not mask the run's own error
-            if self._sampling is not None:
+        if self._sampling is not None:
+            with contextlib.suppress(Exception):
                 await self._sampling.close()
-            channel = await self._connection.channel()
-            for name in self._queues:
-                await channel.queue_delete(name)
-            for name in self._exchanges:
-                await channel.exchange_delete(name)
-            await channel.close()
-        await self._connection.close()
-        self._connection = None
+            self._sampling = None
+        try:
+            await asyncio.wait_for(self._delete_all(), CLEANUP_TIMEOUT_S)
+        except (OSError, aiormq.exceptions.AMQPError, TimeoutError, BrokerUnavailable) as exc:
+            log.warning(
+                "could not delete the run's queues %s and exchanges %s at %s (%s); the queues "
+                "expire %d min after their last use",
+                self._queues, self._exchanges, redact(self.url), timed_out(exc),
+                QUEUE_EXPIRES_MS // 60_000,
+            )  # fmt: skip
+        finally:
+            with contextlib.suppress(Exception):
+                await self._connection.close()
+            self._connection = None
+
+    async def _delete_all(self) -> None:
+        connection = self._connection
+        if connection is None or connection.is_closed:  # the broker restarted or hung up
+            connection = self._connection = await wait_for_broker(
+                "RabbitMQ", redact(self.url), self._open, wait_s=RECONNECT_WAIT_S, say=log.info,
+                fix="its queues expire on their own",
+            )  # fmt: skip
+        channel = await connection.channel()
+        for name in self._queues:
+            await channel.queue_delete(name)
+        for name in self._exchanges:
+            await channel.exchange_delete(name)
+        await channel.close()
+        self._queues, self._exchanges = [], []

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hopbench.brokers.kafka import create_topics
-from hopbench.brokers.procs import free_port, terminate_popen, wait_for_port
+from hopbench.brokers.procs import dies_with_us, free_port, terminate_popen, wait_for_port
 from hopbench.errors import BrokerUnavailable
 from hopbench.transports.plan import Provisioning
 
@@ -66,6 +66,7 @@ class TansuBroker:
                 stdout=log,
                 stderr=log,
                 start_new_session=True,  # its own group: Ctrl-C reaches the orchestrator only
+                preexec_fn=dies_with_us(),  # gone with us, even on kill -9
             )
         if not await wait_for_port(HOST, self.port, START_TIMEOUT_S):
             await self.stop()

@@ -2,14 +2,19 @@
 `report`, `diff` two results, `render` deployment files, serve as an `agent`.
 
 ``main`` maps every hopbench error to its message and exit status: never a traceback.
+SIGTERM and SIGHUP stop a command as Ctrl-C does: every process, broker, queue and
+topic it started is stopped or deleted, then it exits with 128 + the signal's number
+(130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Callable
+from types import FrameType
 
 from hopbench.cli import commands
 from hopbench.cli.parser import build_parser
@@ -28,8 +33,34 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
+class Stopped:
+    """The signal that stopped the command (SIGINT unless SIGTERM or SIGHUP came first)."""
+
+    received = signal.SIGINT
+
+    @classmethod
+    def like_ctrl_c(cls, signum: int, frame: FrameType | None) -> None:
+        """Stop as Ctrl-C does: within asyncio.run, its SIGINT handler cancels the main
+        task (so every cleanup runs) and then raises KeyboardInterrupt; elsewhere, or
+        when SIGINT is ignored (a background job of a script), KeyboardInterrupt now."""
+        if cls.received == signal.SIGINT:
+            cls.received = signal.Signals(signum)
+        on_sigint = signal.getsignal(signal.SIGINT)
+        if callable(on_sigint):
+            on_sigint(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
+
+    @classmethod
+    def install(cls) -> None:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(sig) is not signal.SIG_IGN:  # nohup keeps SIGHUP ignored
+                signal.signal(sig, cls.like_ctrl_c)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    Stopped.install()
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -40,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hopbench: error: {exc}", file=sys.stderr)
         return exc.exit_status
     except KeyboardInterrupt:
-        print("hopbench: interrupted; every process it started has been stopped", file=sys.stderr)
-        return 130
+        print(
+            f"hopbench: interrupted by {Stopped.received.name}; every process it started has "
+            "been stopped and its queues, exchanges and topics deleted",
+            file=sys.stderr,
+        )
+        return 128 + Stopped.received
     return status

@@ -109,6 +109,7 @@ def _deployment(args: argparse.Namespace) -> Deployment:
         worker_agents=args.worker_agents,
         agents_wait=args.agents_wait,
         agent_token_file=args.agent_token_file,
+        brokers_wait=args.brokers_wait,
     )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hopbench.config.deployment import GRPC_PORT, HTTP_PORT
+from hopbench.config.deployment import BROKERS_WAIT_S, GRPC_PORT, HTTP_PORT
 from hopbench.config.topology import MODES, PATTERNS
 from hopbench.render.common import IMAGE
 
@@ -68,6 +68,14 @@ def deployment_args(p: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="FILE",
         help="the agents' shared token (default $HOPBENCH_AGENT_TOKEN); it never travels",
+    )
+    where.add_argument(
+        "--brokers-wait",
+        type=float,
+        default=BROKERS_WAIT_S,
+        metavar="SECONDS",
+        help="keep trying a broker that does not answer yet for this long; 0: one try "
+        f"(default {BROKERS_WAIT_S:g}). A broker that refuses the credentials is not retried",
     )
 
 

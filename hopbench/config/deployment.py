@@ -49,6 +49,7 @@ class Placement:
 
 
 DEFAULT_RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
+BROKERS_WAIT_S = 30.0  # how long a run waits for a broker that is still starting
 CONTROL_PORT = 7070  # an agent's defaults: `hopbench agent` and the rendered files
 HTTP_PORT = 8000
 GRPC_PORT = 9000
@@ -61,6 +62,14 @@ class Deployment:
     rabbitmq_url: str = DEFAULT_RABBITMQ_URL
     kafka_bootstrap: str | None = None  # None: start the embedded broker (Tansu) per run
     placement: Placement = field(default_factory=Placement)
+    brokers_wait_s: float = BROKERS_WAIT_S
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.brokers_wait_s <= 3600:
+            raise ConfigError(
+                f"--brokers-wait {self.brokers_wait_s:g}: expected seconds from 0 (one try) "
+                "to 3600, e.g. --brokers-wait 30"
+            )
 
     @classmethod
     def from_env(
@@ -71,6 +80,7 @@ class Deployment:
         worker_agents: str | None = None,
         agents_wait: float = 0.0,
         agent_token_file: Path | None = None,
+        brokers_wait: float = BROKERS_WAIT_S,
     ) -> Deployment:
         """Flags first, then HOPBENCH_RABBITMQ_URL / HOPBENCH_KAFKA_BOOTSTRAP /
         HOPBENCH_AGENT_TOKEN, then local."""
@@ -85,6 +95,7 @@ class Deployment:
                 agents_wait,
                 read_token(agent_token_file, "--agent-token-file"),
             ),
+            brokers_wait_s=brokers_wait,
         )
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hopbench.brokers.procs import terminate
+from hopbench.brokers.procs import dies_with_us, terminate
 from hopbench.clock import boot_id
 from hopbench.config.secrets import TOKEN_ENV, token_mac
 from hopbench.errors import HopbenchError, ProtocolError, RunError
@@ -136,6 +136,7 @@ class Child:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=log,
                 start_new_session=True,  # Ctrl-C reaches the orchestrator, which stops us in order
+                preexec_fn=dies_with_us(),  # and on its kill -9, Linux kills us (a frozen one too)
                 limit=STREAM_LIMIT,
                 env={**os.environ, **env} if env else None,
             )

@@ -13,8 +13,10 @@ import logging
 from pathlib import Path
 
 from hopbench import clock
+from hopbench.brokers.reach import reach_brokers
 from hopbench.config.runspec import LoadSpec, RunSpec
 from hopbench.config.topology import LOADGEN
+from hopbench.errors import BrokerUnavailable
 from hopbench.loadgen.schedule import ClosedSchedule, OpenSchedule
 from hopbench.loadgen.worker import LoadWorker
 from hopbench.measure.usage import usage
@@ -86,6 +88,11 @@ async def drive(channel: ChildChannel, context: TransportContext, load: LoadSpec
         )
 
     recorder = worker.recorder
+    try:
+        await reach_brokers(context)
+    except BrokerUnavailable as exc:  # the orchestrator names this process and says why
+        channel.emit(Error(message=str(exc)))
+        return
     await worker.transport.start()
     try:
         channel.emit(Ready(usage=usage()))

@@ -7,15 +7,14 @@ A child says Ready, then follows Start, Progress, Sample, LateAfter and Stop, an
 ends with its report; a Clock probe is answered at once, at any time, with this
 host's monotonic and wall clocks. A line that is not a command is answered with an Error
 and skipped. Logs go to stderr, which the parent sends to a file per child. A child
-stops cleanly on Stop, on SIGTERM and when its input closes; on Linux it also gets
-SIGTERM when the parent dies.
+stops cleanly on Stop, on SIGTERM and when its input closes; on Linux the parent also
+ties it to its own life (hopbench.brokers.procs.dies_with_us): it is killed when the
+parent dies.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ctypes
 import logging
 import os
 import signal
@@ -39,20 +38,12 @@ from hopbench.protocol.messages import (
     encode,
 )
 
-_PR_SET_PDEATHSIG = 1
 BOOT_ID = boot_id()
 log = logging.getLogger("hopbench.protocol")
 
 
 class LineTooLong(ProtocolError):
     """A line over the reader's limit (which the reader has skipped)."""
-
-
-def die_with_parent() -> None:
-    """Ask Linux to SIGTERM this process when its parent exits (no-op elsewhere)."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class ChildChannel:
@@ -145,7 +136,6 @@ def run_loop(main: Coroutine[Any, Any, None]) -> None:
 
 def run_child(main: Callable[[ChildChannel], Coroutine[Any, Any, None]]) -> None:
     """Run a child of the orchestrator: commands on stdin, events on stdout, logs on stderr."""
-    die_with_parent()
     setup_logging()
 
     async def wrapped() -> None:

@@ -181,6 +181,7 @@ def make_spec(run: Run, brokers: Brokers) -> RunSpec:
         kafka_bootstrap=brokers.kafka_bootstrap,
         # no password: it stays in this process and its children's environment
         rabbitmq_url=None if brokers.rabbitmq_url is None else redact(brokers.rabbitmq_url),
+        brokers_wait_s=run.request.deployment.brokers_wait_s,
     )
 
 

@@ -114,12 +114,13 @@ async def start_brokers(
     say: Callable[[str], None],
     notes: list[str],
 ) -> Brokers:
-    """Start or reach the brokers the topology's modes need; the stack stops them."""
+    """Start or reach the brokers the topology's modes need, waiting for one that is
+    still starting up to --brokers-wait; the stack stops them."""
     brokers = Brokers()
     if "kafka" in topology.modes and deployment.kafka_bootstrap:
         cluster = KafkaCluster(deployment.kafka_bootstrap)
         stack.push_async_callback(cluster.stop)
-        await cluster.connect()
+        await cluster.connect(deployment.brokers_wait_s, say)
         brokers.kafka = cluster
     elif "kafka" in topology.modes:
         tansu = TansuBroker(run_dir / "tansu.log", cluster_id=f"hopbench-{run_id}")
@@ -133,7 +134,7 @@ async def start_brokers(
     if "rabbitmq" in topology.modes:
         rabbit = RabbitMqBroker(deployment.rabbitmq_url)
         stack.push_async_callback(rabbit.close)
-        await rabbit.connect()
+        await rabbit.connect(deployment.brokers_wait_s, say)
         brokers.rabbit = rabbit
         brokers.described["rabbitmq"] = rabbit.describe()
     brokers.find_servers()

@@ -8,10 +8,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from hopbench.brokers.reach import reach_brokers
 from hopbench.config.runspec import RunSpec
+from hopbench.errors import BrokerUnavailable
 from hopbench.measure.usage import usage
 from hopbench.protocol.channel import ChildChannel, run_child
 from hopbench.protocol.messages import (
+    Error,
     LateAfter,
     Progress,
     ProgressReply,
@@ -39,6 +42,11 @@ def build_service(context: TransportContext, transport: str | None = None) -> Se
 
 
 async def serve(channel: ChildChannel, context: TransportContext) -> None:
+    try:
+        await reach_brokers(context)
+    except BrokerUnavailable as exc:  # the orchestrator names this process and says why
+        channel.emit(Error(message=str(exc)))
+        return
     runtime = build_service(context)
     recorder = runtime.recorder
     try:

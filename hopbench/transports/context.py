@@ -32,6 +32,7 @@ class TransportContext:
     rabbitmq_url: str | None = None
     listen: str | None = None  # host to bind servers to; None: the endpoint's own host
     ports: Mapping[str, int] | None = None  # an agent's own data port per mode, not the spec's
+    brokers_wait_s: float = 0.0  # how long to wait for a broker before connecting (--brokers-wait)
     _edge_settings: dict[int, Settings] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -60,6 +61,7 @@ class TransportContext:
             rabbitmq_url=url,
             listen=listen,
             ports=ports,
+            brokers_wait_s=spec.brokers_wait_s,
         )
 
     def settings_for(self, edge: Edge) -> Settings:
