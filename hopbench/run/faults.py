@@ -80,6 +80,11 @@ class Faults:
                                       t_s=t_s, what=what))  # fmt: skip
         self.notes.append(f"t={t_s:.2f} s: {what}" + (f" (--fault {fault.text})" if fault else ""))
 
+    def why(self, target: str) -> str:
+        """How a process a fault killed ended, for its row in the results."""
+        event = next(e for e in self.events if e.target == target)
+        return f"killed on purpose at t={event.t_s:.2f} s (--fault {event.fault})"
+
     async def until(self, at_s: float) -> None:
         await asyncio.sleep(max(0.0, self.origin_ns + at_s * 1e9 - time.monotonic_ns()) / 1e9)
 
@@ -124,7 +129,7 @@ def start_faults(
         else:
             tasks.append(_kill(fault, state, by_name[fault.target], restart))
     if tansu is not None:
-        tasks.append(_watch_broker(state, tansu, {f.target for f in faults}))
+        tasks.append(_watch_broker(state, tansu))
     for coroutine in tasks:
         stack.push_async_callback(cancel, asyncio.create_task(coroutine))
 
@@ -155,11 +160,14 @@ async def _broker_fault(
 ) -> None:
     await state.until(fault.at_s)
     pid = tansu.pid
+    state.killed.add("kafka")
+    if pid is not None:  # a crash, not a clean stop: SIGKILL, then (restart) a new one
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+    while tansu.exit_status() is None:  # noqa: ASYNC110 - a Popen has no awaitable exit
+        await asyncio.sleep(0.01)
+    state.record(fault, "kafka", f"the Kafka broker (Tansu, pid {pid}) was killed with SIGKILL")
     if fault.action == "kill":
-        if pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
-        state.record(fault, "kafka", f"the Kafka broker (Tansu, pid {pid}) was killed with SIGKILL")
         return
     try:
         await tansu.restart()
@@ -167,20 +175,21 @@ async def _broker_fault(
     except HopbenchError as exc:
         state.record(fault, "kafka", f"the Kafka broker could not be restarted: {exc}")
         return
+    state.killed.discard("kafka")  # from now on, a death of the new one is named too
     state.record(
         fault,
         "kafka",
-        f"the Kafka broker (Tansu) was restarted on {tansu.bootstrap} (pid {pid} -> "
-        f"{tansu.pid}); memory only: every message it held was lost, its topics were "
+        f"the Kafka broker (Tansu) was started again on {tansu.bootstrap} (pid {tansu.pid}); "
+        "memory only: every message the old one held was lost; the run's topics were "
         "created again",
     )
 
 
-async def _watch_broker(state: Faults, tansu: TansuBroker, targeted: set[str]) -> None:
+async def _watch_broker(state: Faults, tansu: TansuBroker) -> None:
     """Name the embedded broker's death the moment it happens, unless a fault did it."""
     while True:
         status = tansu.exit_status()
-        if status is not None and "kafka" not in targeted:
+        if status is not None and "kafka" not in state.killed:
             how = f"killed by {signal.Signals(-status).name}" if status < 0 else f"exit {status}"
             state.record(None, "kafka", f"the Kafka broker (Tansu, pid {tansu.pid}) died ({how})")
             return

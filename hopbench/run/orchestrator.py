@@ -286,7 +286,9 @@ def survivors(run: Run, children: list[Child], found: list[R | BaseException]) -
     ``run.died`` with why (its process row says so and the run is failed)."""
     reports: dict[str, R] = {}
     for child, got in zip(children, found, strict=True):
-        if isinstance(got, RunError):
+        if isinstance(got, RunError) and run.faults is not None and child.name in run.faults.killed:
+            run.died[child.name] = run.faults.why(child.name)
+        elif isinstance(got, RunError):
             why = str(got).splitlines()[0].removeprefix(child.name).strip()
             run.died[child.name] = why
             run.say(f"{child.name} died: {why}")
