@@ -110,7 +110,8 @@ def test_kill_one_of_two_replicas_the_survivor_serves_every_loss_counted(tmp_pat
     after = sum(p["completed"] for p in run["timeline"] if p["t_s"] >= 3)
     assert after > 0
     assert process(run, "worker/1")["handled"] >= after
-    assert "t=2." in done.stdout
+    assert "t=2." in done.stderr  # the note, as the run ends
+    assert "killed with SIGKILL" in (tmp_path / "report.html").read_text()
 
 
 @pytest.mark.integration
