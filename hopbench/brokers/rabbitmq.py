@@ -149,13 +149,16 @@ class RabbitMqBroker:
         if self._connection is None:
             return found
         try:
+            if self._connection.is_closed:  # the broker restarted: a new connection
+                self._sampling = None
+                self._connection = await asyncio.wait_for(aiormq.connect(self.url), 1)
             if self._sampling is None or self._sampling.is_closed:
                 self._sampling = await self._connection.channel()
             for name in queues:
                 declared = await self._sampling.queue_declare(name, passive=True)
                 found[name] = int(declared.message_count or 0)
-        except (aiormq.exceptions.AMQPError, OSError, TimeoutError):
-            self._sampling = None
+        except (aiormq.exceptions.AMQPError, OSError, TimeoutError, RuntimeError):
+            self._sampling = None  # RuntimeError: aiormq's "connection closed"
         return found
 
     async def close(self) -> None:

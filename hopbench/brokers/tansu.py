@@ -53,7 +53,7 @@ class TansuBroker:
 
     async def start(self) -> None:
         binary, self.version = tansu_binary()
-        self.port = free_port(HOST)
+        self.port = self.port or free_port(HOST)  # a restart keeps its address
         url = f"tcp://{HOST}:{self.port}"
         argv = [binary, "broker", "--cluster-id", self.cluster_id, "--listener-url", url,
                 "--advertised-listener-url", url,
@@ -74,6 +74,15 @@ class TansuBroker:
             raise BrokerUnavailable(
                 f"Tansu did not listen on {url} within {START_TIMEOUT_S} s: {tail}"
             )
+
+    def exit_status(self) -> int | None:
+        """None while it runs (or before it starts); its exit status once it has ended."""
+        return self._proc.poll() if self._proc is not None else None
+
+    async def restart(self) -> None:
+        """Stop it and start it again on the same port: empty (memory only)."""
+        await self.stop()
+        await self.start()
 
     async def create_topics(self, partitions: Mapping[str, int]) -> None:
         await create_topics(self.bootstrap, partitions)

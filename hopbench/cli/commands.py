@@ -10,7 +10,7 @@ from typing import TypeVar
 from hopbench.cli.parser import build_parser
 from hopbench.config import flags
 from hopbench.config.deployment import Deployment
-from hopbench.config.faults import Pause
+from hopbench.config.faults import Fault, Pause, check_faults
 from hopbench.config.load import load_topology
 from hopbench.config.runspec import LoadSpec
 from hopbench.config.topology import Topology
@@ -59,9 +59,12 @@ def run(args: argparse.Namespace) -> int:
     load = flags.load_from(args)
     settings = flags.settings_from(args.setting)
     topologies = topologies_of(args)
+    faults = [Fault.parse(f) for f in args.fault]
     for topology in topologies:
         flags.check_load(topology, load)
         flags.check_pauses(topology, [Pause.parse(p) for p in args.pause])
+        replicas = {name: svc.replicas for name, svc in topology.services.items()}
+        check_faults(faults, replicas, topology.modes, load.duration_s, args.kafka_bootstrap)
     if args.find_max and (load.closed or args.rates):
         raise ConfigError("--find-max searches the rate itself: drop --rates and --concurrency")
     rates = flags.rates(args.rates) if args.rates else [load.rate]
@@ -73,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
             deployment=_deployment(args),
             grace_s=args.grace,
             pauses=[Pause.parse(p) for p in args.pause],
+            faults=faults,
             slo_p99_ms=args.slo_p99_ms,
             summarize_repeats=args.repeat > 1,
         )

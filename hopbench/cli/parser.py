@@ -150,6 +150,24 @@ def agent_args(ag: argparse.ArgumentParser) -> None:
         limits.add_argument(flag, type=kind, default=default, help=f"{what} (default {default:g})")
 
 
+def fault_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--pause",
+        action="append",
+        default=[],
+        metavar="SERVICE/N@AT:SECONDS",
+        help="freeze a replica during the run, e.g. worker/0@5:1 (a stall)",
+    )
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="ACTION:TARGET@AT",
+        help="inject a fault at AT s of the measured window: kill:worker/0@5s, "
+        "kill:worker/0@5s+restart, kill:kafka@5s, restart:kafka@5s (docs/faults.md)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hopbench",
@@ -228,13 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="judge every run against this p99 (ms); with --find-max, a rate must stay within it",
     )
-    run.add_argument(
-        "--pause",
-        action="append",
-        default=[],
-        metavar="SERVICE/N@AT:SECONDS",
-        help="freeze a replica during the run, e.g. worker/0@5:1 (a stall)",
-    )
+    fault_args(run)
     deployment_args(run)
     run.add_argument("--out", type=Path, default=Path("results"), help="output folder")
 

@@ -30,3 +30,108 @@ class Pause:
                 f"--pause {text}: expected SERVICE/REPLICA@AT:SECONDS, e.g. worker/0@5:1"
             )
         return pause
+
+
+FAULT_SYNTAX = (
+    "expected kill:SERVICE/REPLICA@AT[+restart] or kill:kafka@AT or restart:kafka@AT "
+    "(AT in seconds of the measured window, e.g. 5, 5s or 500ms), e.g. kill:worker/0@5s+restart"
+)
+BROKERS = ("kafka",)  # brokers a run can kill or restart: only the one it starts itself
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A fault injected at a moment of the measured window: kill a replica with SIGKILL
+    (and optionally start it again), or kill or restart the embedded Kafka broker."""
+
+    action: str  # "kill" or "restart"
+    target: str  # "worker/0" or "kafka"
+    at_s: float  # seconds after the measured window starts
+    restart: bool = False  # kill:SERVICE/N@AT+restart: a new process takes its place
+
+    @property
+    def text(self) -> str:
+        return f"{self.action}:{self.target}@{self.at_s:g}s" + ("+restart" if self.restart else "")
+
+    @property
+    def on_broker(self) -> bool:
+        return self.target in BROKERS
+
+    @classmethod
+    def parse(cls, text: str) -> Fault:
+        action, _, rest = text.strip().partition(":")
+        target, _, when = rest.partition("@")
+        when, plus, extra = when.partition("+")
+        if action not in ("kill", "restart") or not target or (plus and extra != "restart"):
+            raise ConfigError(f"--fault {text}: {FAULT_SYNTAX}")
+        fault = cls(action, target, _seconds(text, when), restart=bool(plus))
+        if fault.on_broker:
+            if fault.restart:
+                raise ConfigError(
+                    f"--fault {text}: a broker is restarted with restart:{target}@AT, "
+                    "not kill…+restart"
+                )
+        elif action == "restart":
+            raise ConfigError(
+                f"--fault {text}: restart applies to a broker ({', '.join(BROKERS)}); "
+                f"to restart a replica, kill it with +restart: kill:{target}@{when}+restart"
+            )
+        elif "/" not in target:
+            raise ConfigError(f"--fault {text}: {target!r} is not SERVICE/REPLICA; {FAULT_SYNTAX}")
+        return fault
+
+
+def _seconds(text: str, when: str) -> float:
+    """5, 5s or 500ms: seconds, at or after the measured window's start."""
+    scale = 1.0
+    if when.endswith("ms"):
+        when, scale = when[:-2], 0.001
+    elif when.endswith("s"):
+        when = when[:-1]
+    try:
+        at = float(when) * scale
+    except ValueError:
+        raise ConfigError(f"--fault {text}: {FAULT_SYNTAX}") from None
+    if not at >= 0 or at == float("inf"):
+        raise ConfigError(f"--fault {text}: the moment must be 0 or more seconds")
+    return at
+
+
+def check_faults(
+    faults: list[Fault],
+    services: dict[str, int],
+    modes: set[str],
+    duration_s: float,
+    kafka_bootstrap: str | None,
+) -> None:
+    """Every fault names a replica of the topology or a broker the run starts itself,
+    at a moment inside the measured window; one fault per target."""
+    seen: set[str] = set()
+    for fault in faults:
+        where = f"--fault {fault.text}"
+        if fault.at_s >= duration_s:
+            raise ConfigError(
+                f"{where}: t={fault.at_s:g} s is not inside the measured window "
+                f"(0 to {duration_s:g} s); use a smaller AT or a longer --duration"
+            )
+        if fault.target in seen:
+            raise ConfigError(f"{where}: one fault per target; {fault.target} has two")
+        seen.add(fault.target)
+        if fault.on_broker:
+            _check_broker(where, fault, modes, kafka_bootstrap)
+            continue
+        service, _, replica = fault.target.partition("/")
+        count = services.get(service, 0)
+        if not replica.isdigit() or int(replica) >= count:
+            names = ", ".join(f"{n}/0..{c - 1}" for n, c in services.items())
+            raise ConfigError(f"{where}: no such replica; there are {names}")
+
+
+def _check_broker(where: str, fault: Fault, modes: set[str], kafka_bootstrap: str | None) -> None:
+    if fault.target not in modes:
+        raise ConfigError(f"{where}: no edge of this topology uses {fault.target}")
+    if kafka_bootstrap:
+        raise ConfigError(
+            f"{where}: hopbench kills or restarts only the Kafka broker it starts itself "
+            f"(Tansu), not the one at --kafka-bootstrap {kafka_bootstrap}"
+        )

@@ -18,6 +18,7 @@ from hopbench.results.schema import (
     SEND_LAG_P99_LIMIT_US,
     Breakdown,
     EdgeResult,
+    FaultEvent,
     HopResult,
     HopShare,
     Percentiles,
@@ -93,6 +94,7 @@ def build_result(
     brokers: dict[str, Any],
     environment: dict[str, Any],
     notes: list[str],
+    faults: list[FaultEvent] | None = None,
 ) -> RunResult:
     """workers: what each load worker sent; recorders: process name -> Recorder JSON."""
     topology = spec.resolved
@@ -220,6 +222,7 @@ def build_result(
         settings=spec.settings.model_dump(mode="json"),
         environment=environment,
         notes=notes,
+        faults=sorted(faults or [], key=lambda f: f.t_s),
         cpu_ms_per_1000=cpu_ms_per_1000(processes, window_messages),
     )
     result.notes += count_notes(result)

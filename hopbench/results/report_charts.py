@@ -110,6 +110,11 @@ def timeline_chart(runs: list[RunResult]) -> str:
             [p.p99_us / 1000 for p in points],
             label=f"{variant_label(run)} @ {run.load_label}",
         )
+        for event in run.faults:  # each fault at its moment, named
+            axes.axvline(event.t_s, color="red", linestyle=":", alpha=0.7)
+            axes.annotate(event.what.split(";")[0][:60], (event.t_s, 1),
+                          xycoords=("data", "axes fraction"), fontsize="x-small", rotation=90,
+                          va="top", ha="right", color="red")  # fmt: skip
     _log_y(axes)
     axes.set_xlabel("second of the measured window")
     axes.set_ylabel("p99, ms")

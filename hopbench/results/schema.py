@@ -126,6 +126,16 @@ class ProcessResult(BaseModel):
     machine: dict[str, Any] | None = None  # an agent's host (local ones: the run's environment)
 
 
+class FaultEvent(BaseModel):
+    """A fault injected on purpose (--fault), or a broker of the run's own that died:
+    what happened and when (s from the measured window's start)."""
+
+    fault: str  # as given, e.g. "kill:worker/0@2s+restart"; "" for a death nobody asked for
+    target: str  # "worker/0", "kafka"
+    t_s: float
+    what: str  # in words, e.g. "worker/0 (pid 4711) killed with SIGKILL"
+
+
 class Warmup(BaseModel):
     sent: int
     errors: int
@@ -184,6 +194,7 @@ class RunResult(BaseModel):
     settings: dict[str, Any]
     environment: dict[str, Any]
     notes: list[str]
+    faults: list[FaultEvent] = []  # injected faults and broker deaths, in time order
     # CPU of every process that carries the messages inside the measured window, per
     # 1,000 messages completed in it; None when a process's CPU was not measured
     cpu_ms_per_1000: float | None = None

@@ -4,7 +4,10 @@ the counts; the judgement against an SLO.
 A run failed when a process died, any message failed (an error), went missing (lost),
 was never sent (unsent), or nothing completed at all. A failed run is never ranked
 (hopbench.results.report) and makes the command's exit status 1; everything it
-measured is still written.
+measured is still written. A fault injected on purpose (--fault) is not a failure:
+the process it killed is not a cause, and the errors and losses of such a run are
+the fault's measured cost (counted, and named in its faults and notes). A broker of
+the run's own that died unasked is the first cause.
 """
 
 from __future__ import annotations
@@ -14,15 +17,17 @@ from hopbench.results.schema import ProcessResult, RunResult
 
 def failure_of(run: RunResult) -> str | None:
     """Why the run failed, first cause first, or None when it did not."""
-    causes: list[str] = []
-    died = [p for p in run.processes if p.died]
+    causes = [f.what for f in run.faults if not f.fault]  # a broker that died on its own
+    injected = {f.target for f in run.faults if f.fault}
+    died = [p for p in run.processes if p.died and p.name not in injected]
     if died:
         causes.append("; ".join(f"{p.name} died: {p.died}" for p in died))
     first = first_error(run.processes)
-    if run.errors:
+    counted = not injected  # with faults injected, errors and losses are their cost
+    if run.errors and counted:
         seen = f"; the first, at {first.name}: {first.first_error}" if first else ""
         causes.append(f"{run.errors} error(s){seen}")
-    if run.lost:
+    if run.lost and counted:
         causes.append(
             f"{run.lost} of {run.expected} message(s) lost (never completed within the grace "
             "period)"

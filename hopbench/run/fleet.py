@@ -85,6 +85,19 @@ class Fleet:
                     )
                 )
 
+    async def respawn(self, child: Child, run_dir: Path) -> Child:
+        """A new process for a replica whose process was killed: the same service and
+        replica (so the same endpoint), named NAME#2 (then #3...) beside the dead one."""
+        service, replica = child.name.split("#")[0].split("/")
+        incarnation = 1 + sum(c.name.split("#")[0] == f"{service}/{replica}" for c in self.services)
+        args = ["--service", service, "--replica", replica, "--spec", str(run_dir / "spec.json")]
+        log = run_dir / f"{service}-{replica}-{incarnation}.log"
+        new = await Child.spawn(
+            f"{service}/{replica}#{incarnation}", "hopbench.services", args, log
+        )
+        self.services.append(new)
+        return new
+
     async def spawn_workers(self, spec: RunSpec, spec_path: Path, run_dir: Path) -> None:
         for w in range(spec.load.workers):
             args = ["--worker", str(w), "--spec", str(spec_path)]

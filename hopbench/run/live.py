@@ -15,9 +15,12 @@ from hopbench.protocol.messages import Progress, ProgressReply
 from hopbench.run.phases import Window
 
 
-async def live(recording: list[Child], window: Window, show: Callable[[int, str], None]) -> None:
+async def live(
+    recording: Callable[[], list[Child]], window: Window, show: Callable[[int, str], None]
+) -> None:
     """Just after each second ends: that second's sends, completions and p99, merged
-    exactly across the processes that record completions (each is asked for it)."""
+    exactly across the processes that record completions (each still alive is asked;
+    the list is read each second: a fault may kill one or start one)."""
     hist = new_histogram()
     k = (window.start_ns - window.origin_ns) // 1_000_000_000  # the schedule's first second
     while True:
@@ -25,7 +28,7 @@ async def live(recording: list[Child], window: Window, show: Callable[[int, str]
         wake_ns = window.origin_ns + (k + 1) * 1_000_000_000 + 100_000_000
         await asyncio.sleep(max(0, wake_ns - time.monotonic_ns()) / 1e9)
         try:
-            asks = [c.ask(Progress(second=k), ProgressReply, 5) for c in recording]
+            asks = [c.ask(Progress(second=k), ProgressReply, 5) for c in recording() if c.alive]
             snaps = [r.live for r in await asyncio.gather(*asks) if r.live is not None]
         except HopbenchError:
             return  # a process in trouble: the run itself will say so

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hopbench.config.deployment import Deployment, check_reachable
-from hopbench.config.faults import Pause
+from hopbench.config.faults import Fault, Pause
 from hopbench.config.runspec import LoadSpec, RunSpec, Settings
 from hopbench.config.secrets import PASSWORD_ENV, password_of, redact
 from hopbench.config.topology import LOADGEN, Topology
@@ -33,7 +33,7 @@ from hopbench.results.build import Costs, process_result
 from hopbench.results.schema import RunResult
 from hopbench.run import phases
 from hopbench.run.costs import WindowUsage, watch_window
-from hopbench.run.faults import start_pauses
+from hopbench.run.faults import Faults, start_faults, start_pauses
 from hopbench.run.fleet import ChildRecording, Fleet
 from hopbench.run.live import cancel, live
 from hopbench.run.phases import Brokers, Outcome, Window
@@ -66,6 +66,7 @@ class RunRequest:
     deployment: Deployment = field(default_factory=Deployment)
     grace_s: float = 5.0  # how long sinks may take to finish after the last send
     pauses: list[Pause] = field(default_factory=list)
+    faults: list[Fault] = field(default_factory=list)  # --fault: kill a replica, the broker
     progress: Callable[[str], None] = lambda message: None
     # once a second while the load runs: (the second of the measured window, a line)
     live: Callable[[int, str], None] = lambda second, message: None
@@ -85,6 +86,7 @@ class Run:
     fleet: Fleet = field(default_factory=Fleet)
     notes: list[str] = field(default_factory=list)
     died: dict[str, str] = field(default_factory=dict)  # process -> why it ended early
+    faults: Faults | None = None  # the faults of the run as they happened
 
     @property
     def topology(self) -> Topology:
@@ -116,9 +118,10 @@ async def run_topology(request: RunRequest) -> RunResult:
         spec.write(run_dir / "spec.json")
         ready = await start_services(run, spec)
         ready += await start_workers(run, spec, brokers)
+        readiness = {c.name: r for c, r in zip(run.fleet.children, ready, strict=True)}
         await run.fleet.read_clocks([c for c in run.fleet.children if not c.remote])
         broker_ready = brokers.usage()
-        window = start_load(run)
+        window = start_load(run, brokers, spec)
         costs = asyncio.create_task(
             watch_window(run.fleet.children, brokers, window, request.load.duration_s)
         )
@@ -136,7 +139,10 @@ async def run_topology(request: RunRequest) -> RunResult:
         service_reports = survivors(run, services, found)
         broker_end = brokers.usage()
         in_window = await costs
-    outcomes = collect(run, window, ready, {**service_reports, **worker_reports}, in_window)
+    faults = run.faults
+    assert faults is not None
+    readiness |= faults.restarted
+    outcomes = collect(run, window, readiness, {**service_reports, **worker_reports}, in_window)
     outcomes += broker_outcomes(brokers, [broker_ready, in_window.start, in_window.end, broker_end])
     result = phases.result(
         spec,
@@ -146,6 +152,7 @@ async def run_topology(request: RunRequest) -> RunResult:
         brokers=brokers.described,
         environment=environment(),
         notes=[*run.notes, *run.fleet.clock_notes()],
+        faults=faults.events,
     )
     result.samples = samples
     return result
@@ -214,7 +221,7 @@ async def start_workers(run: Run, spec: RunSpec, brokers: Brokers) -> list[Ready
     return list(await asyncio.gather(*(c.expect(Ready, READY_TIMEOUT_S) for c in fleet.workers)))
 
 
-def start_load(run: Run) -> Window:
+def start_load(run: Run, brokers: Brokers, spec: RunSpec) -> Window:
     """Check the faults, tell every process when the load starts; faults and the live
     line run alongside until the stack closes."""
     load, fleet = run.load, run.fleet
@@ -223,6 +230,23 @@ def start_load(run: Run) -> Window:
     run.say(f"load: {pace} for {load.warmup_s:g} s warm-up + {load.duration_s:g} s")
     start_pauses(run.request.pauses, fleet.services, window.origin_ns, run.notes, run.stack)
     start = Start(start_ns=window.start_ns, origin_ns=window.origin_ns)
+    run.faults = Faults(window.origin_ns, run.notes)
+
+    async def restart(child: Child) -> Child:
+        """A new process in a killed replica's place: ready, then told the run's start."""
+        new = await fleet.respawn(child, run.run_dir)
+        assert run.faults is not None
+        run.faults.restarted[new.name] = await new.expect(Ready, READY_TIMEOUT_S)
+        new.send(start)
+        fleet.clocks[new.name] = await new.read_clock()
+        return new
+
+    async def reprovision() -> None:
+        await phases.provision(brokers, spec)
+
+    start_faults(
+        run.request.faults, run.faults, fleet, brokers.tansu, restart, reprovision, run.stack
+    )
     for child in fleet.children:
         child.send(start)
     return window
@@ -244,8 +268,9 @@ async def start_sampling(
 async def await_load(run: Run, window: Window) -> dict[str, WorkerReport]:
     """The load workers' reports, with the live line shown meanwhile; then let them go."""
     fleet = run.fleet
-    recording = [*fleet.workers, *_recorders(run)]
-    progress = asyncio.create_task(live(recording, window, run.request.live))
+    progress = asyncio.create_task(
+        live(lambda: [*fleet.workers, *_recorders(run)], window, run.request.live)
+    )
     run.stack.push_async_callback(cancel, progress)
     load, timeout_s = run.load, run.request.settings.request_timeout_s
     limit_s = load.warmup_s + load.duration_s + timeout_s + 60
@@ -267,7 +292,9 @@ def survivors(run: Run, children: list[Child], found: list[R | BaseException]) -
     ``run.died`` with why (its process row says so and the run is failed)."""
     reports: dict[str, R] = {}
     for child, got in zip(children, found, strict=True):
-        if isinstance(got, RunError):
+        if isinstance(got, RunError) and run.faults is not None and child.name in run.faults.killed:
+            run.died[child.name] = run.faults.why(child.name)
+        elif isinstance(got, RunError):
             why = str(got).splitlines()[0].removeprefix(child.name).strip()
             run.died[child.name] = why
             run.say(f"{child.name} died: {why}")
@@ -291,7 +318,7 @@ def _recording(run: Run) -> list[ChildRecording]:
 def collect(
     run: Run,
     window: Window,
-    ready: list[Ready],
+    ready: dict[str, Ready],
     reports: dict[str, ServiceReport | WorkerReport],
     in_window: WindowUsage,
 ) -> list[Outcome]:
@@ -299,8 +326,8 @@ def collect(
     and at its report, its counts and its first error; or that it died."""
     fleet = run.fleet
     outcomes = []
-    for c, up in zip(fleet.children, ready, strict=True):
-        r = reports.get(c.name)
+    for c in fleet.children:
+        up, r = ready[c.name], reports.get(c.name)
         if r is None:
             costs = Costs(up.usage, in_window.start.get(c.name), in_window.end.get(c.name))
             row = process_result(c.name, costs, host=c.address or "local")

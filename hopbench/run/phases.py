@@ -28,7 +28,7 @@ from hopbench.config.topology import Topology
 from hopbench.measure.merge import SendSummary
 from hopbench.measure.usage import Usage, proc_usage
 from hopbench.results.build import build_result
-from hopbench.results.schema import ProcessResult, RunResult
+from hopbench.results.schema import FaultEvent, ProcessResult, RunResult
 from hopbench.transports import provisioning
 from hopbench.transports.plan import Provisioning
 
@@ -245,6 +245,7 @@ def result(
     brokers: dict[str, Any],
     environment: dict[str, Any],
     notes: list[str],
+    faults: list[FaultEvent] | None = None,
 ) -> RunResult:
     """The run's result, from every process's outcome and the load workers' reports."""
     return build_result(
@@ -256,4 +257,5 @@ def result(
         brokers=brokers,
         environment=environment,
         notes=notes,
+        faults=faults,
     )

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hopbench.config.deployment import Deployment
-from hopbench.config.faults import Pause
+from hopbench.config.faults import Fault, Pause
 from hopbench.config.runspec import LoadSpec, Settings
 from hopbench.config.topology import Topology
 from hopbench.errors import HopbenchError, RunError
@@ -26,6 +26,7 @@ class Options:
     deployment: Deployment = field(default_factory=Deployment)
     grace_s: float = 5.0
     pauses: list[Pause] = field(default_factory=list)
+    faults: list[Fault] = field(default_factory=list)
     slo_p99_ms: float | None = None
     summarize_repeats: bool = False
 
@@ -86,6 +87,7 @@ class Session:
             deployment=self.options.deployment,
             grace_s=self.options.grace_s,
             pauses=self.options.pauses,
+            faults=self.options.faults,
             progress=self.say,
             live=self.live,
             worker_agents=self.worker_agents,

@@ -40,6 +40,7 @@ from hopbench.transports.replies import PendingReplies
 
 log = logging.getLogger(__name__)
 ASSIGNMENT_TIMEOUT_S = 30.0
+STOP_TIMEOUT_S = 5.0  # a client whose broker is gone stops in retries: give up on it
 CORRELATION = "hb-correlation"
 REPLY_TO = "hb-reply-to"
 
@@ -197,14 +198,17 @@ class KafkaTransport(Transport):
             if edge.is_sync and reply is not None:
                 meta = dict(headers or ())
                 producer = await self._producer_for(self.settings)
-                ack = await producer.send(
-                    meta[REPLY_TO].decode(),
-                    reply.SerializeToString(),
-                    headers=[(CORRELATION, meta[CORRELATION])],
-                )
-                await ack
+                async with asyncio.timeout(self.settings.request_timeout_s):  # broker gone
+                    ack = await producer.send(
+                        meta[REPLY_TO].decode(),
+                        reply.SerializeToString(),
+                        headers=[(CORRELATION, meta[CORRELATION])],
+                    )
+                    await ack
         except KafkaError as exc:
             self.failed(f"{edge.name}: the reply could not be produced: {_kafka_error(exc)}")
+        except TimeoutError:
+            self.failed(f"{edge.name}: the reply was not acknowledged (is the broker up?)")
         finally:
             slots.release()
 
@@ -261,13 +265,22 @@ class KafkaTransport(Transport):
         producer = self._producers.get(self._key(edge))
         if producer is None:
             raise TransportError(f"{edge.name}: the Kafka producer is not started")
+        # bounded by the edge's request timeout: with its broker gone, aiokafka waits
+        # for metadata for up to 40 s, and the run must end on time
+        timeout_s = self.settings_for(edge).request_timeout_s
         try:
-            ack = await producer.send(
-                topic_name(self.context.run_id, edge), env.SerializeToString(), headers=headers
-            )
-            await ack
+            async with asyncio.timeout(timeout_s):
+                ack = await producer.send(
+                    topic_name(self.context.run_id, edge), env.SerializeToString(), headers=headers
+                )
+                await ack
         except KafkaError as exc:
             raise TransportError(f"{edge.name}: Kafka produce failed: {_kafka_error(exc)}") from exc
+        except TimeoutError:
+            raise TransportError(
+                f"{edge.name}: Kafka produce not acknowledged within {timeout_s:g} s "
+                f"(is the broker at {self.bootstrap} up?)"
+            ) from None
 
     async def stop_serving(self) -> None:
         for poller in self._pollers:
@@ -278,14 +291,32 @@ class KafkaTransport(Transport):
         if self._handling:
             await asyncio.gather(*list(self._handling), return_exceptions=True)
         for consumer in self._consumers:
-            await consumer.stop()
+            await _stop(consumer, "consumer")
         self._consumers.clear()
 
     async def close(self) -> None:
         await self.stop_serving()
         for producer in self._producers.values():
-            await producer.stop()
+            await _stop(producer, "producer")
         self._producers.clear()
+
+
+async def _stop(client: AIOKafkaConsumer | AIOKafkaProducer, what: str) -> None:
+    """Stop a client within STOP_TIMEOUT_S: one whose broker died retries for ever."""
+    try:
+        async with asyncio.timeout(STOP_TIMEOUT_S):
+            await client.stop()
+    except asyncio.CancelledError:
+        # aiokafka's fetcher lets the cancellation of its own retry task out of stop()
+        # when the broker is gone; only a cancellation of ours goes on
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        log.warning("Kafka %s stopped with its broker gone", what)
+    except TimeoutError:
+        log.warning("Kafka %s did not stop within %g s (broker gone?)", what, STOP_TIMEOUT_S)
+    except KafkaError as exc:
+        log.warning("Kafka %s stop failed: %s", what, _kafka_error(exc))
 
 
 def _kafka_error(exc: KafkaError) -> str:

@@ -15,11 +15,20 @@ threads beside the event loop. Publisher confirms are off unless
 ``rabbitmq_confirms`` is set (pika's default; aio-pika's is on); the setting is
 written into the results. Consumers ack after the handler finishes, with at most
 ``prefetch`` messages in flight.
+
+Recovery: when the connection drops (a broker restart, a network fault), a watcher
+opens a new connection with the same channels and consumers, trying again every
+``RECONNECT_EVERY_S``. A send meanwhile waits for it, within the edge's request
+timeout. With publisher confirms, a publish whose confirmation never came is sent
+again on the new connection (at least once: a copy may be counted as duplicated);
+without confirms, what was written into a connection that dropped is lost, and the
+results count it. Unacknowledged deliveries come back from the broker (redelivered).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import aiormq
@@ -37,8 +46,16 @@ from hopbench.transports.plan import Provisioning
 from hopbench.transports.replies import PendingReplies
 
 log = logging.getLogger(__name__)
-AMQP_ERRORS = (aiormq.exceptions.AMQPError, OSError, TimeoutError)
+# ChannelInvalidStateError (a RuntimeError): the channel closed with its connection
+AMQP_ERRORS = (
+    aiormq.exceptions.AMQPError,
+    aiormq.exceptions.ChannelInvalidStateError,
+    OSError,
+    TimeoutError,
+)
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
+RECONNECT_EVERY_S = 0.5
+REPLY = "reply"  # the channel requests go out on (and direct reply-to comes back on)
 
 
 def queue_name(run_id: str, edge: Edge) -> str:
@@ -81,6 +98,11 @@ class RabbitMqTransport(Transport):
         self._publish_channels: dict[bool, AbstractChannel] = {}  # by publisher confirms
         self._reply_channel: AbstractChannel | None = None  # requests go out on it too
         self._consumers: list[tuple[AbstractChannel, str]] = []
+        self._connected = asyncio.Event()  # clear while the connection is being recovered
+        self._serving = True  # False once stop_serving: no consumer comes back
+        self._closed = False
+        self._watcher: asyncio.Task[None] | None = None
+        self.reconnects = 0
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -89,37 +111,68 @@ class RabbitMqTransport(Transport):
         self._reply_to = DIRECT_REPLY_TO
 
     async def start(self) -> None:
+        try:
+            await self._open()
+        except AMQP_ERRORS as exc:
+            raise TransportError(f"RabbitMQ at {self.url.split('@')[-1]}: {exc!r}") from exc
+        self._watcher = asyncio.create_task(self._recover())
+
+    async def _recover(self) -> None:
+        """Open the connection again whenever it drops, until the transport closes."""
+        while not self._closed:
+            assert self._connection is not None
+            with contextlib.suppress(Exception):
+                await self._connection.closing
+            if self._closed:
+                return
+            self._connected.clear()
+            log.warning("RabbitMQ connection lost; reconnecting to %s", self.url.split("@")[-1])
+            while not self._closed:
+                try:
+                    await self._open()
+                    break
+                except AMQP_ERRORS as exc:
+                    log.info("RabbitMQ not back yet: %r", exc)
+                    if self._connection is not None and not self._connection.is_closed:
+                        with contextlib.suppress(*AMQP_ERRORS):
+                            await self._connection.close()
+                    await asyncio.sleep(RECONNECT_EVERY_S)
+            self.reconnects += 1
+            log.warning("RabbitMQ connection recovered (%d)", self.reconnects)
+
+    async def _open(self) -> None:
+        """A connection, its publishing channels, the reply consumer and one consumer
+        per in-edge: at the start, and again after the connection dropped."""
         outs = [
             e for e in self.context.topology.out_edges(self.context.service) if e.mode == self.mode
         ]
-        try:
-            self._connection = await aiormq.connect(self.url)
-            confirms = {self.settings_for(e).rabbitmq_confirms for e in outs if not e.is_sync}
-            if any(e.is_sync for e, _ in self.handlers.values()):
-                confirms.add(self.settings.rabbitmq_confirms)  # replies: the run's setting
-            for confirm in confirms:
-                self._publish_channels[confirm] = await self._connection.channel(
-                    publisher_confirms=confirm
+        self._consumers.clear()
+        self._connection = await aiormq.connect(self.url)
+        confirms = {self.settings_for(e).rabbitmq_confirms for e in outs if not e.is_sync}
+        if any(e.is_sync for e, _ in self.handlers.values()):
+            confirms.add(self.settings.rabbitmq_confirms)  # replies: the run's setting
+        for confirm in confirms:
+            self._publish_channels[confirm] = await self._connection.channel(
+                publisher_confirms=confirm
+            )
+        if any(e.is_sync for e in outs):
+            # Direct reply-to: consume the pseudo-queue (no ack) on the channel that
+            # publishes the requests. Or a reply queue of this process's own.
+            self._reply_channel = await self._connection.channel(publisher_confirms=False)
+            if self.settings.rabbitmq_reply == "queue":
+                declared = await self._reply_channel.queue_declare(
+                    "", exclusive=True, auto_delete=True
                 )
-            if any(e.is_sync for e in outs):
-                # Direct reply-to: consume the pseudo-queue (no ack) on the channel that
-                # publishes the requests. Or a reply queue of this process's own.
-                self._reply_channel = await self._connection.channel(publisher_confirms=False)
-                if self.settings.rabbitmq_reply == "queue":
-                    declared = await self._reply_channel.queue_declare(
-                        "", exclusive=True, auto_delete=True
-                    )
-                    self._reply_to = str(declared.queue)
-                await self._reply_channel.basic_consume(self._reply_to, self._on_reply, no_ack=True)
-            for edge, handler in self.handlers.values():
-                channel = await self._connection.channel()
-                await channel.basic_qos(prefetch_count=self.settings_for(edge).prefetch)
-                ok = await channel.basic_consume(
-                    queue_name(self.context.run_id, edge), self._consumer(edge, handler, channel)
-                )
-                self._consumers.append((channel, str(ok.consumer_tag)))
-        except AMQP_ERRORS as exc:
-            raise TransportError(f"RabbitMQ at {self.url.split('@')[-1]}: {exc!r}") from exc
+                self._reply_to = str(declared.queue)
+            await self._reply_channel.basic_consume(self._reply_to, self._on_reply, no_ack=True)
+        for edge, handler in self.handlers.values() if self._serving else ():
+            channel = await self._connection.channel()
+            await channel.basic_qos(prefetch_count=self.settings_for(edge).prefetch)
+            ok = await channel.basic_consume(
+                queue_name(self.context.run_id, edge), self._consumer(edge, handler, channel)
+            )
+            self._consumers.append((channel, str(ok.consumer_tag)))
+        self._connected.set()
 
     def _consumer(
         self, edge: Edge, handler: Handler, channel: AbstractChannel
@@ -140,11 +193,12 @@ class RabbitMqTransport(Transport):
             finally:
                 try:
                     await channel.basic_ack(message.delivery_tag)  # type: ignore[arg-type]
-                except AMQP_ERRORS as exc:
+                except AMQP_ERRORS as exc:  # its channel closed: it comes back, redelivered
                     log.warning("%s: ack failed: %r", edge.name, exc)
-                self._in_flight -= 1
-                if self._in_flight == 0:
-                    self._idle.set()
+                finally:  # also when aiormq cancels the task with its dropped channel
+                    self._in_flight -= 1
+                    if self._in_flight == 0:
+                        self._idle.set()
 
         return on_message
 
@@ -155,7 +209,8 @@ class RabbitMqTransport(Transport):
                 properties.reply_to or "",
                 reply,
                 Basic.Properties(correlation_id=properties.correlation_id),
-                self._publish_channels[self.settings.rabbitmq_confirms],
+                self.settings.rabbitmq_confirms,
+                self.settings.request_timeout_s,
             )
         except TransportError as exc:
             self.failed(f"{edge.name}: the reply could not be sent: {exc}")
@@ -169,10 +224,11 @@ class RabbitMqTransport(Transport):
             raise TransportError(f"{edge.name}: no RabbitMQ reply channel")
         correlation, future = self.calls.open()
         properties = Basic.Properties(correlation_id=correlation, reply_to=self._reply_to)
+        timeout_s = self.settings_for(edge).request_timeout_s
         try:
             properties.delivery_mode = self._delivery_mode(edge)
             await self._send(
-                "", queue_name(self.context.run_id, edge), env, properties, self._reply_channel
+                "", queue_name(self.context.run_id, edge), env, properties, REPLY, timeout_s
             )
         except TransportError:
             self.calls.discard(correlation)
@@ -183,13 +239,14 @@ class RabbitMqTransport(Transport):
 
     async def publish(self, edge: Edge, env: Envelope) -> None:
         settings = self.settings_for(edge)
-        channel = self._publish_channels.get(settings.rabbitmq_confirms)
         properties = Basic.Properties(delivery_mode=self._delivery_mode(edge))
         if edge.pattern == "publish-subscribe":
             exchange, key = exchange_name(self.context.run_id, edge), ""
         else:
             exchange, key = "", queue_name(self.context.run_id, edge)
-        await self._send(exchange, key, env, properties, channel)
+        await self._send(
+            exchange, key, env, properties, settings.rabbitmq_confirms, settings.request_timeout_s
+        )
 
     def _delivery_mode(self, edge: Edge) -> int:
         return 2 if self.settings_for(edge).rabbitmq_durable else 1  # 2: persistent
@@ -200,23 +257,46 @@ class RabbitMqTransport(Transport):
         routing_key: str,
         env: Envelope,
         properties: Basic.Properties,
-        channel: AbstractChannel | None,
+        which: bool | str,  # the publishing channel: with confirms or not, or REPLY
+        timeout_s: float,
     ) -> None:
-        if channel is None:
-            raise TransportError(f"no RabbitMQ channel to publish to {exchange or routing_key}")
+        """Publish on the current connection; while it is being recovered, wait for the
+        new one and publish again there (with confirms: until one is confirmed), all
+        within timeout_s."""
+        body = env.SerializeToString()
         try:
-            confirmation = await channel.basic_publish(
-                env.SerializeToString(),
-                exchange=exchange,
-                routing_key=routing_key,
-                properties=properties,
-            )
-        except AMQP_ERRORS as exc:
-            raise TransportError(f"RabbitMQ publish failed: {exc!r}") from exc
+            async with asyncio.timeout(timeout_s):
+                while True:
+                    await self._connected.wait()
+                    channel = self._reply_channel if which == REPLY else None
+                    channel = channel or self._publish_channels.get(which is True)
+                    if channel is None:
+                        raise TransportError(
+                            f"no RabbitMQ channel to publish to {exchange or routing_key}"
+                        )
+                    try:
+                        confirmation = await channel.basic_publish(
+                            body, exchange=exchange, routing_key=routing_key, properties=properties
+                        )
+                        break
+                    except AMQP_ERRORS as exc:
+                        if self._closed or not self._dropped():
+                            raise TransportError(f"RabbitMQ publish failed: {exc!r}") from exc
+                        self._connected.clear()  # the watcher sets it again once recovered
+        except TimeoutError:
+            raise TransportError(
+                f"RabbitMQ publish to {exchange or routing_key}: the connection was not "
+                f"back within {timeout_s:g} s"
+            ) from None
         if isinstance(confirmation, Basic.Nack):
             raise TransportError(f"RabbitMQ refused the message to {exchange or routing_key}")
 
+    def _dropped(self) -> bool:
+        """The connection is gone (the broker restarted, the network failed)."""
+        return self._connection is None or self._connection.is_closed
+
     async def stop_serving(self) -> None:
+        self._serving = False
         for channel, tag in self._consumers:
             try:
                 await channel.basic_cancel(tag)
@@ -227,6 +307,12 @@ class RabbitMqTransport(Transport):
 
     async def close(self) -> None:
         await self.stop_serving()
+        self._closed = True
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
         if self._connection is not None:
-            await self._connection.close()
+            with contextlib.suppress(*AMQP_ERRORS):
+                await self._connection.close()
             self._connection = None

@@ -1,0 +1,208 @@
+"""Faults as measured events: a replica killed (one of two, the only one, started
+again), the embedded Kafka broker killed or restarted, a private RabbitMQ node
+restarted. Each run ends on time, writes what it measured, names the fault and its
+moment, and counts every message exactly: sent = completed + failed sends on a
+request-reply route, expected = completed + lost on a one-way one."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hopbench.config.faults import Fault, check_faults
+from hopbench.errors import ConfigError
+from tests.conftest import TOPOLOGIES, reap
+from tests.rabbitnode import rabbit_node
+
+CHAIN = str(TOPOLOGIES / "chain.yaml")
+
+
+def hopbench(*argv: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hopbench", *argv], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def only_run(out: Path) -> dict[str, Any]:
+    (run,) = json.loads((out / "results.json").read_text())["runs"]
+    result: dict[str, Any] = run
+    return result
+
+
+def process(run: dict[str, Any], name: str) -> dict[str, Any]:
+    found: dict[str, Any] = next(p for p in run["processes"] if p["name"] == name)
+    return found
+
+
+def failed_sends(run: dict[str, Any]) -> int:
+    """Sends of the measured window that failed, from the load worker's own timeline."""
+    return sum(point["errors"] for point in run["timeline"] if point["t_s"] >= 0)
+
+
+def test_the_fault_flag_is_checked_with_the_fix() -> None:
+    assert Fault.parse("kill:worker/0@5s+restart") == Fault("kill", "worker/0", 5.0, True)
+    assert Fault.parse("restart:kafka@500ms").at_s == 0.5
+    cases = {
+        "kill:worker/0": "expected kill:SERVICE/REPLICA@AT",
+        "stop:worker/0@1": "expected kill:SERVICE/REPLICA@AT",
+        "kill:worker/0@-1": "0 or more seconds",
+        "kill:worker/0@1+again": "expected kill:SERVICE/REPLICA@AT",
+        "restart:worker/0@1": "kill it with +restart: kill:worker/0@1+restart",
+        "kill:kafka@1+restart": "restart:kafka@AT",
+        "kill:worker@1": "is not SERVICE/REPLICA",
+    }
+    for text, expected in cases.items():
+        with pytest.raises(ConfigError) as info:
+            Fault.parse(text)
+        assert str(info.value).startswith(f"--fault {text}: "), info.value
+        assert expected in str(info.value), info.value
+    replicas, modes = {"gateway": 1, "worker": 2}, {"http"}
+    checks = {
+        "kill:worker/2@1": "no such replica; there are gateway/0..0, worker/0..1",
+        "kill:worker/0@9": "not inside the measured window (0 to 4 s)",
+        "kill:kafka@1": "no edge of this topology uses kafka",
+    }
+    for text, expected in checks.items():
+        with pytest.raises(ConfigError) as info:
+            check_faults([Fault.parse(text)], replicas, modes, 4.0, None)
+        assert expected in str(info.value), info.value
+    with pytest.raises(ConfigError, match="only the Kafka broker it starts itself"):
+        check_faults([Fault.parse("restart:kafka@1")], replicas, {"kafka"}, 4.0, "k:9092")
+    done = hopbench("run", CHAIN, "--fault", "kill:worker/3@1s", "--out", "/nonexistent/x")
+    assert done.returncode == 2
+    assert done.stderr.startswith("hopbench: error: --fault kill:worker/3@1s: no such replica")
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.integration
+def test_kill_one_of_two_replicas_the_survivor_serves_every_loss_counted(tmp_path: Path) -> None:
+    done = hopbench("run", CHAIN, "--set", "services.worker.replicas=2", "--rate", "100",
+                    "--duration", "4", "--warmup", "1", "--grace", "1",
+                    "--fault", "kill:worker/0@2s", "--out", str(tmp_path))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    run = only_run(tmp_path)
+    # a fault asked for is the measurement, not a failure of the run
+    assert (run["status"], run["failure"]) == ("ok", None)
+    (event,) = run["faults"]
+    assert (event["fault"], event["target"]) == ("kill:worker/0@2s", "worker/0")
+    assert 2.0 <= event["t_s"] < 2.5
+    assert "killed with SIGKILL" in event["what"]
+    assert any(n.startswith(f"t={event['t_s']:.2f} s: worker/0 (pid") for n in run["notes"])
+    dead = process(run, "worker/0")
+    assert dead["died"].startswith("killed on purpose at t=2.")
+    # every message is accounted for: 400 sent, each completed or failed, none lost
+    failed = failed_sends(run)
+    assert run["sent"] == 400
+    assert run["completed"] + failed == 400
+    assert (run["lost"], run["expected"]) == (0, run["completed"])
+    # round robin: after the kill about half the calls met the dead replica, each a
+    # failed call at the gateway and a failed send at the load worker
+    assert 0 < failed <= 110
+    assert process(run, "gateway/0")["errors"] == failed
+    # the survivor served: it handled every call that completed after the kill
+    after = sum(p["completed"] for p in run["timeline"] if p["t_s"] >= 3)
+    assert after > 0
+    assert process(run, "worker/1")["handled"] >= after
+    assert "t=2." in done.stderr  # the note, as the run ends
+    assert "killed with SIGKILL" in (tmp_path / "report.html").read_text()
+
+
+@pytest.mark.integration
+def test_kill_the_only_replica_and_start_it_again(tmp_path: Path) -> None:
+    done = hopbench("run", CHAIN, "--rate", "100", "--duration", "12", "--warmup", "1",
+                    "--grace", "1", "--fault", "kill:worker/0@1s+restart",
+                    "--out", str(tmp_path))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    run = only_run(tmp_path)
+    killed, started = run["faults"]
+    assert killed["what"].startswith("worker/0 (pid")
+    assert started["what"] == "worker/0#2 started in place of worker/0, ready"
+    assert killed["t_s"] < started["t_s"] < 12
+    assert run["sent"] == 1200
+    assert run["completed"] + failed_sends(run) == 1200
+    assert run["lost"] == 0
+    # nothing completes while no replica runs; the new one serves from then on
+    down = [p for p in run["timeline"] if killed["t_s"] + 0.1 < p["t_s"] < started["t_s"] - 1]
+    assert all(p["completed"] == 0 for p in down)
+    assert sum(p["completed"] for p in run["timeline"] if p["t_s"] > started["t_s"] + 1) > 0
+    assert process(run, "worker/0#2")["handled"] > 0
+    assert process(run, "worker/0")["died"].startswith("killed on purpose")
+
+
+@pytest.mark.integration
+def test_the_embedded_kafka_broker_killed_is_named_and_the_run_ends(tmp_path: Path) -> None:
+    started = time.monotonic()
+    done = hopbench("run", CHAIN, "--mode", "kafka", "--pattern", "fire-and-forget",
+                    "--rate", "100", "--duration", "4", "--warmup", "1", "--grace", "1",
+                    "--fault", "kill:kafka@2s", "--out", str(tmp_path))  # fmt: skip
+    took = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    run = only_run(tmp_path)
+    (event,) = run["faults"]
+    assert event["what"].startswith("the Kafka broker (Tansu, pid")
+    assert "killed with SIGKILL" in event["what"]
+    # sent = 400; each either completed or failed (not acknowledged) or lost in the broker
+    assert run["sent"] == 400
+    assert run["completed"] + failed_sends(run) + run["lost"] == 400
+    assert run["expected"] == run["completed"] + run["lost"]
+    assert not any(p["t_s"] > event["t_s"] + 1 and p["completed"] for p in run["timeline"])
+    # on time: 1 + 4 s of load, a send's 10 s timeout, 2 x 1 s of grace, start and stop
+    assert took < 90, took
+
+
+@pytest.mark.integration
+def test_the_embedded_kafka_broker_restarted_clients_ride_it_out(tmp_path: Path) -> None:
+    done = hopbench("run", CHAIN, "--mode", "kafka", "--pattern", "fire-and-forget",
+                    "--rate", "100", "--duration", "14", "--warmup", "1", "--grace", "2",
+                    "--fault", "restart:kafka@2s", "--out", str(tmp_path))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    run = only_run(tmp_path)
+    killed, again = run["faults"]
+    assert "killed with SIGKILL" in killed["what"]
+    assert "started again" in again["what"]
+    assert "every message the old one held was lost" in again["what"]
+    # memory only: what it held is lost, counted exactly; the clients came back
+    assert run["sent"] == 1400
+    assert run["expected"] == run["completed"] + run["lost"]
+    assert run["completed"] + failed_sends(run) + run["lost"] == 1400
+    assert sum(p["completed"] for p in run["timeline"] if p["t_s"] >= 11) > 0
+
+
+@pytest.mark.integration
+def test_a_rabbitmq_restart_loses_nothing_with_confirms_and_durable_queues(
+    tmp_path: Path,
+) -> None:
+    with rabbit_node(tmp_path / "node") as node:
+        argv = [sys.executable, "-m", "hopbench", "run", CHAIN, "--mode", "rabbitmq",
+                "--pattern", "fire-and-forget", "--rate", "100", "--duration", "14",
+                "--warmup", "1", "--grace", "5", "--rabbitmq-url", node.url,
+                "--setting", "rabbitmq_confirms=true", "--setting", "rabbitmq_durable=true",
+                "--setting", "request_timeout_s=30", "--out", str(tmp_path / "out")]  # fmt: skip
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert proc.stderr is not None
+            for line in proc.stderr:
+                if line.strip().startswith("load:"):
+                    break
+            time.sleep(3)
+            node.restart()  # stopped and started again, its data kept
+            _, stderr = proc.communicate(timeout=240)
+        finally:
+            reap(proc)
+    assert proc.returncode == 0, stderr
+    run = only_run(tmp_path / "out")
+    assert run["sent"] == 1400
+    assert (run["completed"], run["lost"], failed_sends(run)) == (1400, 0, 0)
+    assert (
+        "reconnecting"
+        in (tmp_path / "out")
+        .joinpath("runs", next((tmp_path / "out" / "runs").iterdir()).name, "gateway-0.log")
+        .read_text()
+    )
