@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from pathlib import Path
 
 from hopbench.cli.parser import build_parser
@@ -11,6 +10,7 @@ from hopbench.config import flags
 from hopbench.config.deployment import Deployment
 from hopbench.config.faults import Pause
 from hopbench.config.load import load_topology
+from hopbench.config.outdir import OutLock, check_out_dir
 from hopbench.config.runspec import LoadSpec
 from hopbench.config.topology import Topology
 from hopbench.errors import ConfigError
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     if args.find_max and (load.closed or args.rates):
         raise ConfigError("--find-max searches the rate itself: drop --rates and --concurrency")
     rates = flags.rates(args.rates) if args.rates else [load.rate]
-    args.out.mkdir(parents=True, exist_ok=True)
+    check_out_dir(args.out)
     session = Session(
         Options(
             out_dir=args.out,
@@ -74,8 +74,10 @@ def run(args: argparse.Namespace) -> int:
             summarize_repeats=args.repeat > 1,
         )
     )
-    asyncio.run(run_all(session, topologies, load, rates, args.repeat, args.find_max))
-    return session.report()
+    with OutLock(args.out):
+        return session.execute(
+            run_all(session, topologies, load, rates, args.repeat, args.find_max)
+        )
 
 
 async def run_all(
@@ -112,9 +114,10 @@ def compare(args: argparse.Namespace) -> int:
     from hopbench.run import suite
 
     out = args.out or Path("results") / args.suite.stem
-    spec, cells, session = suite.prepare(args.suite, out, args.resume, _deployment(args))
-    asyncio.run(suite.compare(spec, cells, session))
-    return session.report()  # titled by the suite, which the results hold
+    check_out_dir(out)
+    with OutLock(out):
+        spec, cells, session = suite.prepare(args.suite, out, args.resume, _deployment(args))
+        return session.execute(suite.compare(spec, cells, session))  # titled by the suite
 
 
 def report(args: argparse.Namespace) -> int:
