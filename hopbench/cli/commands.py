@@ -53,6 +53,7 @@ def describe(topology: Topology) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    flags.check_run_flags(args)
     load = flags.load_from(args)
     settings = flags.settings_from(args.setting)
     topologies = topologies_of(args)
@@ -152,6 +153,7 @@ def diff(args: argparse.Namespace) -> int:
 def agent(args: argparse.Namespace) -> int:
     from hopbench.control.agent import main as serve_agent
 
+    flags.check_agent_flags(args)
     host, sep, port = args.listen.rpartition(":")
     if not sep or not port.isdigit():
         raise ConfigError(f"--listen {args.listen}: expected HOST:PORT, e.g. 0.0.0.0:7070")
@@ -177,11 +179,17 @@ def render_request(args: argparse.Namespace) -> tuple[RenderRequest, str]:
         + [a for s in args.set for a in ("--set", s)]
     )
     try:
-        build_parser().parse_args(["run", str(args.topology), *run_args, *extra])
+        parsed = build_parser().parse_args(["run", str(args.topology), *run_args, *extra])
     except SystemExit:
         raise ConfigError(
             f"--run-args {args.run_args!r}: not arguments of `hopbench run` (see above)"
         ) from None
+    try:  # checked now, not when the rendered file runs
+        flags.check_run_flags(parsed)
+        flags.load_from(parsed)
+        flags.settings_from(parsed.setting)
+    except ConfigError as exc:
+        raise ConfigError(f"--run-args: {exc}") from None
     request = RenderRequest(
         topology,
         args.topology,

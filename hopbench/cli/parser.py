@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--workers",
         type=int,
-        default=0,
+        default=None,
         help="load worker processes (default: a quarter of the cores, at least 1)",
     )
     run.add_argument(
@@ -192,7 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
     comp = sub.add_parser("compare", help="run every cell of a comparison suite")
     comp.add_argument("suite", type=Path, help="a suite YAML file")
     comp.add_argument(
-        "--out", type=Path, default=None, help="output folder (default results/SUITE-NAME)"
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (default results/ and the suite file's name without .yaml, "
+        "e.g. results/quick)",
     )
     comp.add_argument(
         "--resume",
