@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from hopbench.cli.parser import build_parser
@@ -10,7 +11,7 @@ from hopbench.config import flags
 from hopbench.config.deployment import Deployment
 from hopbench.config.faults import Pause
 from hopbench.config.load import load_topology
-from hopbench.config.outdir import OutLock, check_out_dir
+from hopbench.config.outdir import OutLock, atomic_write_text, check_out_dir, why
 from hopbench.config.runspec import LoadSpec
 from hopbench.config.topology import Topology
 from hopbench.errors import ConfigError
@@ -143,10 +144,14 @@ def diff(args: argparse.Namespace) -> int:
     candidate = read_side(args.candidate, "CANDIDATE")
     names = (str(args.baseline), str(args.candidate))
     found = diff_results(baseline, candidate, method, names)
-    print(render_diff(found, args.strict))
+    to_stdout = args.json is not None and str(args.json) == "-"
+    print(render_diff(found, args.strict), file=sys.stderr if to_stdout else sys.stdout)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(diff_json(found, args.strict), indent=2))
+        text = json.dumps(diff_json(found, args.strict), indent=2)
+        if to_stdout:
+            print(text)
+        else:
+            write_file(args.json, text, "--json")
     return found.exit_status(args.strict)
 
 
@@ -205,7 +210,7 @@ def render_request(args: argparse.Namespace) -> tuple[RenderRequest, str]:
         + (["--kafka-bootstrap", args.kafka_bootstrap] if args.kafka_bootstrap else [])
         + (["--rabbitmq-url", args.rabbitmq_url] if args.rabbitmq_url else [])
         + (["--image", args.image] if args.image != IMAGE else [])
-        + ["--out", str(args.out)]
+        + ["--out", str(args.out or args.default_out)]
     )
     return request, command
 
@@ -215,13 +220,30 @@ def render(args: argparse.Namespace) -> int:
     from hopbench.render.k8s import render_k8s
 
     request, command = render_request(args)
+    out: Path = args.out or args.default_out
     if args.target == "compose":
-        text = render_compose(request, args.out, command)
+        text = render_compose(request, out, command)
     else:
         if args.workers < 1:
             raise ConfigError(f"--workers {args.workers}: at least one load worker")
         text = render_k8s(request, args.workers, command)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(f"wrote {args.out}")
+    if str(out) == "-":
+        sys.stdout.write(text)
+        return 0
+    if args.out is None and out.exists() and not args.force:
+        raise ConfigError(
+            f"{out} exists and --out did not name it: pass --force to replace it, "
+            "--out FILE to write another file, or --out - for standard output"
+        )
+    write_file(out, text, "--out")
+    print(f"wrote {out}")
     return 0
+
+
+def write_file(path: Path, text: str, flag: str) -> None:
+    """A file the user named, written whole (its folder made if need be)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{flag} {path}: cannot create its folder ({why(exc)})") from None
+    atomic_write_text(path, text)

@@ -98,7 +98,13 @@ def diff_args(p: argparse.ArgumentParser) -> None:
         help="exit 1 also when a gated metric could not be judged (too few repeats, not "
         "measured) or a baseline cell is missing from the candidate",
     )
-    p.add_argument("--json", type=Path, metavar="FILE", help="write the diff as JSON too")
+    p.add_argument(
+        "--json",
+        type=Path,
+        metavar="FILE",
+        help="write the diff as JSON too; - writes it to standard output (the table then "
+        "goes to standard error)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -205,25 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     deployment_args(comp)
 
-    ren = sub.add_parser("render", help="write a compose file or Kubernetes manifests")
-    targets = ren.add_subparsers(dest="target", required=True)
-    for target, what, default_out in (
-        ("compose", "a compose file: brokers, a container per replica", "docker-compose.yml"),
-        ("k8s", "Kubernetes manifests: Deployments, Services, Jobs", "hopbench-k8s.yaml"),
-    ):
-        t = targets.add_parser(target, help=what)
-        topology_args(t)
-        t.add_argument(
-            "--run-args",
-            metavar="ARGS",
-            help="more arguments for the orchestrator's `hopbench run`, e.g. '--rate 500'",
-        )
-        t.add_argument("--kafka-bootstrap", help="use this Kafka instead of running one")
-        t.add_argument("--rabbitmq-url", help="use this RabbitMQ instead of running one")
-        t.add_argument("--image", default=IMAGE, help=f"the hopbench image (default {IMAGE})")
-        t.add_argument("--out", type=Path, default=Path(default_out), help="the file to write")
-        if target == "k8s":
-            t.add_argument("--workers", type=int, default=2, help="load worker pods (default 2)")
+    render_parsers(sub)
 
     ag = sub.add_parser(
         "agent",
@@ -250,3 +238,33 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="write report.html again from a results folder")
     rep.add_argument("dir", type=Path, help="a folder with results.json")
     return parser
+
+
+def render_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    ren = sub.add_parser("render", help="write a compose file or Kubernetes manifests")
+    targets = ren.add_subparsers(dest="target", required=True)
+    for target, what, default_out in (
+        ("compose", "a compose file: brokers, a container per replica", "docker-compose.yml"),
+        ("k8s", "Kubernetes manifests: Deployments, Services, Jobs", "hopbench-k8s.yaml"),
+    ):
+        t = targets.add_parser(target, help=what)
+        topology_args(t)
+        t.add_argument(
+            "--run-args",
+            metavar="ARGS",
+            help="more arguments for the orchestrator's `hopbench run`, e.g. '--rate 500'",
+        )
+        t.add_argument("--kafka-bootstrap", help="use this Kafka instead of running one")
+        t.add_argument("--rabbitmq-url", help="use this RabbitMQ instead of running one")
+        t.add_argument("--image", default=IMAGE, help=f"the hopbench image (default {IMAGE})")
+        t.add_argument(
+            "--out",
+            type=Path,
+            default=None,
+            help=f"the file to write, - for standard output (default {default_out}, "
+            "which is not replaced without --force)",
+        )
+        t.add_argument("--force", action="store_true", help=f"replace an existing {default_out}")
+        t.set_defaults(default_out=Path(default_out))
+        if target == "k8s":
+            t.add_argument("--workers", type=int, default=2, help="load worker pods (default 2)")
