@@ -17,10 +17,12 @@ from urllib.parse import urlsplit, urlunsplit
 import aiormq
 from aiormq.abc import AbstractChannel, AbstractConnection
 
+from hopbench.brokers.answers import rabbitmq_answer
 from hopbench.errors import BrokerUnavailable
 from hopbench.transports.plan import Provisioning
 
 QUEUE_EXPIRES_MS = 10 * 60 * 1000
+CONNECT_TIMEOUT_S = 5.0
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 
 
@@ -47,13 +49,16 @@ class RabbitMqBroker:
 
     async def connect(self) -> None:
         try:
-            self._connection = await asyncio.wait_for(aiormq.connect(self.url), 5)
+            self._connection = await asyncio.wait_for(aiormq.connect(self.url), CONNECT_TIMEOUT_S)
         except (OSError, aiormq.exceptions.AMQPError, TimeoutError) as exc:
-            raise BrokerUnavailable(
-                f"RabbitMQ does not answer at {redact(self.url)} ({type(exc).__name__}: {exc}). "
-                "Start a local server (`rabbitmq-server -detached`, or "
+            answer = rabbitmq_answer(exc, self.url, CONNECT_TIMEOUT_S)
+            hint = (
+                ""
+                if answer.refused
+                else ". Start a local server (`rabbitmq-server -detached`, or "
                 "`docker run -d -p 5672:5672 rabbitmq:3`) or pass --rabbitmq-url"
-            ) from exc
+            )
+            raise BrokerUnavailable(f"{answer.text}{hint}") from exc
         version = self._connection.server_properties.get("version", b"unknown")
         self.server_version = version.decode() if isinstance(version, bytes) else str(version)
 

@@ -34,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:  # it logs a failed connect that hopbench reports in words
+        logging.getLogger("aiormq.connection").setLevel(logging.CRITICAL)
     try:
         status = COMMANDS[args.command](args)
     except HopbenchError as exc:
