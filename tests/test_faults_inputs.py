@@ -18,8 +18,8 @@ import pytest
 from hopbench.brokers.rabbitmq import RabbitMqBroker
 from hopbench.cli import main
 from hopbench.config.outdir import OutLock, atomic_write_text
-from hopbench.errors import BrokerUnavailable, OutputError
-from tests.conftest import CONTAINERS, ROOT, TOPOLOGIES
+from hopbench.errors import BrokerUnavailable, ConfigError, OutputError
+from tests.conftest import CONTAINERS, ROOT, TOPOLOGIES, reap
 
 CHAIN = str(TOPOLOGIES / "chain.yaml")
 NEEDS_MOUNTS = pytest.mark.skipif(
@@ -184,6 +184,29 @@ def test_a_second_command_into_a_locked_out_is_refused_naming_the_first(
         assert suite.returncode == 2
         assert f"pid {os.getpid()}" in suite.stderr
     assert list(tmp_path.iterdir()) == []  # the lock is gone with its holder, nothing ran
+
+
+def test_the_lock_of_a_killed_command_is_free(tmp_path: Path) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path; "
+         "from hopbench.config.outdir import OutLock; OutLock(Path(sys.argv[1])).acquire(); "
+         "print('locked', flush=True); time.sleep(60)", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "locked\n"
+        with pytest.raises(ConfigError, match=f"pid {holder.pid}"):
+            OutLock(tmp_path).acquire()
+        holder.kill()  # SIGKILL: no chance to clean up
+        holder.wait()
+        with OutLock(tmp_path):  # the kernel let go of the lock with the process
+            assert (tmp_path / ".hopbench.lock").read_text().strip() == str(os.getpid())
+        assert list(tmp_path.iterdir()) == []
+    finally:
+        reap(holder)
 
 
 def test_a_write_that_fails_keeps_the_old_file_and_leaves_no_temp_file(
