@@ -191,7 +191,8 @@ class Session:
     def report(self, title: str = "") -> int:
         """The summary on the terminal, and report.html next to the results. The exit
         status: 1 when a run failed (measured as failed, or could not run at all; a
-        --find-max probe past the knee is evidence, not a failure), else 0."""
+        --find-max probe past the knee is evidence, not a failure) or the results folder
+        stopped taking writes, else 0."""
         from hopbench.results.terminal import terminal_summary
 
         if self.results.runs:
