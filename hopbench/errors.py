@@ -4,6 +4,8 @@
     ├── ConfigError          a topology, suite or override is wrong (exit 2)
     ├── BrokerUnavailable    a broker could not be started or reached
     ├── RunError             a service or load worker failed during a run
+    ├── OutputError          the results folder cannot be written (full, read-only,
+    │                        gone); what was already written stays
     ├── ProtocolError        a control line is malformed: not JSON, an unknown type,
     │                        a missing or wrongly typed field (hopbench.protocol)
     └── TransportError       one send, request or reply failed; the process that saw
@@ -35,6 +37,10 @@ class BrokerUnavailable(HopbenchError):
 
 class RunError(HopbenchError):
     pass
+
+
+class OutputError(HopbenchError):
+    """A file under the results folder could not be written; the message names it."""
 
 
 class ProtocolError(HopbenchError):

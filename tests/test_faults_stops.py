@@ -334,8 +334,14 @@ def test_a_kafka_that_comes_up_after_2_s_is_waited_for_and_named(tmp_path: Path)
 
 
 WRONG = {
-    "password": ("amqp://guest:wrong@127.0.0.1:5672/", "user 'guest' with that password"),
-    "vhost": ("amqp://guest:guest@127.0.0.1:5672/no-such-vhost", "vhost 'no-such-vhost'"),
+    "password": (
+        "amqp://guest:wrong@127.0.0.1:5672/",
+        "refused the login of user 'guest' (ACCESS_REFUSED",
+    ),
+    "vhost": (
+        "amqp://guest:guest@127.0.0.1:5672/no-such-vhost",
+        "refused virtual host 'no-such-vhost' (NOT_ALLOWED",
+    ),
 }
 
 
@@ -350,8 +356,7 @@ def test_refused_credentials_are_an_error_at_once_not_a_wait(
     assert time.monotonic() - started < 3
     assert said == []  # not "waiting for"
     message = str(caught.value)
-    assert message.startswith("RabbitMQ at amqp://guest:***@127.0.0.1:5672/")
-    assert "refused the connection" in message
+    assert message.startswith("RabbitMQ at 127.0.0.1:5672 ")
     assert answer in message
     assert "wrong" not in message  # the password is never shown
 

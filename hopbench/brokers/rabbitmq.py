@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 import aiormq
 from aiormq.abc import AbstractChannel, AbstractConnection
 
-from hopbench.brokers.wait import NotYet, refused, timed_out, wait_for_broker
+from hopbench.brokers.answers import rabbitmq_answer
+from hopbench.brokers.wait import NotYet, timed_out, wait_for_broker
 from hopbench.config.secrets import redact
 from hopbench.errors import BrokerUnavailable
 from hopbench.transports.plan import Provisioning
@@ -70,27 +71,15 @@ class RabbitMqBroker:
         self.server_version = version.decode() if isinstance(version, bytes) else str(version)
 
     async def _open(self, timeout_s: float) -> AbstractConnection:
-        """One connection attempt: NotYet when nothing (or nothing ready) answers."""
-        parts = urlsplit(self.url)
-        errors = aiormq.exceptions
+        """One connection attempt: NotYet when nothing (or nothing ready) answers; a
+        broker that refuses the credentials or the vhost is an error at once."""
         try:
             return await asyncio.wait_for(aiormq.connect(self.url), timeout_s)
-        except (errors.ProbableAuthenticationError, errors.AuthenticationError) as exc:
-            answer = f"user {parts.username or 'guest'!r} with that password ({exc})"
-            fix = "Fix the user or password in --rabbitmq-url (or $HOPBENCH_RABBITMQ_URL)"
-            raise BrokerUnavailable(refused("RabbitMQ", redact(self.url), answer, fix)) from exc
-        except errors.InvalidFrameError as exc:
-            if "Connection.Close" not in str(exc):
-                raise NotYet(timed_out(exc)) from exc
-            vhost = parts.path[1:] or "/"
-            answer = (
-                f"it closed the connection while opening vhost {vhost!r} (the vhost does not "
-                f"exist, or user {parts.username or 'guest'!r} may not use it)"
-            )
-            fix = "Fix the vhost (the URL's path) in --rabbitmq-url, or create it"
-            raise BrokerUnavailable(refused("RabbitMQ", redact(self.url), answer, fix)) from exc
         except (OSError, aiormq.exceptions.AMQPError, TimeoutError) as exc:
-            raise NotYet(timed_out(exc)) from exc
+            answer = rabbitmq_answer(exc, redact(self.url), timeout_s)
+            if answer.refused:
+                raise BrokerUnavailable(answer.text) from exc
+            raise NotYet(answer.text) from exc
 
     async def provision(self, plan: Provisioning) -> None:
         """Declare the plan's queues and exchanges (deleted again by ``close``)."""

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import select
 import signal
 import sys
 from collections.abc import Callable
@@ -65,8 +67,15 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:  # it logs a failed connect that hopbench reports in words
+        logging.getLogger("aiormq.connection").setLevel(logging.CRITICAL)
     try:
         status = COMMANDS[args.command](args)
+        sys.stdout.flush()  # here, where a closed pipe can be told apart
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise
+        return 128 + signal.SIGPIPE  # as a program killed by SIGPIPE: `... | head` is fine
     except HopbenchError as exc:
         print(f"hopbench: error: {exc}", file=sys.stderr)
         return exc.exit_status
@@ -78,3 +87,18 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 128 + Stopped.received
     return status
+
+
+def _stdout_closed() -> bool:
+    """Whether standard output's reader went away (``hopbench validate ... | head``);
+    if so, it is pointed at /dev/null, so that the exit flush does not fail again."""
+    try:
+        fd = sys.stdout.fileno()
+    except (ValueError, OSError):
+        return False
+    poll = select.poll()
+    poll.register(fd, select.POLLOUT)
+    if not any(events & select.POLLERR for _, events in poll.poll(0)):
+        return False  # the broken pipe was another one (a socket): not ours to hide
+    os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+    return True

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
+import sys
 from pathlib import Path
 from typing import TypeVar
 
@@ -12,6 +12,7 @@ from hopbench.config import flags
 from hopbench.config.deployment import Deployment
 from hopbench.config.faults import Fault, Pause, check_faults
 from hopbench.config.load import load_topology
+from hopbench.config.outdir import OutLock, atomic_write_text, check_out_dir, why
 from hopbench.config.runspec import LoadSpec
 from hopbench.config.topology import Topology
 from hopbench.errors import ConfigError
@@ -56,6 +57,7 @@ def describe(topology: Topology) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    flags.check_run_flags(args)
     load = flags.load_from(args)
     settings = flags.settings_from(args.setting)
     topologies = topologies_of(args)
@@ -68,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     if args.find_max and (load.closed or args.rates):
         raise ConfigError("--find-max searches the rate itself: drop --rates and --concurrency")
     rates = flags.rates(args.rates) if args.rates else [load.rate]
-    args.out.mkdir(parents=True, exist_ok=True)
+    check_out_dir(args.out)
     session = Session(
         Options(
             out_dir=args.out,
@@ -81,8 +83,10 @@ def run(args: argparse.Namespace) -> int:
             summarize_repeats=args.repeat > 1,
         )
     )
-    asyncio.run(run_all(session, topologies, load, rates, args.repeat, args.find_max))
-    return session.report()
+    with OutLock(args.out):
+        return session.execute(
+            run_all(session, topologies, load, rates, args.repeat, args.find_max)
+        )
 
 
 async def run_all(
@@ -121,9 +125,10 @@ def compare(args: argparse.Namespace) -> int:
     from hopbench.run import suite
 
     out = args.out or Path("results") / args.suite.stem
-    spec, cells, session = suite.prepare(args.suite, out, args.resume, _deployment(args))
-    asyncio.run(suite.compare(spec, cells, session))
-    return session.report()  # titled by the suite, which the results hold
+    check_out_dir(out)
+    with OutLock(out):
+        spec, cells, session = suite.prepare(args.suite, out, args.resume, _deployment(args))
+        return session.execute(suite.compare(spec, cells, session))  # titled by the suite
 
 
 def report(args: argparse.Namespace) -> int:
@@ -148,10 +153,14 @@ def diff(args: argparse.Namespace) -> int:
     candidate = read_side(args.candidate, "CANDIDATE")
     names = (str(args.baseline), str(args.candidate))
     found = diff_results(baseline, candidate, method, names)
-    print(render_diff(found, args.strict))
+    to_stdout = args.json is not None and str(args.json) == "-"
+    print(render_diff(found, args.strict), file=sys.stderr if to_stdout else sys.stdout)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(diff_json(found, args.strict), indent=2))
+        text = json.dumps(diff_json(found, args.strict), indent=2)
+        if to_stdout:
+            print(text)
+        else:
+            write_file(args.json, text, "--json")
     return found.exit_status(args.strict)
 
 
@@ -161,6 +170,7 @@ def agent(args: argparse.Namespace) -> int:
     from hopbench.control.agent import Limits
     from hopbench.control.agent import main as serve_agent
 
+    flags.check_agent_flags(args)
     host, sep, port = args.listen.rpartition(":")
     if not sep or not port.isdigit():
         raise ConfigError(f"--listen {args.listen}: expected HOST:PORT, e.g. 0.0.0.0:7070")
@@ -212,11 +222,17 @@ def render_request(args: argparse.Namespace) -> tuple[RenderRequest, str]:
         + [a for s in args.set for a in ("--set", s)]
     )
     try:
-        build_parser().parse_args(["run", str(args.topology), *run_args, *extra])
+        parsed = build_parser().parse_args(["run", str(args.topology), *run_args, *extra])
     except SystemExit:
         raise ConfigError(
             f"--run-args {args.run_args!r}: not arguments of `hopbench run` (see above)"
         ) from None
+    try:  # checked now, not when the rendered file runs
+        flags.check_run_flags(parsed)
+        flags.load_from(parsed)
+        flags.settings_from(parsed.setting)
+    except ConfigError as exc:
+        raise ConfigError(f"--run-args: {exc}") from None
     request = RenderRequest(
         topology,
         args.topology,
@@ -232,7 +248,7 @@ def render_request(args: argparse.Namespace) -> tuple[RenderRequest, str]:
         + (["--kafka-bootstrap", args.kafka_bootstrap] if args.kafka_bootstrap else [])
         + (["--rabbitmq-url", redact(args.rabbitmq_url)] if args.rabbitmq_url else [])
         + (["--image", args.image] if args.image != IMAGE else [])
-        + ["--out", str(args.out)]
+        + ["--out", str(args.out or args.default_out)]
     )
     return request, command
 
@@ -242,19 +258,39 @@ def render(args: argparse.Namespace) -> int:
     from hopbench.render.k8s import render_k8s
 
     request, command = render_request(args)
+    out: Path = args.out or args.default_out
     if args.target == "compose":
-        text = render_compose(request, args.out, command)
+        text = render_compose(request, out, command)
     else:
         if args.workers < 1:
             raise ConfigError(f"--workers {args.workers}: at least one load worker")
         text = render_k8s(request, args.workers, command)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
-    print(f"wrote {args.out}")
-    if args.target == "compose":
+    if str(out) != "-" and args.out is None and out.exists() and not args.force:
+        raise ConfigError(
+            f"{out} exists and --out did not name it: pass --force to replace it, "
+            "--out FILE to write another file, or --out - for standard output"
+        )
+    if str(out) == "-":
+        sys.stdout.write(text)
+    else:
+        write_file(out, text, "--out")
+        print(f"wrote {out}")
+    if args.target == "compose":  # its secrets, beside the file (the current folder for -)
         from hopbench.render.compose import write_env_file
 
-        env_path, added = write_env_file(request, args.out.parent)
+        env_path, added = write_env_file(request, out.parent)
         if added:
-            print(f"wrote {', '.join(added)} to {env_path} (keep it out of version control)")
+            print(
+                f"wrote {', '.join(added)} to {env_path} (keep it out of version control)",
+                file=sys.stderr if str(out) == "-" else sys.stdout,
+            )
     return 0
+
+
+def write_file(path: Path, text: str, flag: str) -> None:
+    """A file the user named, written whole (its folder made if need be)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{flag} {path}: cannot create its folder ({why(exc)})") from None
+    atomic_write_text(path, text)

@@ -112,7 +112,13 @@ def diff_args(p: argparse.ArgumentParser) -> None:
         help="exit 1 also when a gated metric could not be judged (too few repeats, not "
         "measured) or a baseline cell is missing from the candidate",
     )
-    p.add_argument("--json", type=Path, metavar="FILE", help="write the diff as JSON too")
+    p.add_argument(
+        "--json",
+        type=Path,
+        metavar="FILE",
+        help="write the diff as JSON too; - writes it to standard output (the table then "
+        "goes to standard error)",
+    )
 
 
 AGENT_LIMITS: list[tuple[str, type[int] | type[float], float, str]] = [
@@ -190,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--workers",
         type=int,
-        default=0,
+        default=None,
         help="load worker processes (default: a quarter of the cores, at least 1)",
     )
     run.add_argument(
@@ -253,7 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
     comp = sub.add_parser("compare", help="run every cell of a comparison suite")
     comp.add_argument("suite", type=Path, help="a suite YAML file")
     comp.add_argument(
-        "--out", type=Path, default=None, help="output folder (default results/SUITE-NAME)"
+        "--out",
+        type=Path,
+        default=None,
+        help="output folder (default results/ and the suite file's name without .yaml, "
+        "e.g. results/quick)",
     )
     comp.add_argument(
         "--resume",
@@ -262,6 +272,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     deployment_args(comp)
 
+    render_parsers(sub)
+
+    ag = sub.add_parser(
+        "agent",
+        help="serve as a service replica or load worker for an orchestrator elsewhere",
+    )
+    agent_args(ag)
+
+    dif = sub.add_parser(
+        "diff", help="compare two results cell by cell: better, worse or within noise"
+    )
+    diff_args(dif)
+
+    rep = sub.add_parser("report", help="write report.html again from a results folder")
+    rep.add_argument("dir", type=Path, help="a folder with results.json")
+    return parser
+
+
+def render_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ren = sub.add_parser("render", help="write a compose file or Kubernetes manifests")
     targets = ren.add_subparsers(dest="target", required=True)
     for target, what, default_out in (
@@ -278,21 +307,14 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument("--kafka-bootstrap", help="use this Kafka instead of running one")
         t.add_argument("--rabbitmq-url", help="use this RabbitMQ instead of running one")
         t.add_argument("--image", default=IMAGE, help=f"the hopbench image (default {IMAGE})")
-        t.add_argument("--out", type=Path, default=Path(default_out), help="the file to write")
+        t.add_argument(
+            "--out",
+            type=Path,
+            default=None,
+            help=f"the file to write, - for standard output (default {default_out}, "
+            "which is not replaced without --force)",
+        )
+        t.add_argument("--force", action="store_true", help=f"replace an existing {default_out}")
+        t.set_defaults(default_out=Path(default_out))
         if target == "k8s":
             t.add_argument("--workers", type=int, default=2, help="load worker pods (default 2)")
-
-    ag = sub.add_parser(
-        "agent",
-        help="serve as a service replica or load worker for an orchestrator elsewhere",
-    )
-    agent_args(ag)
-
-    dif = sub.add_parser(
-        "diff", help="compare two results cell by cell: better, worse or within noise"
-    )
-    diff_args(dif)
-
-    rep = sub.add_parser("report", help="write report.html again from a results folder")
-    rep.add_argument("dir", type=Path, help="a folder with results.json")
-    return parser

@@ -7,6 +7,7 @@ ConfigError naming the flag and the fix.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 
 import pydantic
@@ -51,7 +52,13 @@ def settings_from(assignments: list[str]) -> Settings:
         return Settings.model_validate(values)
     except pydantic.ValidationError as exc:
         err = exc.errors(include_url=False)[0]
-        raise ConfigError(f"--setting {err['loc'][0]}: {err['msg']}") from None
+        key = str(err["loc"][0])
+        raise ConfigError(f"--setting {key}={values[key]}: {_sentence(err['msg'])}") from None
+
+
+def _sentence(msg: str) -> str:
+    """pydantic's 'Input should be ...' as part of a sentence: 'should be ...'."""
+    return msg.removeprefix("Input ").removeprefix("Value error, ")
 
 
 def load_from(args: argparse.Namespace) -> LoadSpec:
@@ -61,7 +68,7 @@ def load_from(args: argparse.Namespace) -> LoadSpec:
             duration_s=args.duration,
             warmup_s=args.warmup,
             payload_bytes=args.payload,
-            workers=args.workers or default_workers(),
+            workers=default_workers() if args.workers is None else args.workers,
             max_in_flight=args.max_in_flight,
             arrival=args.arrival,
             seed=args.seed,
@@ -73,7 +80,37 @@ def load_from(args: argparse.Namespace) -> LoadSpec:
         flag = {"duration_s": "duration", "warmup_s": "warmup", "payload_bytes": "payload"}.get(
             str(err["loc"][0]), str(err["loc"][0])
         )
-        raise ConfigError(f"--{flag.replace('_', '-')}: {err['msg']}") from None
+        value = err["input"]
+        shown = (
+            f"--{flag.replace('_', '-')} {value:g}"
+            if isinstance(value, float)
+            else (f"--{flag.replace('_', '-')} {value}")
+        )
+        raise ConfigError(f"{shown}: {_sentence(err['msg'])}") from None
+
+
+def check_run_flags(args: argparse.Namespace) -> None:
+    """The flags of `run` that LoadSpec does not hold: each in its range."""
+    if args.repeat < 1:
+        raise ConfigError(f"--repeat {args.repeat}: run each cell at least once (1 or more)")
+    _at_least(args.grace, 0, "--grace", "seconds the sinks may take after the last send")
+    _at_least(args.agents_wait, 0, "--agents-wait", "seconds to keep trying agents")
+    if args.slo_p99_ms is not None and not (0 < args.slo_p99_ms < math.inf):
+        raise ConfigError(f"--slo-p99-ms {args.slo_p99_ms:g}: a p99 in ms, more than 0")
+
+
+def check_agent_flags(args: argparse.Namespace) -> None:
+    """`agent`: its data ports are ports, its idle deadline a duration."""
+    for flag, port in (("--http-port", args.http_port), ("--grpc-port", args.grpc_port)):
+        if not 1 <= port <= 65535:
+            raise ConfigError(f"{flag} {port}: a TCP port, 1 to 65535")
+    if args.exit_idle is not None and not 0 < args.exit_idle < math.inf:
+        raise ConfigError(f"--exit-idle {args.exit_idle:g}: seconds, more than 0")
+
+
+def _at_least(value: float, low: float, flag: str, what: str) -> None:
+    if not low <= value < math.inf:  # NaN too
+        raise ConfigError(f"{flag} {value:g}: {what}, {low:g} or more")
 
 
 def default_workers() -> int:
@@ -96,7 +133,7 @@ def rates(text: str) -> list[float]:
         rates = [float(r) for r in text.split(",") if r.strip()]
     except ValueError:
         raise ConfigError(f"--rates: {text!r} is not a comma list of numbers") from None
-    if not rates or min(rates) <= 0:
+    if not rates or min(rates) <= 0 or not all(map(math.isfinite, rates)):
         raise ConfigError(f"--rates: {text!r}: rates are positive numbers")
     return rates
 

@@ -17,12 +17,24 @@ results record the pattern that ran.
 
 from __future__ import annotations
 
+import difflib
 import re
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
-from hopbench.config.topology import FALLBACK_PATTERN, NATURAL_PATTERN, UNSUPPORTED
+from hopbench.config.settings import EDGE_SETTINGS
+from hopbench.config.topology import (
+    FALLBACK_PATTERN,
+    NATURAL_PATTERN,
+    UNSUPPORTED,
+    EdgeSpec,
+    GatherSpec,
+    ServiceSpec,
+    TopologySpec,
+    WorkSpec,
+)
 from hopbench.config.yamlsource import Located, PathKey, format_path
 from hopbench.errors import ConfigError
 
@@ -78,6 +90,7 @@ def apply_sets(located: Located, assignments: list[str]) -> None:
         if not sep or not path_text.strip():
             raise ConfigError(f"{flag}: expected PATH=VALUE, e.g. services.worker.replicas=2")
         path = _parse_path(located, path_text.strip(), flag)
+        check_path(located, path, flag)
         if path[:1] == ("edges",) and path[2:] == ("mode",) and isinstance(path[1], int):
             edge = _child(located.data.get("edges"), path[1])
             if isinstance(edge, dict) and path[1] not in before:
@@ -122,6 +135,71 @@ def _parse_path(located: Located, text: str, flag: str) -> PathKey:
     if not parts or parts[0] not in {"name", "description", "services", "edges"}:
         raise ConfigError(f"{flag}: a path starts with services, edges, name or description")
     return tuple(parts)
+
+
+def check_path(located: Located, path: PathKey, flag: str) -> None:
+    """A path names what the file has, or a field the format documents (a service's
+    ``concurrency``, an edge's ``settings.kafka_acks``): never a new service by a typo."""
+    head = path[0]
+    if head in ("name", "description"):
+        _check_fields(path, 0, flag, TopologySpec, {})
+    elif head == "services" and len(path) > 1:
+        services = located.data.get("services")
+        names = [str(n) for n in services] if isinstance(services, dict) else []
+        if path[1] not in names:
+            raise ConfigError(
+                f"{flag}: {located.source} has no service {path[1]!r}{_near(path[1], names)}; "
+                f"its services are {', '.join(names)} (add a service in the file, not by --set)"
+            )
+        _check_fields(path, 2, flag, ServiceSpec, {"work": WorkSpec, "gather": GatherSpec})
+    elif head == "edges" and len(path) > 1:
+        if not isinstance(path[1], int):
+            raise ConfigError(
+                f"{flag}: name an edge by its index or by FROM->TO, e.g. 'edges[1].mode=kafka' "
+                "or 'edges.gateway->worker.mode=kafka'"
+            )
+        edges = _edges(located, flag)
+        if path[1] >= len(edges):
+            shown = ", ".join(
+                f"[{i}] {e.get('from')}->{e.get('to')}"
+                for i, e in enumerate(edges)
+                if isinstance(e, dict)
+            )
+            raise ConfigError(f"{flag}: edges[{path[1]}] does not exist; the edges are {shown}")
+        _check_fields(path, 2, flag, EdgeSpec, {"settings": EDGE_SETTINGS})
+
+
+def _check_fields(
+    path: PathKey,
+    depth: int,
+    flag: str,
+    fields: type[BaseModel] | frozenset[str],
+    nested: dict[str, type[BaseModel] | frozenset[str]],
+) -> None:
+    """path[depth:] walks known fields: a model's (by their YAML names), or a set of keys."""
+    if len(path) <= depth:
+        return
+    key = path[depth]
+    if isinstance(fields, frozenset):
+        known = sorted(fields)
+    else:
+        known = [info.alias or name for name, info in fields.model_fields.items()]
+    if key not in known:
+        parent = format_path(path[:depth])
+        raise ConfigError(
+            f"{flag}: {format_path(path[: depth + 1])} is not a field{_near(key, known)}; "
+            f"{parent} has {', '.join(known)} (docs/topologies.md)"
+        )
+    below = nested.get(str(key))
+    if below is not None:
+        _check_fields(path, depth + 1, flag, below, {})
+    elif len(path) > depth + 1:
+        raise ConfigError(f"{flag}: {format_path(path[: depth + 1])} has no fields below it")
+
+
+def _near(name: object, names: list[str]) -> str:
+    close = difflib.get_close_matches(str(name), names, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _edge_index(located: Located, name: str, flag: str) -> int:

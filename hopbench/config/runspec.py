@@ -17,6 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from hopbench.config.outdir import atomic_write_text
 from hopbench.config.settings import LoadSpec, Settings
 from hopbench.config.topology import Edge, Topology
 
@@ -49,7 +50,7 @@ class RunSpec(BaseModel):
         return found
 
     def write(self, path: Path) -> None:
-        path.write_text(json.dumps(self.model_dump(mode="json"), indent=2))
+        atomic_write_text(path, json.dumps(self.model_dump(mode="json"), indent=2))
 
     @classmethod
     def read(cls, path: Path) -> RunSpec:

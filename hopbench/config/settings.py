@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 Arrival = Literal["constant", "poisson"]
 
@@ -18,7 +19,7 @@ Arrival = Literal["constant", "poisson"]
 class Settings(BaseModel):
     """Transport settings that change the answer; all are written into the results."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     request_timeout_s: float = Field(10.0, gt=0)
     http_connections: int = Field(32, ge=1, description="pooled connections per caller and target")
@@ -46,6 +47,16 @@ class Settings(BaseModel):
         100, ge=1, description="messages one broker consumer handles at once (Kafka and RabbitMQ)"
     )
 
+    @field_validator("kafka_acks")
+    @classmethod
+    def _acks_kafka_knows(cls, value: int) -> int:
+        if value not in (-1, 0, 1):
+            raise PydanticCustomError(
+                "kafka_acks",
+                "Kafka producer acks are 0 (none), 1 (the leader) or -1 (all replicas)",
+            )
+        return value
+
     def with_overrides(self, overrides: Iterable[tuple[str, Any]]) -> Settings:
         """These settings with an edge's own (``Edge.settings``) on top."""
         update = dict(overrides)
@@ -71,7 +82,7 @@ EDGE_SETTINGS = frozenset(
 
 
 class LoadSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     rate: float = Field(gt=0, description="target messages per second, all workers together")
     duration_s: float = Field(gt=0)

@@ -6,6 +6,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
+from hopbench.config.outdir import atomic_writer
 from hopbench.results.cells import variant_label
 from hopbench.results.schema import RunResult
 
@@ -68,10 +69,8 @@ def csv_row(run: RunResult) -> dict[str, Any]:
 
 
 def write_csv(runs: list[RunResult], path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("w", newline="") as out:
+    with atomic_writer(path, newline="") as out:
         writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS)
         writer.writeheader()
         for run in runs:
             writer.writerow(csv_row(run))
-    tmp.replace(path)

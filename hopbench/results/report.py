@@ -21,6 +21,7 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from hopbench.config.outdir import atomic_write_text
 from hopbench.results.cells import variant_label
 from hopbench.results.queuechart import samples_section
 from hopbench.results.report_charts import spectrum_chart, throughput_chart, timeline_chart
@@ -113,6 +114,4 @@ def render_html(results: Results, title: str = "") -> str:
 
 def write_report(results: Results, path: Path, title: str = "") -> None:
     """``title``: used only when no suite produced the results (the suite's name wins)."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(render_html(results, title))
-    tmp.replace(path)
+    atomic_write_text(path, render_html(results, title))

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from hopbench.config.outdir import atomic_write_text
 from hopbench.config.runspec import LoadSpec
 from hopbench.errors import ConfigError
 from hopbench.results.sampled import Bottleneck, Samples
@@ -249,6 +250,4 @@ class Results(BaseModel):
             raise ConfigError(f"{path}: {where}: {err['msg']}; not a results file") from None
 
     def write(self, path: Path) -> None:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.dump(), indent=2))
-        tmp.replace(path)  # never a half-written results file
+        atomic_write_text(path, json.dumps(self.dump(), indent=2))  # never half-written

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from hopbench.config.deployment import Deployment
 from hopbench.config.faults import Fault, Pause
+from hopbench.config.outdir import why
 from hopbench.config.runspec import LoadSpec, Settings
 from hopbench.config.topology import Topology
-from hopbench.errors import HopbenchError, RunError
+from hopbench.errors import HopbenchError, OutputError, RunError
 from hopbench.results.bottleneck import find_bottleneck
 from hopbench.results.csv import write_csv
 from hopbench.results.schema import Results, RunResult
@@ -36,7 +40,9 @@ class Session:
 
     ``results.json`` and ``results.csv`` are rewritten after every run, so an
     interrupted command keeps everything it measured (and ``compare --resume``
-    can skip it).
+    can skip it). A folder that stops taking writes (full, read-only, gone) ends the
+    command: the summary still shows every run measured, and the error says what the
+    folder kept.
     """
 
     def __init__(self, options: Options, results: Results | None = None) -> None:
@@ -46,6 +52,16 @@ class Session:
         self.failures: list[str] = []
         self.worker_agents: set[str] = set()
         self._live_line = False
+        self.saved_runs = len(self.results.runs)  # the runs results.json holds on disk
+        self.output_error: OutputError | None = None
+
+    def execute(self, work: Coroutine[Any, Any, None]) -> int:
+        """Do the command's runs, then report them; the exit status."""
+        try:
+            asyncio.run(work)
+        except OutputError as exc:
+            self.output_error = exc
+        return self.report()
 
     def say(self, message: str) -> None:
         self._end_live_line()
@@ -95,6 +111,12 @@ class Session:
         try:
             run = await run_topology(request)
             self._end_live_line()
+        except OutputError:
+            raise  # no later run could be kept either
+        except OSError as exc:
+            if not _under(exc.filename, self.options.out_dir):
+                raise
+            raise OutputError(f"cannot write {exc.filename}: {why(exc)}") from exc
         except HopbenchError as exc:  # one run failing keeps the others' numbers
             self.failures.append(f"{what}: {exc}")
             self.say(f"failed: {exc}")
@@ -138,6 +160,7 @@ class Session:
     def write(self) -> None:
         self.results.write(self.path)
         write_csv(self.results.runs, self.options.out_dir / "results.csv")
+        self.saved_runs = len(self.results.runs)
 
     async def search(
         self, topology: Topology, load: LoadSpec, cell: str = "", variant: str = ""
@@ -171,20 +194,63 @@ class Session:
     def report(self, title: str = "") -> int:
         """The summary on the terminal, and report.html next to the results. The exit
         status: 1 when a run failed (measured as failed, or could not run at all; a
-        --find-max probe past the knee is evidence, not a failure), else 0."""
-        from hopbench.results.report import write_report
+        --find-max probe past the knee is evidence, not a failure) or the results folder
+        stopped taking writes, else 0."""
         from hopbench.results.terminal import terminal_summary
 
         if self.results.runs:
-            report_path = self.options.out_dir / "report.html"
-            write_report(self.results, report_path, title)
-            paths = [f"results: {self.path}", f"report:  {report_path}"]
+            paths = self._write_report(title)
             print()
             print(terminal_summary(self.results, paths))
+        if self.output_error is not None:
+            print(f"hopbench: error: {self.output_error}", file=sys.stderr)
+            print(f"hopbench: {self.kept()}", file=sys.stderr)
         for failure in self.failures:
             print(f"hopbench: error: {failure}", file=sys.stderr)
         failed = [r for r in self.results.runs if r.failed and not r.probe]
         for run in failed:
             what = f"{run.topology} {run.cell or run.variant or run.mode} at {run.load_label}"
             print(f"hopbench: run {run.run_id} failed ({what}): {run.failure}", file=sys.stderr)
-        return 1 if self.failures or failed else 0
+        return 1 if self.failures or failed or self.output_error is not None else 0
+
+    def _write_report(self, title: str) -> list[str]:
+        """report.html next to the results, unless the folder stopped taking writes;
+        the paths the summary names."""
+        from hopbench.results.report import write_report
+
+        if self.output_error is not None:
+            return []
+        report_path = self.options.out_dir / "report.html"
+        try:
+            write_report(self.results, report_path, title)
+        except OutputError as exc:
+            self.output_error = exc
+            return [f"results: {self.path}"]
+        return [f"results: {self.path}", f"report:  {report_path}"]
+
+    def kept(self) -> str:
+        """What the results folder holds after a write failed, and how to go on."""
+        out, saved = self.options.out_dir, self.saved_runs
+        measured = len(self.results.runs)
+        if saved == 0:
+            held = f"{out} holds no results (the runs' logs, if any, are in {out / 'runs'})"
+        else:
+            held = f"{self.path} and results.csv hold the {saved} run(s) written before it"
+        unsaved = (
+            f"; {measured - saved} measured run(s) could not be written (the summary above "
+            "shows them)"
+            if measured > saved
+            else ""
+        )
+        again = f" (then `hopbench report {out}` writes the report from them)" if saved else ""
+        return (
+            f"{held}{unsaved}; report.html not written. Free space in {out}{again}, "
+            "or pass another --out"
+        )
+
+
+def _under(filename: object, folder: Path) -> bool:
+    """Whether an OSError's file is in the results folder (a write there failed)."""
+    if not isinstance(filename, str | Path):
+        return False
+    return os.path.abspath(folder) in {os.path.abspath(p) for p in Path(filename).parents}
