@@ -139,7 +139,8 @@ def test_render_does_not_replace_a_file_the_user_did_not_name(tmp_path: Path) ->
     forced = hopbench("render", "compose", CHAIN, "--force", cwd=tmp_path)
     assert forced.returncode == 0, forced.stderr
     assert mine.read_text().startswith("# Rendered by")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["docker-compose.yml"]  # no temp
+    # no temp file left; .env holds the secrets the compose file reads
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".env", "docker-compose.yml"]
 
 
 def test_validate_into_a_closed_pipe_is_quiet() -> None:
