@@ -82,7 +82,7 @@ async def run_in_process(
             await worker.transport.start()
         window = phases.Window.after(load, delay_ns=10_000_000)
         for service in services:
-            service.recorder.start(window.origin_ns)
+            service.begin(window.start_ns, window.origin_ns)
         reports = await asyncio.gather(
             *(w.drive(schedule_for(load, w.worker, window.start_ns)) for w in workers)
         )
@@ -106,13 +106,20 @@ async def run_in_process(
                 handled=s.handled,
                 errors=s.errors,
                 late_replies=s.late_replies,
+                rejected=s.rejected,
+                first_rejected=s.first_rejected,
             ),
             s.recorder.to_json(),
         )
         for s in services
     ] + [
         phases.Outcome(
-            ProcessResult(name=f"loadgen/{w.worker}", late_replies=w.transport.late_replies),
+            ProcessResult(
+                name=f"loadgen/{w.worker}",
+                late_replies=w.transport.late_replies,
+                rejected=w.transport.rejected,
+                first_rejected=w.transport.admission.first,
+            ),
             w.recorder.to_json(),
         )
         for w in workers

@@ -3,7 +3,8 @@
 A transport gets this, never the run spec: its process's identity (run, service or
 ``loadgen``, replica or load worker index), the resolved topology (for its in- and
 out-edges and their targets), the HTTP and gRPC endpoints, the brokers' addresses,
-and the run's settings. ``TransportContext.of`` builds it from a run spec.
+the run's settings and its load (to reject impossible envelopes).
+``TransportContext.of`` builds it from a run spec.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from hopbench.config.runspec import RunSpec
-from hopbench.config.settings import Settings
+from hopbench.config.settings import LoadSpec, Settings
 from hopbench.config.topology import Edge, Topology
 
 # mode -> service -> one "host:port" per replica (http and grpc servers)
@@ -30,6 +31,7 @@ class TransportContext:
     kafka_bootstrap: str | None = None
     rabbitmq_url: str | None = None
     listen: str | None = None  # host to bind servers to; None: the endpoint's own host
+    load: LoadSpec | None = None  # the run's load: what a received envelope can be
     _edge_settings: dict[int, Settings] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -49,6 +51,7 @@ class TransportContext:
             kafka_bootstrap=spec.kafka_bootstrap,
             rabbitmq_url=spec.rabbitmq_url,
             listen=listen,
+            load=spec.load,
         )
 
     def settings_for(self, edge: Edge) -> Settings:
