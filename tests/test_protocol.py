@@ -193,7 +193,8 @@ def test_message_values_are_frozen() -> None:
         ),
         (
             b'{"type": "service_report", "handled": 1, "errors": 0, "first_error": null, '
-            b'"late_replies": 0, "recorder": "x", "usage": {"cpu_s": 1, "peak_rss_mb": 2}}\n',
+            b'"late_replies": 0, "rejected": 0, "first_rejected": null, "recorder": "x", '
+            b'"usage": {"cpu_s": 1, "peak_rss_mb": 2}}\n',
             'service_report.recorder: expected an object, got a string: "x"',
         ),
     ],
