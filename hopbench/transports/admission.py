@@ -64,16 +64,12 @@ class Admission:
     first: str | None = None
     last: str = ""  # why the latest rejection was made
     _limit: int = field(default=0, init=False, repr=False)
+    _span_ns: int = field(default=0, init=False, repr=False)  # warm-up and measured window
 
     def __post_init__(self) -> None:
         if self.load is not None:
             self._limit = seq_limit(self.load)
-
-    @property
-    def span_ns(self) -> int:
-        """The schedule's length: warm-up and the measured window."""
-        load = self.load
-        return 0 if load is None else int((load.warmup_s + load.duration_s) * 1e9)
+            self._span_ns = int((self.load.warmup_s + self.load.duration_s) * 1e9)
 
     def open(self, start_ns: int) -> None:
         """The schedule starts at start_ns (the run's clock): hold times to it."""
@@ -115,25 +111,33 @@ class Admission:
             return f"from load worker {env.worker}; the run has {load.workers}"
         if env.seq >= self._limit:
             return f"sequence number {env.seq}: worker {env.worker} sends fewer than {self._limit}"
-        if len(env.hops) > MAX_HOPS:
-            return f"{len(env.hops)} hops"
+        hops = env.hops
+        if len(hops) > MAX_HOPS:
+            return f"{len(hops)} hops"
         if self.start_ns is not None:
-            earliest, latest = self.start_ns - SLACK_NS, self.start_ns + self.span_ns + SLACK_NS
+            earliest = self.start_ns - SLACK_NS
+            latest = min(self.start_ns + self._span_ns, now_ns) + SLACK_NS
         else:
-            earliest, latest = now_ns - self.span_ns - SLACK_NS, now_ns + SLACK_NS
-        latest = min(latest, now_ns + SLACK_NS)  # nothing is sent after it arrives
-        stamps = [("intended", env.intended_ns), ("sent", env.sent_ns)]
-        for hop in env.hops:
-            stamps += [("a hop's arrival", hop.arrived_ns), ("a hop's start", hop.received_ns)]
-        for what, t_ns in stamps:
-            if t_ns and not earliest <= t_ns <= latest:
-                side = "before" if t_ns < earliest else "after"
-                edge = "the schedule's start" if t_ns < earliest else "what is possible"
-                off_s = (earliest - t_ns if t_ns < earliest else t_ns - latest) / 1e9
-                return f"{what} time {off_s:.3f} s {side} {edge}"
-        if not env.intended_ns:
-            return "no intended send time"
+            earliest, latest = now_ns - self._span_ns - SLACK_NS, now_ns + SLACK_NS
+        intended_ns = env.intended_ns
+        if not earliest <= intended_ns <= latest:
+            return _outside("intended", intended_ns, earliest, latest)
+        sent_ns = env.sent_ns
+        if sent_ns and not earliest <= sent_ns <= latest:
+            return _outside("sent", sent_ns, earliest, latest)
+        for hop in hops:  # the stamps the breakdown reads; zero: not stamped
+            arrived_ns, received_ns = hop.arrived_ns, hop.received_ns
+            if arrived_ns and not earliest <= arrived_ns <= latest:
+                return _outside("a hop's arrival", arrived_ns, earliest, latest)
+            if received_ns and not earliest <= received_ns <= latest:
+                return _outside("a hop's start", received_ns, earliest, latest)
         return None
+
+
+def _outside(what: str, t_ns: int, earliest: int, latest: int) -> str:
+    if t_ns < earliest:
+        return f"{what} time {(earliest - t_ns) / 1e9:.3f} s before the schedule's start"
+    return f"{what} time {(t_ns - latest) / 1e9:.3f} s after what is possible"
 
 
 def _clip(text: str, limit: int = 40) -> str:
