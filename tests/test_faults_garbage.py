@@ -97,6 +97,21 @@ def test_every_impossible_envelope_is_rejected_with_why_and_real_ones_pass() -> 
     assert admission.first == "a->b: of another run ('run2', this is 'run1')"
 
 
+def test_a_message_late_after_the_schedule_is_still_taken() -> None:
+    """Under load a worker sends behind its schedule and hops stamp long after its end:
+    only the intended time is held to the schedule."""
+    admission = Admission("r", LOAD)
+    now = clock.now_ns()
+    start = now - 30 * 10**9  # the schedule (1.8 s) ended 28 s ago
+    admission.open(start)
+    end = start + int((LOAD.warmup_s + LOAD.duration_s) * 1e9)
+    late = Envelope(run_id="r", worker=0, seq=149, intended_ns=end - 10**7, sent_ns=end + 10**9)
+    late.hops.add(arrived_ns=now - 10**9, received_ns=now - 10**8)
+    assert admission.check(late, now) is None
+    late.intended_ns = end + 2 * SLACK_NS
+    assert admission.check(late, now) == "intended time 1.000 s after what is possible"
+
+
 def test_the_sequence_bound_is_above_any_schedule_a_seed_draws() -> None:
     load = LoadSpec(rate=500, duration_s=10, warmup_s=2, payload_bytes=1, workers=3)
     mean = 12 * 500 / 3

@@ -8,9 +8,10 @@ sees it: a service's in-edges and a caller's replies alike. A message is rejecte
 - its ``run_id`` is another run's;
 - its load worker is not one of the run's, or its sequence number is beyond what that
   worker's schedule could send;
-- its intended send time (or its send, or a hop's stamp) lies outside the run's
-  schedule, or after the moment it arrived — more than ``SLACK_NS`` out either way, so
-  agents' clocks aligned to within a second never reject a real message.
+- its intended send time lies outside the run's schedule, or its intended or actual
+  send or a hop's stamp before the schedule's start or after the moment it arrived —
+  more than ``SLACK_NS`` out either way, so agents' clocks aligned to within a second
+  never reject a real message.
 
 Before the schedule's start is known (a process gets it with the load's start), the
 times are held to the schedule's length before and after now instead.
@@ -114,14 +115,17 @@ class Admission:
         hops = env.hops
         if len(hops) > MAX_HOPS:
             return f"{len(hops)} hops"
+        # intended: inside the schedule and not after now; the send (a worker behind its
+        # schedule sends late) and every stamp: from the schedule's start until now
+        latest = now_ns + SLACK_NS
         if self.start_ns is not None:
             earliest = self.start_ns - SLACK_NS
-            latest = min(self.start_ns + self._span_ns, now_ns) + SLACK_NS
+            intended_latest = min(self.start_ns + self._span_ns + SLACK_NS, latest)
         else:
-            earliest, latest = now_ns - self._span_ns - SLACK_NS, now_ns + SLACK_NS
+            earliest, intended_latest = now_ns - self._span_ns - SLACK_NS, latest
         intended_ns = env.intended_ns
-        if not earliest <= intended_ns <= latest:
-            return _outside("intended", intended_ns, earliest, latest)
+        if not earliest <= intended_ns <= intended_latest:
+            return _outside("intended", intended_ns, earliest, intended_latest)
         sent_ns = env.sent_ns
         if sent_ns and not earliest <= sent_ns <= latest:
             return _outside("sent", sent_ns, earliest, latest)
