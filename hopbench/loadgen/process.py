@@ -83,6 +83,8 @@ async def drive(channel: ChildChannel, context: TransportContext, load: LoadSpec
                 first_error=worker.first_error,
                 recorder=worker.recorder.to_json(),
                 late_replies=worker.transport.late_replies,
+                rejected=worker.transport.rejected,
+                first_rejected=worker.transport.admission.first,
                 usage=usage(),  # last: the report's own cost counts
             )
         )

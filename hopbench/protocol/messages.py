@@ -202,12 +202,19 @@ class ServiceReport:
     errors: int
     first_error: FirstError | None  # the first of those errors, in words
     late_replies: int
+    rejected: int  # messages received and rejected: undecodable, foreign or impossible
+    first_rejected: str | None  # the first of them: where, and why
     recorder: dict[str, Any]  # Recorder.to_json(): encoded histograms and bitmaps
     usage: Usage
 
     def counts(self) -> dict[str, int]:
         """The counts of this process's row in the results."""
-        return {"handled": self.handled, "errors": self.errors, "late_replies": self.late_replies}
+        return {
+            "handled": self.handled,
+            "errors": self.errors,
+            "late_replies": self.late_replies,
+            "rejected": self.rejected,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,12 +226,14 @@ class WorkerReport:
     sends: SendSummary
     first_error: FirstError | None  # the first failed send, in words
     late_replies: int
+    rejected: int  # replies received and rejected: undecodable, foreign or impossible
+    first_rejected: str | None  # the first of them: where, and why
     recorder: dict[str, Any]  # Recorder.to_json(): encoded histograms and bitmaps
     usage: Usage
 
     def counts(self) -> dict[str, int]:
         """The counts of this process's row in the results."""
-        return {"late_replies": self.late_replies}
+        return {"late_replies": self.late_replies, "rejected": self.rejected}
 
 
 @dataclass(frozen=True, slots=True)

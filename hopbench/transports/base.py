@@ -10,6 +10,11 @@ ones. Shutdown is two steps: ``stop_serving`` takes no new messages,
 then, once the process has nothing in flight, ``close`` closes connections. A
 transport never records latency: completion belongs to the service runtime and
 the load worker (one recorder for every mode).
+
+What a transport receives goes through ``receive`` first (hopbench.transports.
+admission): undecodable, foreign or impossible messages are counted as ``rejected``,
+handed to ``dead_letter`` (the broker modes keep them in the run's dead-letter queue
+or topic) and never reach a handler or a waiting caller.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from hopbench.config.settings import Settings
 from hopbench.config.topology import Edge
 from hopbench.errors import FirstError, TransportError
 from hopbench.proto.hopbench_pb2 import Envelope
+from hopbench.transports.admission import Admission
 from hopbench.transports.context import TransportContext
 from hopbench.transports.replies import PendingReplies
 
@@ -45,6 +51,26 @@ class Transport(abc.ABC):
         # failures no handler saw (a reply that could not be sent back), and the first
         self.errors = 0
         self.first_error: FirstError | None = None
+        # what this transport received and rejected (counted there)
+        self.admission = Admission(context.run_id, context.load)
+
+    async def receive(self, body: bytes | None, where: str) -> Envelope | None:
+        """The envelope in body, or None when it is rejected (counted, dead-lettered)."""
+        found = self.admission.screen(body, clock.now_ns(), where)
+        if isinstance(found, Envelope):
+            return found
+        try:
+            await self.dead_letter(body or b"", where, found)
+        except Exception as exc:  # a garbage message must never stop a consumer
+            log.warning("%s: could not dead-letter a rejected message: %r", where, exc)
+        return None
+
+    async def dead_letter(self, body: bytes, where: str, why: str) -> None:  # noqa: B027
+        """Keep a rejected message where a user can read it (modes with a broker)."""
+
+    @property
+    def rejected(self) -> int:
+        return self.admission.rejected
 
     def failed(self, message: str) -> None:
         """Count a failure outside any handler; log the first (the rest only count)."""

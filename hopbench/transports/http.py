@@ -5,6 +5,9 @@ Server: FastAPI on uvicorn (uvloop, httptools). Client: aiohttp with a pooled
 connector per process, round-robin over the target's replicas. aiohttp, not
 httpx: httpx's default transport reached 1/17 of aiohttp's rate with 32 requests in
 flight (docs/findings.md), which would measure httpx instead of HTTP.
+
+A body that is not an envelope of this run is rejected (counted) and answered 400
+with why: there is no broker to keep it, so the sender is told.
 """
 
 from __future__ import annotations
@@ -34,10 +37,14 @@ class _Server(uvicorn.Server):
         yield  # the service process owns its signals
 
 
-def _endpoint(edge: Edge, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+def _endpoint(
+    transport: Transport, edge: Edge, handler: Handler
+) -> Callable[[Request], Awaitable[Response]]:
     async def hop(request: Request) -> Response:
+        env = await transport.receive(await request.body(), edge.name)
+        if env is None:
+            return _refused(transport)
         try:
-            env = Envelope.FromString(await request.body())
             reply = await handler(edge, env, clock.now_ns())
         except TransportError as exc:
             return Response(str(exc), status_code=502)
@@ -45,6 +52,11 @@ def _endpoint(edge: Edge, handler: Handler) -> Callable[[Request], Awaitable[Res
         return Response(body, media_type=CONTENT_TYPE)
 
     return hop
+
+
+def _refused(transport: Transport) -> Response:
+    """A rejected message: 400, with why (the sender sees it; nothing is dead-lettered)."""
+    return Response(f"rejected: {transport.admission.last}", status_code=400)
 
 
 class HttpTransport(Transport):
@@ -69,7 +81,9 @@ class HttpTransport(Transport):
         # dependency-solving pass per request (measured with py-spy).
         for edge, handler in self.handlers.values():
             endpoint = (
-                _endpoint(edge, handler) if edge.is_sync else self._cast_endpoint(edge, handler)
+                _endpoint(self, edge, handler)
+                if edge.is_sync
+                else self._cast_endpoint(edge, handler)
             )
             app.add_api_route(f"/edges/{edge.index}", endpoint, methods=["POST"])
 
@@ -101,7 +115,9 @@ class HttpTransport(Transport):
         background = self._background
 
         async def cast(request: Request) -> Response:
-            env = Envelope.FromString(await request.body())
+            env = await self.receive(await request.body(), edge.name)
+            if env is None:
+                return _refused(self)
             task = asyncio.create_task(handler(edge, env, clock.now_ns()))
             background.add(task)
             task.add_done_callback(background.discard)
@@ -135,7 +151,10 @@ class HttpTransport(Transport):
         return next(urls)
 
     async def request(self, edge: Edge, env: Envelope) -> Envelope:
-        return Envelope.FromString(await self._post(edge, env, 200))
+        reply = await self.receive(await self._post(edge, env, 200), f"replies ({edge.name})")
+        if reply is None:
+            raise TransportError(f"{edge.name}: the reply was rejected: {self.admission.last}")
+        return reply
 
     async def publish(self, edge: Edge, env: Envelope) -> None:
         await self._post(edge, env, 202)

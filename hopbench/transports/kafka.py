@@ -8,6 +8,11 @@ correlation id and the caller's reply topic in its headers; the callee produces 
 reply there. Each calling process reads its own one-partition reply topic by direct
 assignment (no group, so no rebalance wait).
 
+A record that is not an envelope of this run (hopbench.transports.admission), on an
+in-edge or a reply topic, is counted as rejected and produced, unchanged, to the
+run's dead-letter topic with headers saying where it came from and why; the poller
+goes on with the next record.
+
 A publish returns once the broker acknowledged it (per ``kafka_acks``), so a failed
 produce is an error, not a silent loss. Consumers hand each record to a handler
 task, at most ``prefetch`` at once, as RabbitMQ's prefetch does, so the two brokers
@@ -25,7 +30,6 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.structs import TopicPartition
-from google.protobuf.message import DecodeError
 
 from hopbench import clock
 from hopbench.config.runspec import RunSpec
@@ -43,6 +47,10 @@ ASSIGNMENT_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0  # a client whose broker is gone stops in retries: give up on it
 CORRELATION = "hb-correlation"
 REPLY_TO = "hb-reply-to"
+# on a dead-lettered record: why it was rejected, where it was read, and by whom
+REJECTED = "hb-rejected"
+READ_FROM = "hb-read-from"
+READ_BY = "hb-read-by"
 
 
 def topic_name(run_id: str, edge: Edge) -> str:
@@ -62,12 +70,18 @@ def reply_topic(run_id: str, service: str, replica: int) -> str:
     return f"hb-{run_id}-reply-{service}-{replica}"
 
 
+def dead_letter_topic(run_id: str) -> str:
+    """Where the run's rejected records go (one partition), deleted with the run."""
+    return f"hb-{run_id}-dead-letters"
+
+
 def plan(spec: RunSpec) -> Provisioning:
     """Topic -> partitions: an edge's kafka_partitions, else enough for the largest
     subscriber group to share it; plus a one-partition reply topic for every
-    process that calls over Kafka (each replica, or each load worker)."""
+    process that calls over Kafka (each replica, or each load worker), and the run's
+    dead-letter topic."""
     topology = spec.resolved
-    partitions: dict[str, int] = {}
+    partitions: dict[str, int] = {dead_letter_topic(spec.run_id): 1}
     for edge in topology.edges:
         if edge.mode != "kafka":
             continue
@@ -163,12 +177,8 @@ class KafkaTransport(Transport):
     async def _poll(self, consumer: AIOKafkaConsumer, edge: Edge, handler: Handler) -> None:
         slots = asyncio.Semaphore(self.settings_for(edge).prefetch)
         async for record in consumer:
-            try:
-                env = Envelope.FromString(record.value)
-            except DecodeError as exc:  # not a hopbench envelope: never kill the poller
-                log.warning(
-                    "%s: undecodable record at offset %s: %s", edge.name, record.offset, exc
-                )
+            env = await self.receive(record.value, _where(edge.name, record))
+            if env is None:
                 continue
             arrived_ns = clock.now_ns()
             await slots.acquire()
@@ -195,14 +205,14 @@ class KafkaTransport(Transport):
             log.exception("%s: handler failed", edge.name)
             reply = None
         try:
-            if edge.is_sync and reply is not None:
-                meta = dict(headers or ())
+            meta = dict(headers or ())
+            if edge.is_sync and reply is not None and REPLY_TO in meta:
                 producer = await self._producer_for(self.settings)
                 async with asyncio.timeout(self.settings.request_timeout_s):  # broker gone
                     ack = await producer.send(
-                        meta[REPLY_TO].decode(),
+                        bytes(meta[REPLY_TO]).decode(errors="replace"),
                         reply.SerializeToString(),
-                        headers=[(CORRELATION, meta[CORRELATION])],
+                        headers=[(CORRELATION, meta.get(CORRELATION, b""))],
                     )
                     await ack
         except KafkaError as exc:
@@ -214,8 +224,21 @@ class KafkaTransport(Transport):
 
     async def _poll_replies(self, consumer: AIOKafkaConsumer) -> None:
         async for record in consumer:
-            correlation = dict(record.headers or ()).get(CORRELATION, b"").decode()
-            self.calls.resolve(correlation, Envelope.FromString(record.value))
+            reply = await self.receive(record.value, _where("replies", record))
+            if reply is not None:
+                correlation = dict(record.headers or ()).get(CORRELATION, b"")
+                self.calls.resolve(bytes(correlation).decode(errors="replace"), reply)
+
+    async def dead_letter(self, body: bytes, where: str, why: str) -> None:
+        """Produce a rejected record, unchanged, to the run's dead-letter topic."""
+        producer = await self._producer_for(self.settings)
+        headers = [
+            (REJECTED, why.encode()),
+            (READ_FROM, where.encode()),
+            (READ_BY, self._client_id.encode()),
+        ]
+        ack = await producer.send(dead_letter_topic(self.context.run_id), body, headers=headers)
+        await ack
 
     def _key(self, edge: Edge) -> tuple[int, int, int]:
         settings = self.settings_for(edge)
@@ -317,6 +340,11 @@ async def _stop(client: AIOKafkaConsumer | AIOKafkaProducer, what: str) -> None:
         log.warning("Kafka %s did not stop within %g s (broker gone?)", what, STOP_TIMEOUT_S)
     except KafkaError as exc:
         log.warning("Kafka %s stop failed: %s", what, _kafka_error(exc))
+
+
+def _where(what: str, record: Any) -> str:
+    """What a record was read as, and its place: topic, partition and offset."""
+    return f"{what} ({record.topic}[{record.partition}]@{record.offset})"
 
 
 def _kafka_error(exc: KafkaError) -> str:

@@ -23,6 +23,12 @@ timeout. With publisher confirms, a publish whose confirmation never came is sen
 again on the new connection (at least once: a copy may be counted as duplicated);
 without confirms, what was written into a connection that dropped is lost, and the
 results count it. Unacknowledged deliveries come back from the broker (redelivered).
+
+A message that is not an envelope of this run (hopbench.transports.admission), on
+an in-edge's queue or the reply path, is counted as rejected, published unchanged
+to the run's dead-letter exchange (a fanout exchange bound to the run's dead-letter
+queue, both provisioned with the run's plan and deleted with it) with headers saying
+where it came from and why, and acknowledged; consuming goes on.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import logging
 import aiormq
 from aiormq.abc import AbstractChannel, AbstractConnection, DeliveredMessage
 from pamqp.commands import Basic
+from pamqp.common import FieldTable
 
 from hopbench import clock
 from hopbench.config.runspec import RunSpec
@@ -56,6 +63,10 @@ AMQP_ERRORS = (
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 RECONNECT_EVERY_S = 0.5
 REPLY = "reply"  # the channel requests go out on (and direct reply-to comes back on)
+# on a dead-lettered message: why it was rejected, where it was read, and by whom
+REJECTED = "hb-rejected"
+READ_FROM = "hb-read-from"
+READ_BY = "hb-read-by"
 
 
 def queue_name(run_id: str, edge: Edge) -> str:
@@ -69,11 +80,17 @@ def exchange_name(run_id: str, edge: Edge) -> str:
     return f"hb-{run_id}-{edge.source}"
 
 
+def dead_letter_name(run_id: str) -> str:
+    """The run's dead-letter exchange, and the queue bound to it: one name for both."""
+    return f"hb-{run_id}-dead-letters"
+
+
 def plan(spec: RunSpec) -> Provisioning:
     """Queue -> durable (per the edge's own setting), and fanout exchange -> the
-    subscriber queues bound to it."""
-    queues: dict[str, bool] = {}
-    bound: dict[str, tuple[str, ...]] = {}
+    subscriber queues bound to it; and the run's dead-letter exchange and queue."""
+    dead = dead_letter_name(spec.run_id)
+    queues: dict[str, bool] = {dead: False}
+    bound: dict[str, tuple[str, ...]] = {dead: (dead,)}
     for edge in spec.resolved.edges:
         if edge.mode != "rabbitmq":
             continue
@@ -103,10 +120,13 @@ class RabbitMqTransport(Transport):
         self._closed = False
         self._watcher: asyncio.Task[None] | None = None
         self.reconnects = 0
+        self._dead_channel: AbstractChannel | None = None  # opened at the first rejection
+        self._dead_lock = asyncio.Lock()
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self.calls = PendingReplies(f"{context.service}-{context.replica}")
+        self.calls_prefix = f"{context.service}-{context.replica}"
+        self.calls = PendingReplies(self.calls_prefix)
         self.replies = self.calls
         self._reply_to = DIRECT_REPLY_TO
 
@@ -181,7 +201,9 @@ class RabbitMqTransport(Transport):
             self._in_flight += 1
             self._idle.clear()
             try:
-                env = Envelope.FromString(message.body)
+                env = await self.receive(message.body, edge.name)
+                if env is None:
+                    return  # rejected: dead-lettered; acknowledged below
                 reply = await handler(edge, env, clock.now_ns())
                 properties = message.header.properties
                 if edge.is_sync and reply is not None and properties.reply_to:
@@ -216,8 +238,23 @@ class RabbitMqTransport(Transport):
             self.failed(f"{edge.name}: the reply could not be sent: {exc}")
 
     async def _on_reply(self, message: DeliveredMessage) -> None:
-        correlation = message.header.properties.correlation_id or ""
-        self.calls.resolve(correlation, Envelope.FromString(message.body))
+        reply = await self.receive(message.body, f"replies ({self._reply_to})")
+        if reply is not None:
+            self.calls.resolve(message.header.properties.correlation_id or "", reply)
+
+    async def dead_letter(self, body: bytes, where: str, why: str) -> None:
+        """Publish a rejected message, unchanged, to the run's dead-letter exchange."""
+        if self._connection is None:
+            return
+        async with self._dead_lock:
+            if self._dead_channel is None or self._dead_channel.is_closed:
+                self._dead_channel = await self._connection.channel(publisher_confirms=False)
+        headers: FieldTable = {REJECTED: why, READ_FROM: where, READ_BY: self.calls_prefix}
+        await self._dead_channel.basic_publish(
+            body,
+            exchange=dead_letter_name(self.context.run_id),
+            properties=Basic.Properties(headers=headers),
+        )
 
     async def request(self, edge: Edge, env: Envelope) -> Envelope:
         if self._reply_channel is None:
