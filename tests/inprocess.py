@@ -108,6 +108,7 @@ async def run_in_process(
                 late_replies=s.late_replies,
             ),
             s.recorder.to_json(),
+            None if s.cache is None else s.cache.stats.to_json(),
         )
         for s in services
     ] + [
