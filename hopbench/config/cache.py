@@ -41,3 +41,9 @@ class CacheSpec(_Strict):
     update_rate: float = Field(
         0.0, ge=0, le=1_000_000, description="changes of each key's source value per second"
     )
+    connections: int = Field(
+        32,
+        ge=1,
+        le=10_000,
+        description="redis: pooled connections per replica; more lookups wait",
+    )

@@ -82,11 +82,16 @@ class LocalStore:
 class RedisStore:
     """One Redis shared by every replica of the service: a round trip per lookup."""
 
-    def __init__(self, url: str, prefix: str, ttl_ms: float) -> None:
+    def __init__(self, url: str, prefix: str, ttl_ms: float, connections: int) -> None:
         self.url = url
         self.prefix = prefix
         self._ttl_ms = max(1, round(ttl_ms))
-        self._client = aioredis.Redis.from_url(url)
+        # lookups beyond the pool wait for a connection (the wait is in their time)
+        # rather than fail, as redis-py's default pool does past 100
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url, max_connections=connections, timeout=None
+        )
+        self._client = aioredis.Redis(connection_pool=pool)
 
     async def get(self, key: int) -> int | None:
         try:
@@ -108,6 +113,7 @@ class RedisStore:
             pass  # the keys expire by themselves
         finally:
             await self._client.aclose()
+            await self._client.connection_pool.disconnect()
 
 
 async def delete_prefix(client: aioredis.Redis, prefix: str) -> int:
@@ -144,9 +150,8 @@ class ServiceCache:
     ) -> ServiceCache:
         store: Store
         if spec.store == "redis":
-            store = RedisStore(
-                redis_url or DEFAULT_REDIS_URL, key_prefix(run_id, service), spec.ttl_ms
-            )
+            url = redis_url or DEFAULT_REDIS_URL
+            store = RedisStore(url, key_prefix(run_id, service), spec.ttl_ms, spec.connections)
         else:
             store = LocalStore(spec.ttl_ms)
         return cls(spec, store, f"{run_id}/{service}/{replica}")
