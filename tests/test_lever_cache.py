@@ -155,6 +155,7 @@ def test_replicas_merge_by_counts_and_histograms() -> None:
 # ---- directions, on a real Redis ---------------------------------------------------
 
 LOAD = LoadSpec(rate=200, duration_s=1.5, warmup_s=0.5, payload_bytes=64)
+SHORT = LoadSpec(rate=100, duration_s=0.3, warmup_s=0, payload_bytes=64)
 
 
 def _cache_run(sets: list[str]) -> CacheResult:
@@ -273,5 +274,7 @@ def test_renders_run_redis_beside_a_shared_cache(tmp_path: Path) -> None:
 
 
 def test_no_cache_no_caches_in_the_results() -> None:
-    result = asyncio.run(run_in_process(load_topology(TOPOLOGIES / "chain.yaml"), LOAD, settle_s=5))
+    result = asyncio.run(
+        run_in_process(load_topology(TOPOLOGIES / "chain.yaml"), SHORT, settle_s=5)
+    )
     assert result.caches == []
