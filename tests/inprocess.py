@@ -126,6 +126,7 @@ async def run_in_process(
                 first_rejected=s.first_rejected,
             ),
             s.recorder.to_json(),
+            None if s.cache is None else s.cache.stats.to_json(),
         )
         for s in services
     ] + [

@@ -118,6 +118,7 @@ def _deployment(args: argparse.Namespace) -> Deployment:
         agents_wait=args.agents_wait,
         agent_token_file=args.agent_token_file,
         brokers_wait=args.brokers_wait,
+        redis_url=args.redis_url,
     )
 
 
@@ -203,7 +204,14 @@ def _at_least(value: N, least: float, flag: str) -> N:
     return value
 
 
-RESERVED = ("--agents", "--worker-agents", "--kafka-bootstrap", "--rabbitmq-url", "--out")
+RESERVED = (
+    "--agents",
+    "--worker-agents",
+    "--kafka-bootstrap",
+    "--rabbitmq-url",
+    "--redis-url",
+    "--out",
+)
 
 
 def render_request(args: argparse.Namespace) -> tuple[RenderRequest, str]:

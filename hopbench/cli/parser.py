@@ -41,6 +41,11 @@ def deployment_args(p: argparse.ArgumentParser) -> None:
         help="RabbitMQ to use (default $HOPBENCH_RABBITMQ_URL, else amqp://guest:guest@127.0.0.1:5672/)",
     )
     where.add_argument(
+        "--redis-url",
+        help="the Redis of a shared cache, work.cache store redis "
+        "(default $HOPBENCH_REDIS_URL, else redis://127.0.0.1:6379/0)",
+    )
+    where.add_argument(
         "--kafka-bootstrap",
         metavar="HOST:PORT",
         help="a Kafka to use instead of the embedded one (default $HOPBENCH_KAFKA_BOOTSTRAP)",

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from hopbench.config.cache import DEFAULT_REDIS_URL
 from hopbench.config.secrets import read_token
 from hopbench.errors import ConfigError, RunError
 
@@ -63,6 +64,7 @@ class Deployment:
     kafka_bootstrap: str | None = None  # None: start the embedded broker (Tansu) per run
     placement: Placement = field(default_factory=Placement)
     brokers_wait_s: float = BROKERS_WAIT_S
+    redis_url: str = DEFAULT_REDIS_URL  # a shared cache's (work.cache store redis)
 
     def __post_init__(self) -> None:
         if not 0 <= self.brokers_wait_s <= 3600:
@@ -81,9 +83,10 @@ class Deployment:
         agents_wait: float = 0.0,
         agent_token_file: Path | None = None,
         brokers_wait: float = BROKERS_WAIT_S,
+        redis_url: str | None = None,
     ) -> Deployment:
         """Flags first, then HOPBENCH_RABBITMQ_URL / HOPBENCH_KAFKA_BOOTSTRAP /
-        HOPBENCH_AGENT_TOKEN, then local."""
+        HOPBENCH_AGENT_TOKEN / HOPBENCH_REDIS_URL, then local."""
         return cls(
             rabbitmq_url=rabbitmq_url
             or os.environ.get("HOPBENCH_RABBITMQ_URL")
@@ -96,6 +99,7 @@ class Deployment:
                 read_token(agent_token_file, "--agent-token-file"),
             ),
             brokers_wait_s=brokers_wait,
+            redis_url=redis_url or os.environ.get("HOPBENCH_REDIS_URL") or DEFAULT_REDIS_URL,
         )
 
 

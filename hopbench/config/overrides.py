@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import typing
 from typing import Any
 
 import yaml
@@ -169,6 +170,16 @@ def check_path(located: Located, path: PathKey, flag: str) -> None:
         _check_fields(path, 2, flag, EdgeSpec, {"settings": EDGE_SETTINGS})
 
 
+def _model_of(model: type[BaseModel], key: str) -> type[BaseModel] | None:
+    """The model of a field that is one (or one or None), as work.cache is."""
+    info = model.model_fields.get(key)
+    annotation = info.annotation if info is not None else None
+    for candidate in (annotation, *typing.get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
 def _check_fields(
     path: PathKey,
     depth: int,
@@ -191,6 +202,8 @@ def _check_fields(
             f"{parent} has {', '.join(known)} (docs/topologies.md)"
         )
     below = nested.get(str(key))
+    if below is None and not isinstance(fields, frozenset):
+        below = _model_of(fields, str(key))
     if below is not None:
         _check_fields(path, depth + 1, flag, below, {})
     elif len(path) > depth + 1:

@@ -206,6 +206,7 @@ class ServiceReport:
     first_rejected: str | None  # the first of them: where, and why
     recorder: dict[str, Any]  # Recorder.to_json(): encoded histograms and bitmaps
     usage: Usage
+    cache: dict[str, Any] | None = None  # CacheStats.to_json(), if its work has a cache
 
     def counts(self) -> dict[str, int]:
         """The counts of this process's row in the results."""

@@ -19,12 +19,14 @@ from hopbench.errors import ConfigError
 IMAGE = "hopbench:local"
 KAFKA_IMAGE = "apache/kafka:3.9.0"
 RABBITMQ_IMAGE = "rabbitmq:3.13"
+REDIS_IMAGE = "redis:7"  # a shared cache's (work.cache store redis)
 RABBITMQ_USER = "hopbench"  # guest may only connect from localhost; its password is generated
 KAFKA_PORT = 9092
 RABBITMQ_PORT = 5672
+REDIS_PORT = 6379
 TOPOLOGY_PATH = "/config/topology.yaml"
 RESULTS_PATH = "/results"
-BROKERS = ("kafka", "rabbitmq")
+BROKERS = ("kafka", "rabbitmq", "redis")
 _NAME = re.compile(r"^[a-z]([-a-z0-9]{0,50}[a-z0-9])?$")
 
 
@@ -73,6 +75,8 @@ class RenderRequest:
         if worker_agents:
             args += ["--worker-agents", worker_agents]
         args += ["--kafka-bootstrap", self.kafka]
+        if needs_redis(self.topology):
+            args += ["--redis-url", f"redis://redis:{REDIS_PORT}/0"]
         return [*args, "--out", RESULTS_PATH]
 
 
@@ -105,6 +109,7 @@ KAFKA_HEALTH = [
 ]
 RABBITMQ_ENV = {"RABBITMQ_DEFAULT_USER": RABBITMQ_USER}  # and RABBITMQ_DEFAULT_PASS, a secret
 RABBITMQ_HEALTH = ["rabbitmq-diagnostics", "-q", "check_port_connectivity"]
+REDIS_HEALTH = ["redis-cli", "ping"]
 
 
 @dataclass(frozen=True)
@@ -124,7 +129,15 @@ def brokers_to_run(request: RenderRequest) -> list[Broker]:
         Broker("rabbitmq", RABBITMQ_IMAGE, RABBITMQ_ENV, RABBITMQ_HEALTH, "amqp", RABBITMQ_PORT),
     ]
     given = {"kafka": request.kafka_bootstrap, "rabbitmq": request.rabbitmq_url}
-    return [b for b in wanted if not given[b.name]]
+    found = [b for b in wanted if not given[b.name]]
+    if needs_redis(request.topology):
+        found.append(Broker("redis", REDIS_IMAGE, {}, REDIS_HEALTH, "redis", REDIS_PORT))
+    return found
+
+
+def needs_redis(topology: Topology) -> bool:
+    """Whether a service's work has a cache in Redis: then a Redis runs alongside."""
+    return any(s.cache is not None and s.cache.store == "redis" for s in topology.services.values())
 
 
 AGENT_HEALTH = [

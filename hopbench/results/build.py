@@ -13,6 +13,7 @@ from hopbench.measure.histogram import new_histogram
 from hopbench.measure.merge import RouteTotals, SendSummary, histogram_from, merge, summarize
 from hopbench.measure.series import merge_series
 from hopbench.measure.usage import Usage
+from hopbench.results.caches import cache_results
 from hopbench.results.schema import (
     ACHIEVED_RATE_FLOOR,
     SEND_LAG_P99_LIMIT_US,
@@ -97,8 +98,10 @@ def build_result(
     environment: dict[str, Any],
     notes: list[str],
     faults: list[FaultEvent] | None = None,
+    caches: dict[str, dict[str, Any]] | None = None,
 ) -> RunResult:
-    """workers: what each load worker sent; recorders: process name -> Recorder JSON."""
+    """workers: what each load worker sent; recorders: process name -> Recorder JSON;
+    caches: process name -> CacheStats JSON."""
     topology = spec.resolved
     load = spec.load
     sent, routes = merge(topology, workers, recorders)
@@ -197,6 +200,7 @@ def build_result(
         service_time_us=Percentiles(**summarize(service_time)),
         send_lag_us=Percentiles(**lag),
         generator_limited=generator_limited,
+        caches=cache_results(topology, caches or {}),
         routes=[
             RouteResult(
                 route=r.label,

@@ -130,6 +130,26 @@ class ProcessResult(BaseModel):
     machine: dict[str, Any] | None = None  # an agent's host (local ones: the run's environment)
 
 
+class CacheResult(BaseModel):
+    """One service's cache (work.cache) over the measured window, its replicas merged."""
+
+    service: str
+    store: str  # local (per replica) or redis (shared by the replicas)
+    ttl_ms: float
+    keys: int
+    skew: float  # the Zipf exponent of key popularity
+    update_rate: float  # changes of each key's source value per second
+    lookups: int  # one per message handled
+    hits: int
+    misses: int
+    hit_ratio: float  # hits / lookups
+    stale: int  # hits that served a value the source had changed since it was loaded
+    stale_ratio: float  # stale / hits
+    hit_us: Percentiles  # a hit's lookup (with redis: a round trip)
+    miss_us: Percentiles  # a miss's lookup, the miss's work and storing the value
+    age_us: Percentiles  # the age of the values hits served: now − when loaded
+
+
 class FaultEvent(BaseModel):
     """A fault injected on purpose (--fault), or a broker of the run's own that died:
     what happened and when (s from the measured window's start)."""
@@ -208,6 +228,7 @@ class RunResult(BaseModel):
     # once a second: queues, lag, in-flight, CPU per process, the host's run queue
     samples: Samples | None = None
     bottleneck: Bottleneck | None = None  # past the knee: the queue that grew, what ran out
+    caches: list[CacheResult] = []  # per service whose work has a cache
 
     @property
     def load_label(self) -> str:

@@ -14,6 +14,7 @@ import textwrap
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 
+from hopbench.results.cachetable import render_caches
 from hopbench.results.cells import variant_label
 from hopbench.results.numbers import number
 from hopbench.results.schema import Results, RunResult
@@ -30,7 +31,8 @@ def terminal_summary(results: Results, paths: Sequence[str] = ()) -> str:
     """Everything the terminal shows about a command's runs, each row once."""
     rows = summary(results)
     parts = [_ranked(rows), _knees(rows, results), _failed(rows, results)]
-    parts += [_bottlenecks(results.runs), _breakdown(results.runs), _counts(results.runs)]
+    parts += [_bottlenecks(results.runs), _breakdown(results.runs)]
+    parts += [render_caches([r for r in results.runs if not r.probe]), _counts(results.runs)]
     if paths:
         parts.append("\n".join(paths))
     return "\n\n".join(p for p in parts if p)

@@ -189,6 +189,7 @@ def make_spec(run: Run, brokers: Brokers) -> RunSpec:
         # no password: it stays in this process and its children's environment
         rabbitmq_url=None if brokers.rabbitmq_url is None else redact(brokers.rabbitmq_url),
         brokers_wait_s=run.request.deployment.brokers_wait_s,
+        redis_url=run.request.deployment.redis_url,
     )
 
 
@@ -351,7 +352,8 @@ def collect(
             first_rejected=r.first_rejected,
             **r.counts(),
         )
-        outcomes.append(Outcome(row, r.recorder))
+        cache = r.cache if isinstance(r, ServiceReport) else None
+        outcomes.append(Outcome(row, r.recorder, cache))
     return outcomes
 
 

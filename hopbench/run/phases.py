@@ -234,6 +234,7 @@ class Outcome:
 
     process: ProcessResult
     recorder: dict[str, Any] | None = None  # a broker process records nothing
+    cache: dict[str, Any] | None = None  # a service's CacheStats JSON, if its work has a cache
 
 
 def result(
@@ -258,4 +259,5 @@ def result(
         environment=environment,
         notes=notes,
         faults=faults,
+        caches={o.process.name: o.cache for o in outcomes if o.cache is not None},
     )

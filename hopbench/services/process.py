@@ -9,6 +9,7 @@ import argparse
 from pathlib import Path
 
 from hopbench.brokers.reach import reach_brokers
+from hopbench.config.cache import DEFAULT_REDIS_URL
 from hopbench.config.runspec import RunSpec
 from hopbench.errors import BrokerUnavailable
 from hopbench.measure.usage import usage
@@ -24,6 +25,7 @@ from hopbench.protocol.messages import (
     ServiceReport,
     Start,
 )
+from hopbench.services.cache import reach_redis
 from hopbench.services.runtime import ServiceRuntime
 from hopbench.transports import make_transports
 from hopbench.transports.context import TransportContext
@@ -38,12 +40,16 @@ def build_service(context: TransportContext, transport: str | None = None) -> Se
         context.replica,
         context.run_id,
         make_transports(context, edges, transport),
+        context.redis_url,
     )
 
 
 async def serve(channel: ChildChannel, context: TransportContext) -> None:
     try:
         await reach_brokers(context)
+        cache = context.topology.services[context.service].cache
+        if cache is not None and cache.store == "redis":
+            await reach_redis(context.redis_url or DEFAULT_REDIS_URL, context.brokers_wait_s)
     except BrokerUnavailable as exc:  # the orchestrator names this process and says why
         channel.emit(Error(message=str(exc)))
         return
@@ -87,6 +93,7 @@ async def serve(channel: ChildChannel, context: TransportContext) -> None:
             rejected=runtime.rejected,
             first_rejected=runtime.first_rejected,
             recorder=recorder.to_json(),
+            cache=None if runtime.cache is None else runtime.cache.stats.to_json(),
             usage=usage(),  # last: the report's own cost counts
         )
     )

@@ -19,6 +19,7 @@ from hopbench.config.topology import Edge, Topology
 from hopbench.errors import FirstError, TransportError
 from hopbench.measure.recorder import Recorder
 from hopbench.proto.hopbench_pb2 import Envelope
+from hopbench.services.cache import ServiceCache
 from hopbench.services.work import do_work
 from hopbench.transports.base import Transport, channel_of
 
@@ -33,8 +34,13 @@ class ServiceRuntime:
         replica: int,
         run_id: str,
         transports: Mapping[str, Transport],
+        redis_url: str | None = None,
     ) -> None:
         self.spec = topology.services[service]
+        cache = self.spec.cache
+        self.cache = (
+            None if cache is None else ServiceCache.of(cache, run_id, service, replica, redis_url)
+        )
         self.replica = replica
         self.run_id = run_id
         self.transports = transports
@@ -85,6 +91,8 @@ class ServiceRuntime:
             )
         for transport in self._distinct_transports():
             await transport.close()
+        if self.cache is not None:
+            await self.cache.close()
 
     @property
     def in_flight(self) -> int:
@@ -178,6 +186,8 @@ class ServiceRuntime:
             arrived_ns=arrived_ns,
             received_ns=clock.now_ns(),
         )
+        if self.cache is not None:
+            await self.cache.lookup(counted=not env.warmup)
         await do_work(self.spec.cpu_us, self.spec.io_ms)
         hop.forwarded_ns = clock.now_ns()
         replies: list[Envelope] = []

@@ -31,6 +31,7 @@ class TransportContext:
     endpoints: Endpoints = field(default_factory=dict)
     kafka_bootstrap: str | None = None
     rabbitmq_url: str | None = None
+    redis_url: str | None = None  # a shared cache's Redis (work.cache store redis)
     listen: str | None = None  # host to bind servers to; None: the endpoint's own host
     ports: Mapping[str, int] | None = None  # an agent's own data port per mode, not the spec's
     brokers_wait_s: float = 0.0  # how long to wait for a broker before connecting (--brokers-wait)
@@ -61,6 +62,7 @@ class TransportContext:
             endpoints=spec.endpoints,
             kafka_bootstrap=spec.kafka_bootstrap,
             rabbitmq_url=url,
+            redis_url=spec.redis_url,
             listen=listen,
             ports=ports,
             brokers_wait_s=spec.brokers_wait_s,
