@@ -24,6 +24,19 @@ class Settings(BaseModel):
     request_timeout_s: float = Field(10.0, gt=0)
     http_connections: int = Field(32, ge=1, description="pooled connections per caller and target")
     grpc_channels: int = Field(1, ge=1, description="channels per caller and target replica")
+    keepalive: bool = Field(
+        True,
+        description="HTTP and gRPC: keep connections open between requests; off: a new TCP "
+        "connection per HTTP request, a new gRPC channel per call (setup paid every time)",
+    )
+    tls: bool = Field(
+        False, description="HTTP and gRPC: TLS, with a certificate authority made for the run"
+    )
+    tls_resumption: bool = Field(
+        True,
+        description="with tls: a new connection resumes an earlier TLS session (a ticket) "
+        "instead of a full handshake",
+    )
     kafka_acks: int = Field(1, description="producer acks: 0, 1 or -1 (all)")
     kafka_linger_ms: int = Field(0, ge=0)
     kafka_batch_bytes: int = Field(
@@ -69,6 +82,9 @@ EDGE_SETTINGS = frozenset(
         "request_timeout_s",
         "http_connections",
         "grpc_channels",
+        "keepalive",
+        "tls",
+        "tls_resumption",
         "kafka_acks",
         "kafka_linger_ms",
         "kafka_batch_bytes",

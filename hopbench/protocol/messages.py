@@ -204,10 +204,17 @@ class ServiceReport:
     late_replies: int
     recorder: dict[str, Any]  # Recorder.to_json(): encoded histograms and bitmaps
     usage: Usage
+    # connections_opened, tls_handshakes, tls_resumed (hopbench.transports.base)
+    connections: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         """The counts of this process's row in the results."""
-        return {"handled": self.handled, "errors": self.errors, "late_replies": self.late_replies}
+        return {
+            "handled": self.handled,
+            "errors": self.errors,
+            "late_replies": self.late_replies,
+            **self.connections,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,10 +228,12 @@ class WorkerReport:
     late_replies: int
     recorder: dict[str, Any]  # Recorder.to_json(): encoded histograms and bitmaps
     usage: Usage
+    # connections_opened, tls_handshakes, tls_resumed (hopbench.transports.base)
+    connections: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         """The counts of this process's row in the results."""
-        return {"late_replies": self.late_replies}
+        return {"late_replies": self.late_replies, **self.connections}
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,7 +317,11 @@ def _hints(cls: type[Any]) -> dict[str, Any]:
 def _build(cls: type[Any], data: dict[str, Any], where: str) -> Any:
     fields = dataclasses.fields(cls)
     names = [f.name for f in fields]
-    optional = {f.name for f in fields if f.default is not dataclasses.MISSING}
+    optional = {
+        f.name
+        for f in fields
+        if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+    }
     missing = [n for n in names if n not in data and n not in optional]
     if missing:
         raise ProtocolError(f"{where}: missing field(s): {', '.join(missing)}")

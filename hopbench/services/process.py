@@ -85,6 +85,7 @@ async def serve(channel: ChildChannel, context: TransportContext) -> None:
             first_error=runtime.first_error,
             late_replies=runtime.late_replies,
             recorder=recorder.to_json(),
+            connections=runtime.connection_counts(),
             usage=usage(),  # last: the report's own cost counts
         )
     )

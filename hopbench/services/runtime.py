@@ -20,7 +20,7 @@ from hopbench.errors import FirstError, TransportError
 from hopbench.measure.recorder import Recorder
 from hopbench.proto.hopbench_pb2 import Envelope
 from hopbench.services.work import do_work
-from hopbench.transports.base import Transport, channel_of
+from hopbench.transports.base import Transport, channel_of, connection_counts
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,9 @@ class ServiceRuntime:
         self._held_ns += self._in_flight * (now_ns - self._changed_ns)
         self._changed_ns = now_ns
         self._in_flight += change
+
+    def connection_counts(self) -> dict[str, int]:
+        return connection_counts(self._distinct_transports())
 
     @property
     def late_replies(self) -> int:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, ClassVar
 
 from hopbench import clock
@@ -45,6 +45,13 @@ class Transport(abc.ABC):
         # failures no handler saw (a reply that could not be sent back), and the first
         self.errors = 0
         self.first_error: FirstError | None = None
+        self.connections_opened = 0  # by this process's clients (HTTP and gRPC edges)
+
+    @property
+    def tls_handshakes(self) -> tuple[int, int]:
+        """(TLS handshakes this process's clients finished, of which resumed), where
+        the mode can see them."""
+        return (0, 0)
 
     def failed(self, message: str) -> None:
         """Count a failure outside any handler; log the first (the rest only count)."""
@@ -91,6 +98,17 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Close connections; called once the process has no message in flight."""
+
+
+def connection_counts(transports: Iterable[Transport]) -> dict[str, int]:
+    """A process's connection counts, as its row in the results carries them."""
+    opened = handshakes = resumed = 0
+    for transport in transports:
+        opened += transport.connections_opened
+        finished, reused = transport.tls_handshakes
+        handshakes += finished
+        resumed += reused
+    return {"connections_opened": opened, "tls_handshakes": handshakes, "tls_resumed": resumed}
 
 
 def channel_of(edge: Edge) -> str:
