@@ -97,6 +97,31 @@ EDGE_SETTINGS = frozenset(
 )
 
 
+# Connection levers only the HTTP and gRPC modes carry: the sentence that says why,
+# for a broker mode that is asked for one.
+_BROKER_CONNECTIONS = {
+    ("kafka", "tls"): "not supported by Tansu, the embedded Kafka broker: the one it ships "
+    "(0.6.0) serves plain TCP whatever certificate it is given; tls applies to http and grpc "
+    "edges",
+    ("rabbitmq", "tls"): "RabbitMQ's TLS is its URL's: pass --rabbitmq-url "
+    "'amqps://USER:PASSWORD@HOST:5671/?cafile=/path/to/ca.pem' and leave tls out of the edge",
+    ("kafka", "keepalive"): "a Kafka client keeps its connections for the whole run; "
+    "keepalive applies to http and grpc edges",
+    ("rabbitmq", "keepalive"): "a RabbitMQ client keeps one connection for the whole run; "
+    "keepalive applies to http and grpc edges",
+}
+
+
+def unsupported_lever(mode: str, settings: Settings) -> tuple[str, str] | None:
+    """(setting, why) when settings ask a mode for a connection lever it cannot carry."""
+    asked = {"tls": settings.tls, "keepalive": not settings.keepalive}
+    for name, on in asked.items():
+        why = _BROKER_CONNECTIONS.get((mode, name))
+        if on and why is not None:
+            return name, why
+    return None
+
+
 class LoadSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 

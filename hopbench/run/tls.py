@@ -14,6 +14,7 @@ import trustme
 from hopbench.config.runspec import TlsMaterial
 from hopbench.config.settings import Settings
 from hopbench.config.topology import Topology
+from hopbench.transports.tls import SERVER_NAME
 
 
 def uses_tls(topology: Topology, settings: Settings) -> bool:
@@ -22,7 +23,7 @@ def uses_tls(topology: Topology, settings: Settings) -> bool:
 
 def make_tls(endpoints: Mapping[str, Mapping[str, Sequence[str]]]) -> TlsMaterial:
     """A CA and a server certificate for the hosts of these endpoints."""
-    hosts = {"localhost", "127.0.0.1"}
+    hosts = {SERVER_NAME, "127.0.0.1"}
     for by_service in endpoints.values():
         for addresses in by_service.values():
             hosts.update(a.rpartition(":")[0].strip("[]") for a in addresses)

@@ -7,7 +7,9 @@ replica and go round-robin over them; each channel is a connection of its own
 (a local subchannel pool: gRPC would otherwise share one connection among the
 channels to one address). With ``keepalive`` off, every call opens a new channel,
 and so a new connection, and closes it after the reply. With ``tls``, the channels
-are secure on the run's own CA (hopbench.transports.tls) and, unless
+are secure on the run's own CA (hopbench.transports.tls), checked against the name
+the run's certificate carries (``SERVER_NAME``: gRPC's session cache is keyed by
+it, and gRPC sends none to an IP address), and, unless
 ``tls_resumption`` is off, share one TLS session cache (``grpc.ssl_session_cache``),
 so a new connection resumes an earlier session.
 """
@@ -28,7 +30,11 @@ from hopbench.proto import hopbench_pb2_grpc
 from hopbench.proto.hopbench_pb2 import Ack, Envelope
 from hopbench.transports.base import Handler, Transport
 from hopbench.transports.context import TransportContext
-from hopbench.transports.tls import grpc_channel_credentials, grpc_server_credentials
+from hopbench.transports.tls import (
+    SERVER_NAME,
+    grpc_channel_credentials,
+    grpc_server_credentials,
+)
 
 EDGE_KEY = "hb-edge"
 SESSION_CACHE_SIZE = 64  # TLS sessions kept per process (one per target is enough)
@@ -104,6 +110,7 @@ class GrpcTransport(Transport):
         self.connections_opened += 1
         if not settings.tls:
             return grpc.aio.insecure_channel(address, options=options)
+        options.append(("grpc.ssl_target_name_override", SERVER_NAME))
         if settings.tls_resumption:
             if self._session_cache is None:
                 self._session_cache = ssl_session_cache_lru(SESSION_CACHE_SIZE)

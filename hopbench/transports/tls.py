@@ -25,6 +25,10 @@ from typing import Any
 from hopbench.config.runspec import TlsMaterial
 from hopbench.errors import TransportError
 
+# The name every server certificate of a run carries beside its hosts. gRPC clients
+# check it instead of the address: gRPC sends no server name (SNI) to an IP address,
+# and its TLS session cache is keyed by that name, so without one it never resumes.
+SERVER_NAME = "localhost"
 # handshakes not seen to finish yet (a connection that failed never finishes): at most
 # this many are kept for counting
 _PENDING_MAX = 4096
