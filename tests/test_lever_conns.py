@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from hopbench.config.deployment import Deployment
 from hopbench.config.flags import check_levers, settings_from
 from hopbench.config.load import load_topology
 from hopbench.config.runspec import LoadSpec
@@ -254,3 +255,11 @@ def test_rabbitmq_edges_run_over_amqps(tls_node: RabbitNode, tmp_path: Path) -> 
     result = asyncio.run(run_in_process(topology, load, brokers, settle_s=3))
     assert result.completed == result.expected == result.sent > 0
     assert (result.errors, result.lost) == (0, 0)
+
+
+def test_an_amqps_url_names_a_ca_file_that_is_there(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.pem"
+    with pytest.raises(ConfigError, match=r"--rabbitmq-url: cafile=.*nope\.pem: no such file"):
+        Deployment(rabbitmq_url=f"amqps://guest:guest@127.0.0.1:5671/?cafile={missing}")
+    missing.write_text("a CA")
+    Deployment(rabbitmq_url=f"amqps://guest:guest@127.0.0.1:5671/?cafile={missing}")
