@@ -112,15 +112,15 @@ def test_the_lever_suites_load() -> None:
 
 # ---- the levers, measured small -----------------------------------------------------
 
-ONE_HOP = {
-    "name": "t",
-    "services": {"a": {}},
-    "edges": [{"from": "loadgen", "to": "a", "mode": "http"}],
-}
-
 
 async def _pair(mode: str, settings: Settings) -> tuple[Transport, Transport]:
-    topology = Topology.from_dict({**ONE_HOP, "edges": [{**ONE_HOP["edges"][0], "mode": mode}]})  # type: ignore[dict-item]
+    topology = Topology.from_dict(
+        {
+            "name": "t",
+            "services": {"a": {}},
+            "edges": [{"from": "loadgen", "to": "a", "mode": mode}],
+        }
+    )
     endpoints = allocate_endpoints(topology)
     tls = make_tls(endpoints)
     edge = topology.edges[0]
@@ -168,9 +168,10 @@ async def _handshake_cpu(mode: str, calls: int, rounds: int) -> dict[bool, tuple
 
 @pytest.mark.parametrize("mode", ["http", "grpc"])
 def test_a_new_connection_costs_more_without_tls_resumption(mode: str) -> None:
-    measured = asyncio.run(_handshake_cpu(mode, calls=15, rounds=4))
+    rounds = 4 if mode == "http" else 8  # gRPC's core threads make its CPU noisier
+    measured = asyncio.run(_handshake_cpu(mode, calls=15, rounds=rounds))
     (resumed_cpu, resumed), (full_cpu, full) = measured[True], measured[False]
-    assert resumed.connections_opened == full.connections_opened == 3 + 15 * 4
+    assert resumed.connections_opened == full.connections_opened == 3 + 15 * rounds
     if mode == "http":  # the client sees its handshakes (gRPC's are inside its core)
         assert connection_counts([full])["tls_resumed"] == 0
         counts = connection_counts([resumed])
