@@ -20,8 +20,10 @@ from hopbench.loadgen.worker import LoadWorker
 from hopbench.results.schema import ProcessResult, RunResult
 from hopbench.run import phases
 from hopbench.run.provision import allocate_endpoints
+from hopbench.run.tls import tls_for
 from hopbench.services.process import build_service
 from hopbench.services.runtime import ServiceRuntime
+from hopbench.transports.base import connection_counts
 from hopbench.transports.context import TransportContext
 from hopbench.transports.inmemory import HUBS
 
@@ -64,14 +66,17 @@ async def run_in_process(
     phases (hopbench.run.phases); only the processes differ: runtimes in this loop."""
     brokers = brokers or Brokers()
     override = None if brokers.real else "inmemory"
+    settings = settings or Settings()
+    endpoints = allocate_endpoints(topology) if brokers.real else {}
     spec = RunSpec(
         run_id=uuid.uuid4().hex[:8],
         topology=topology.to_dict(),
-        settings=settings or Settings(),
+        settings=settings,
         load=load,
-        endpoints=allocate_endpoints(topology) if brokers.real else {},
+        endpoints=endpoints,
         kafka_bootstrap=brokers.kafka.bootstrap if brokers.kafka else None,
         rabbitmq_url=brokers.rabbitmq_url,
+        tls=tls_for(topology, settings, endpoints) if brokers.real else None,
     )
     rabbit = RabbitMqBroker(brokers.rabbitmq_url) if brokers.rabbitmq_url else None
     if rabbit is not None and "rabbitmq" in topology.modes:
@@ -124,6 +129,7 @@ async def run_in_process(
                 late_replies=s.late_replies,
                 rejected=s.rejected,
                 first_rejected=s.first_rejected,
+                **s.connection_counts(),
             ),
             s.recorder.to_json(),
             None if s.cache is None else s.cache.stats.to_json(),
@@ -136,6 +142,7 @@ async def run_in_process(
                 late_replies=w.transport.late_replies,
                 rejected=w.transport.rejected,
                 first_rejected=w.transport.admission.first,
+                **connection_counts([w.transport]),
             ),
             w.recorder.to_json(),
         )

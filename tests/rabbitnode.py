@@ -6,7 +6,9 @@ temporary folder; no management plugin. It is started and stopped by its pid (an
 ``rabbitmqctl -n NODE stop``) and can be restarted with its data kept, so durable
 queues and persistent messages survive as they would on a real broker.
 
-Reusable: pass ``config`` (rabbitmq.conf lines, e.g. TLS listeners) and read ``url``.
+Reusable: pass ``config`` (rabbitmq.conf lines) and read ``url``; with ``tls=True`` the
+node also listens for AMQPS on ``tls_port``, with a certificate from a CA made for it
+(trustme): ``tls_url`` names the CA file as aiormq reads it (``?cafile=``).
 """
 
 from __future__ import annotations
@@ -44,12 +46,16 @@ def listening(port: int) -> bool:
 class RabbitNode:
     """One RabbitMQ node of a test's own: ``start()``, ``stop()``, ``restart()``."""
 
-    def __init__(self, base: Path, config: list[str] | None = None) -> None:
+    def __init__(self, base: Path, config: list[str] | None = None, tls: bool = False) -> None:
         self.base = base
         self.name = f"hbtest{secrets.token_hex(3)}@localhost"
         self.port = free_port()
         self.dist_port = free_port()
         self.config = config or []
+        self.tls_port = free_port() if tls else None
+        self.ca_file = base / "ca.pem"
+        if tls:
+            self.config = [*self.config, *self._tls_lines(base)]
         self.proc: subprocess.Popen[bytes] | None = None
         home = base / "home"
         home.mkdir(parents=True, exist_ok=True)
@@ -73,9 +79,33 @@ class RabbitNode:
             "RABBITMQ_PID_FILE": str(base / "node.pid"),
         }
 
+    def _tls_lines(self, base: Path) -> list[str]:
+        """An AMQPS listener with a certificate from a CA of the node's own."""
+        import trustme
+
+        base.mkdir(parents=True, exist_ok=True)
+        ca = trustme.CA(organization_name="hopbench test node")
+        cert = ca.issue_cert("127.0.0.1", "localhost")
+        ca.cert_pem.write_to_path(str(self.ca_file))
+        cert.cert_chain_pems[0].write_to_path(str(base / "cert.pem"))
+        cert.private_key_pem.write_to_path(str(base / "key.pem"))
+        return [
+            f"listeners.ssl.default = {self.tls_port}",
+            f"ssl_options.cacertfile = {self.ca_file}",
+            f"ssl_options.certfile = {base / 'cert.pem'}",
+            f"ssl_options.keyfile = {base / 'key.pem'}",
+            "ssl_options.verify = verify_none",
+            "ssl_options.fail_if_no_peer_cert = false",
+        ]
+
     @property
     def url(self) -> str:
         return f"amqp://guest:guest@127.0.0.1:{self.port}/"
+
+    @property
+    def tls_url(self) -> str:
+        """The AMQPS URL (tls=True): the client trusts the node's CA only."""
+        return f"amqps://guest:guest@127.0.0.1:{self.tls_port}/?cafile={self.ca_file}"
 
     def start(self) -> None:
         log = (self.base / "server.out").open("ab")
@@ -85,7 +115,7 @@ class RabbitNode:
         )  # fmt: skip
         log.close()
         deadline = time.monotonic() + START_TIMEOUT_S
-        while not listening(self.port):
+        while not (listening(self.port) and (self.tls_port is None or listening(self.tls_port))):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 tail = (self.base / "server.out").read_text(errors="replace")[-1500:]
@@ -112,8 +142,10 @@ class RabbitNode:
 
 
 @contextmanager
-def rabbit_node(base: Path, config: list[str] | None = None) -> Iterator[RabbitNode]:
-    node = RabbitNode(base, config)
+def rabbit_node(
+    base: Path, config: list[str] | None = None, tls: bool = False
+) -> Iterator[RabbitNode]:
+    node = RabbitNode(base, config, tls)
     try:
         node.start()
         yield node

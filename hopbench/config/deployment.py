@@ -15,7 +15,7 @@ import os
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from hopbench.config.cache import DEFAULT_REDIS_URL
 from hopbench.config.secrets import read_token
@@ -67,6 +67,7 @@ class Deployment:
     redis_url: str = DEFAULT_REDIS_URL  # a shared cache's (work.cache store redis)
 
     def __post_init__(self) -> None:
+        _check_tls_files(self.rabbitmq_url)
         if not 0 <= self.brokers_wait_s <= 3600:
             raise ConfigError(
                 f"--brokers-wait {self.brokers_wait_s:g}: expected seconds from 0 (one try) "
@@ -101,6 +102,21 @@ class Deployment:
             brokers_wait_s=brokers_wait,
             redis_url=redis_url or os.environ.get("HOPBENCH_REDIS_URL") or DEFAULT_REDIS_URL,
         )
+
+
+def _check_tls_files(url: str) -> None:
+    """An amqps:// URL's certificate files (aiormq's cafile, certfile, keyfile) exist
+    here: the orchestrator connects with them too."""
+    parts = urlsplit(url)
+    if parts.scheme != "amqps":
+        return
+    for name, values in parse_qs(parts.query).items():
+        if name in {"cafile", "certfile", "keyfile"} and not Path(values[-1]).is_file():
+            raise ConfigError(
+                f"--rabbitmq-url: {name}={values[-1]}: no such file; give the path of "
+                + ("the CA that signed the broker's certificate" if name == "cafile" else
+                   f"this client's {name[:-4]} for the broker")
+            )  # fmt: skip
 
 
 def _explicit(flag: str, text: str) -> dict[str, str]:

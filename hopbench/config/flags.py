@@ -13,7 +13,7 @@ import os
 import pydantic
 
 from hopbench.config.faults import Pause
-from hopbench.config.settings import LoadSpec, Settings
+from hopbench.config.settings import LoadSpec, Settings, unsupported_lever
 from hopbench.config.topology import LOADGEN, MODES, PATTERNS, Topology
 from hopbench.errors import ConfigError
 
@@ -54,6 +54,16 @@ def settings_from(assignments: list[str]) -> Settings:
         err = exc.errors(include_url=False)[0]
         key = str(err["loc"][0])
         raise ConfigError(f"--setting {key}={values[key]}: {_sentence(err['msg'])}") from None
+
+
+def check_levers(topology: Topology, settings: Settings) -> None:
+    """--setting asks no edge for a lever its mode cannot carry (tls on Kafka...)."""
+    for edge in topology.edges:
+        refused = unsupported_lever(edge.mode, settings.with_overrides(edge.settings))
+        if refused is not None:
+            name, why = refused
+            value = str(getattr(settings, name)).lower()
+            raise ConfigError(f"--setting {name}={value}: edge {edge.name} is {edge.mode}: {why}")
 
 
 def _sentence(msg: str) -> str:

@@ -21,7 +21,20 @@ from hopbench.config.outdir import atomic_write_text
 from hopbench.config.settings import LoadSpec, Settings
 from hopbench.config.topology import Edge, Topology
 
-__all__ = ["LoadSpec", "RunSpec", "Settings"]
+__all__ = ["LoadSpec", "RunSpec", "Settings", "TlsMaterial"]
+
+
+class TlsMaterial(BaseModel):
+    """The run's own certificate authority and the certificate of every HTTP and gRPC
+    server of the run (one, naming every host they listen on), as PEM text. Made per
+    run (hopbench.run.tls) when an edge sets ``tls``; a throwaway: its key signs
+    nothing else."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ca_pem: str
+    cert_pem: str
+    key_pem: str
 
 
 class RunSpec(BaseModel):
@@ -37,6 +50,7 @@ class RunSpec(BaseModel):
     rabbitmq_url: str | None = None
     redis_url: str | None = None  # a shared cache's Redis (work.cache store redis)
     brokers_wait_s: float = 0.0  # children wait this long for a broker (--brokers-wait)
+    tls: TlsMaterial | None = None  # when an edge sets tls
 
     @cached_property
     def resolved(self) -> Topology:

@@ -24,6 +24,19 @@ class Settings(BaseModel):
     request_timeout_s: float = Field(10.0, gt=0)
     http_connections: int = Field(32, ge=1, description="pooled connections per caller and target")
     grpc_channels: int = Field(1, ge=1, description="channels per caller and target replica")
+    keepalive: bool = Field(
+        True,
+        description="HTTP and gRPC: keep connections open between requests; off: a new TCP "
+        "connection per HTTP request, a new gRPC channel per call (setup paid every time)",
+    )
+    tls: bool = Field(
+        False, description="HTTP and gRPC: TLS, with a certificate authority made for the run"
+    )
+    tls_resumption: bool = Field(
+        True,
+        description="with tls: a new connection resumes an earlier TLS session (a ticket) "
+        "instead of a full handshake",
+    )
     kafka_acks: int = Field(1, description="producer acks: 0, 1 or -1 (all)")
     kafka_linger_ms: int = Field(0, ge=0)
     kafka_batch_bytes: int = Field(
@@ -69,6 +82,9 @@ EDGE_SETTINGS = frozenset(
         "request_timeout_s",
         "http_connections",
         "grpc_channels",
+        "keepalive",
+        "tls",
+        "tls_resumption",
         "kafka_acks",
         "kafka_linger_ms",
         "kafka_batch_bytes",
@@ -79,6 +95,31 @@ EDGE_SETTINGS = frozenset(
         "prefetch",
     }
 )
+
+
+# Connection levers only the HTTP and gRPC modes carry: the sentence that says why,
+# for a broker mode that is asked for one.
+_BROKER_CONNECTIONS = {
+    ("kafka", "tls"): "not supported by Tansu, the embedded Kafka broker: the one it ships "
+    "(0.6.0) serves plain TCP whatever certificate it is given; tls applies to http and grpc "
+    "edges",
+    ("rabbitmq", "tls"): "RabbitMQ's TLS is its URL's: pass --rabbitmq-url "
+    "'amqps://USER:PASSWORD@HOST:5671/?cafile=/path/to/ca.pem' and leave tls out of the edge",
+    ("kafka", "keepalive"): "a Kafka client keeps its connections for the whole run; "
+    "keepalive applies to http and grpc edges",
+    ("rabbitmq", "keepalive"): "a RabbitMQ client keeps one connection for the whole run; "
+    "keepalive applies to http and grpc edges",
+}
+
+
+def unsupported_lever(mode: str, settings: Settings) -> tuple[str, str] | None:
+    """(setting, why) when settings ask a mode for a connection lever it cannot carry."""
+    asked = {"tls": settings.tls, "keepalive": not settings.keepalive}
+    for name, on in asked.items():
+        why = _BROKER_CONNECTIONS.get((mode, name))
+        if on and why is not None:
+            return name, why
+    return None
 
 
 class LoadSpec(BaseModel):

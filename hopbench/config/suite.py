@@ -20,8 +20,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hopbench.config.load import load_topology
 from hopbench.config.runspec import LoadSpec, Settings
+from hopbench.config.settings import unsupported_lever
 from hopbench.config.topology import Mode, Pattern, Topology
-from hopbench.config.yamlsource import load_yaml, raise_validation_error
+from hopbench.config.yamlsource import Located, load_yaml, raise_validation_error
 from hopbench.errors import ConfigError
 
 
@@ -137,4 +138,17 @@ def load_suite(path: Path) -> tuple[SuiteSpec, list[Cell], Settings]:
                 if matrix.repeats > 1:
                     label.append(f"#{repeat + 1}")
                 cells.append(Cell(" ".join(label), topology, load, rate is None, variant))
+    _check_levers(cells, settings, located)
     return suite, cells, settings
+
+
+def _check_levers(cells: list[Cell], settings: Settings, located: Located) -> None:
+    """The suite's settings ask no edge of any cell for a lever its mode cannot carry."""
+    for cell in cells:
+        for edge in cell.topology.edges:
+            refused = unsupported_lever(edge.mode, settings.with_overrides(edge.settings))
+            if refused is not None:
+                name, why = refused
+                raise located.error(
+                    ("settings", name), f"cell {cell.variant}: edge {edge.name}: {why}"
+                )

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 from hopbench.config.cache import CacheSpec
-from hopbench.config.settings import EDGE_SETTINGS, Settings
+from hopbench.config.settings import EDGE_SETTINGS, Settings, unsupported_lever
 from hopbench.config.yamlsource import Located
 from hopbench.errors import ConfigError
 
@@ -296,6 +296,11 @@ def _edge_settings(e: EdgeSpec, i: int, fail: Any) -> tuple[tuple[str, Any], ...
     except pydantic.ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         raise fail(("edges", i, "settings", *err["loc"]), err["msg"]) from None
+    refused = unsupported_lever(e.mode, checked)
+    if refused is not None:
+        name, why = refused
+        value = str(getattr(checked, name)).lower()
+        raise fail(("edges", i, "settings", name), f"{name}: {value} on a {e.mode} edge: {why}")
     return tuple(sorted((k, getattr(checked, k)) for k in e.settings))
 
 
@@ -358,6 +363,7 @@ def resolve(spec: TopologySpec, source: str, located: Located | None = None) -> 
             f"a topology has exactly one edge from '{LOADGEN}' (the entry); found {len(entries)}",
         )
     _check_acyclic_and_reachable(edges, known, fail)
+    _check_tls_agrees(edges, fail)
     services = {name: _service(name, s, edges, fail) for name, s in spec.services.items()}
     notes = tuple(located.notes) if located is not None else ()
     return Topology(spec.name, services, tuple(edges), source, notes)
@@ -385,6 +391,21 @@ def _service(name: str, spec: ServiceSpec, edges: list[Edge], fail: Any) -> Serv
 def _unknown(name: str, known: set[str], *, with_loadgen: bool) -> str:
     allowed = sorted(known | ({LOADGEN} if with_loadgen else set()))
     return f"'{name}' is not a service of this topology; known: {', '.join(allowed)}"
+
+
+def _check_tls_agrees(edges: list[Edge], fail: Any) -> None:
+    """A replica has one server per mode: its in-edges of that mode agree on tls."""
+    first: dict[tuple[str, str], Edge] = {}
+    for edge in edges:
+        key = (edge.target, edge.mode)
+        other = first.setdefault(key, edge)
+        mine, theirs = dict(edge.settings).get("tls"), dict(other.settings).get("tls")
+        if mine != theirs:
+            raise fail(
+                ("edges", edge.index, "settings", "tls"),
+                f"edges {other.name} and {edge.name} reach one {edge.mode} server of "
+                f"'{edge.target}' and must agree on tls: set it on both, the same, or on neither",
+            )
 
 
 def _check_acyclic_and_reachable(edges: list[Edge], known: set[str], fail: Any) -> None:

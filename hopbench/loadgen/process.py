@@ -32,6 +32,7 @@ from hopbench.protocol.messages import (
     WorkerReport,
 )
 from hopbench.transports import make_transports
+from hopbench.transports.base import connection_counts
 from hopbench.transports.context import TransportContext
 
 log = logging.getLogger("hopbench.loadgen")
@@ -85,6 +86,7 @@ async def drive(channel: ChildChannel, context: TransportContext, load: LoadSpec
                 late_replies=worker.transport.late_replies,
                 rejected=worker.transport.rejected,
                 first_rejected=worker.transport.admission.first,
+                connections=connection_counts([worker.transport]),
                 usage=usage(),  # last: the report's own cost counts
             )
         )

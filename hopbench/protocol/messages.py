@@ -207,6 +207,8 @@ class ServiceReport:
     recorder: dict[str, Any]  # Recorder.to_json(): encoded histograms and bitmaps
     usage: Usage
     cache: dict[str, Any] | None = None  # CacheStats.to_json(), if its work has a cache
+    # connections_opened, tls_handshakes, tls_resumed (hopbench.transports.base)
+    connections: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         """The counts of this process's row in the results."""
@@ -215,6 +217,7 @@ class ServiceReport:
             "errors": self.errors,
             "late_replies": self.late_replies,
             "rejected": self.rejected,
+            **self.connections,
         }
 
 
@@ -231,10 +234,12 @@ class WorkerReport:
     first_rejected: str | None  # the first of them: where, and why
     recorder: dict[str, Any]  # Recorder.to_json(): encoded histograms and bitmaps
     usage: Usage
+    # connections_opened, tls_handshakes, tls_resumed (hopbench.transports.base)
+    connections: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         """The counts of this process's row in the results."""
-        return {"late_replies": self.late_replies, "rejected": self.rejected}
+        return {"late_replies": self.late_replies, "rejected": self.rejected, **self.connections}
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,7 +323,11 @@ def _hints(cls: type[Any]) -> dict[str, Any]:
 def _build(cls: type[Any], data: dict[str, Any], where: str) -> Any:
     fields = dataclasses.fields(cls)
     names = [f.name for f in fields]
-    optional = {f.name for f in fields if f.default is not dataclasses.MISSING}
+    optional = {
+        f.name
+        for f in fields
+        if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+    }
     missing = [n for n in names if n not in data and n not in optional]
     if missing:
         raise ProtocolError(f"{where}: missing field(s): {', '.join(missing)}")

@@ -120,6 +120,11 @@ class ProcessResult(BaseModel):
     # messages it received and rejected (undecodable, foreign or impossible), the first
     rejected: int = 0
     first_rejected: str | None = None
+    # HTTP and gRPC edges: connections this process's clients opened, and of the TLS
+    # handshakes they finished (HTTP; gRPC's are not visible), how many resumed a session
+    connections_opened: int = 0
+    tls_handshakes: int = 0
+    tls_resumed: int = 0
     # CPU seconds (user + system) inside the measured window; None: not measured
     cpu_s: float | None = None
     cpu_run_s: float | None = None  # from ready to the end of the run (warm-up, grace too)

@@ -39,6 +39,7 @@ from hopbench.run.live import cancel, live
 from hopbench.run.phases import Brokers, Outcome, Window
 from hopbench.run.provision import allocate_endpoints
 from hopbench.run.sampling import INTERVAL_S, Sampler
+from hopbench.run.tls import tls_for
 
 READY_TIMEOUT_S = 60.0
 R = TypeVar("R", ServiceReport, WorkerReport)
@@ -179,17 +180,19 @@ def make_spec(run: Run, brokers: Brokers) -> RunSpec:
     password = password_of(brokers.rabbitmq_url or "")
     if password is not None:  # the spec holds none: local children get it this way
         run.fleet.child_env[PASSWORD_ENV] = password
+    endpoints = allocate_endpoints(topology, agents)
     return RunSpec(
         run_id=run.run_id,
         topology=topology.to_dict(),
         settings=run.request.settings,
         load=run.load,
-        endpoints=allocate_endpoints(topology, agents),
+        endpoints=endpoints,
         kafka_bootstrap=brokers.kafka_bootstrap,
         # no password: it stays in this process and its children's environment
         rabbitmq_url=None if brokers.rabbitmq_url is None else redact(brokers.rabbitmq_url),
         brokers_wait_s=run.request.deployment.brokers_wait_s,
         redis_url=run.request.deployment.redis_url,
+        tls=tls_for(topology, run.request.settings, endpoints),
     )
 
 

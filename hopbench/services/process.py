@@ -94,6 +94,7 @@ async def serve(channel: ChildChannel, context: TransportContext) -> None:
             first_rejected=runtime.first_rejected,
             recorder=recorder.to_json(),
             cache=None if runtime.cache is None else runtime.cache.stats.to_json(),
+            connections=runtime.connection_counts(),
             usage=usage(),  # last: the report's own cost counts
         )
     )

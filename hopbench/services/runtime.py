@@ -21,7 +21,7 @@ from hopbench.measure.recorder import Recorder
 from hopbench.proto.hopbench_pb2 import Envelope
 from hopbench.services.cache import ServiceCache
 from hopbench.services.work import do_work
-from hopbench.transports.base import Transport, channel_of
+from hopbench.transports.base import Transport, channel_of, connection_counts
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +120,9 @@ class ServiceRuntime:
         self.recorder.start(origin_ns)
         for transport in self._distinct_transports():
             transport.admission.open(start_ns)
+
+    def connection_counts(self) -> dict[str, int]:
+        return connection_counts(self._distinct_transports())
 
     @property
     def late_replies(self) -> int:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, ClassVar
 
 from hopbench import clock
@@ -53,6 +53,7 @@ class Transport(abc.ABC):
         self.first_error: FirstError | None = None
         # what this transport received and rejected (counted there)
         self.admission = Admission(context.run_id, context.load)
+        self.connections_opened = 0  # by this process's clients (HTTP and gRPC edges)
 
     async def receive(self, body: bytes | None, where: str) -> Envelope | None:
         """The envelope in body, or None when it is rejected (counted, dead-lettered)."""
@@ -71,6 +72,12 @@ class Transport(abc.ABC):
     @property
     def rejected(self) -> int:
         return self.admission.rejected
+
+    @property
+    def tls_handshakes(self) -> tuple[int, int]:
+        """(TLS handshakes this process's clients finished, of which resumed), where
+        the mode can see them."""
+        return (0, 0)
 
     def failed(self, message: str) -> None:
         """Count a failure outside any handler; log the first (the rest only count)."""
@@ -117,6 +124,17 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None:
         """Close connections; called once the process has no message in flight."""
+
+
+def connection_counts(transports: Iterable[Transport]) -> dict[str, int]:
+    """A process's connection counts, as its row in the results carries them."""
+    opened = handshakes = resumed = 0
+    for transport in transports:
+        opened += transport.connections_opened
+        finished, reused = transport.tls_handshakes
+        handshakes += finished
+        resumed += reused
+    return {"connections_opened": opened, "tls_handshakes": handshakes, "tls_resumed": resumed}
 
 
 def channel_of(edge: Edge) -> str:

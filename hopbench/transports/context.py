@@ -12,10 +12,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from hopbench.config.runspec import RunSpec
+from hopbench.config.runspec import RunSpec, TlsMaterial
 from hopbench.config.secrets import restore_password
 from hopbench.config.settings import LoadSpec, Settings
 from hopbench.config.topology import Edge, Topology
+from hopbench.errors import TransportError
 
 # mode -> service -> one "host:port" per replica (http and grpc servers)
 Endpoints = Mapping[str, Mapping[str, Sequence[str]]]
@@ -36,6 +37,7 @@ class TransportContext:
     ports: Mapping[str, int] | None = None  # an agent's own data port per mode, not the spec's
     brokers_wait_s: float = 0.0  # how long to wait for a broker before connecting (--brokers-wait)
     load: LoadSpec | None = None  # the run's load: what a received envelope can be
+    tls: TlsMaterial | None = None  # the run's CA and server certificate (edges with tls)
     _edge_settings: dict[int, Settings] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -67,6 +69,7 @@ class TransportContext:
             ports=ports,
             brokers_wait_s=spec.brokers_wait_s,
             load=spec.load,
+            tls=spec.tls,
         )
 
     def settings_for(self, edge: Edge) -> Settings:
@@ -75,6 +78,12 @@ class TransportContext:
         if found is None:
             found = self._edge_settings[edge.index] = self.settings.with_overrides(edge.settings)
         return found
+
+    def tls_material(self, edge: Edge) -> TlsMaterial:
+        """The run's TLS material, for an edge that sets tls."""
+        if self.tls is None:
+            raise TransportError(f"{edge.name} sets tls, but the run made no certificates")
+        return self.tls
 
     def bind_address(self, mode: str) -> tuple[str, int]:
         """Where this replica's server for one mode listens."""

@@ -3,9 +3,17 @@ fire-and-forget as ``Relay.Cast``, acknowledged on arrival and handled afterward
 
 The in-edge travels as the ``hb-edge`` metadata key, so one server serves every
 gRPC in-edge of a replica. Callers keep ``grpc_channels`` channels per target
-replica and go round-robin over them. A request that is not an envelope of this
-run is rejected (counted) and answered INVALID_ARGUMENT with why: there is no broker
-to keep it, so the sender is told.
+replica and go round-robin over them; each channel is a connection of its own
+(a local subchannel pool: gRPC would otherwise share one connection among the
+channels to one address). With ``keepalive`` off, every call opens a new channel,
+and so a new connection, and closes it after the reply. With ``tls``, the channels
+are secure on the run's own CA (hopbench.transports.tls), checked against the name
+the run's certificate carries (``SERVER_NAME``: gRPC's session cache is keyed by
+it, and gRPC sends none to an IP address), and, unless
+``tls_resumption`` is off, share one TLS session cache (``grpc.ssl_session_cache``),
+so a new connection resumes an earlier session. A request that is not
+an envelope of this run is rejected (counted) and answered INVALID_ARGUMENT with
+why: there is no broker to keep it, so the sender is told.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ import itertools
 from typing import Any
 
 import grpc
+from grpc.experimental.session_cache import ssl_session_cache_lru
 
 from hopbench import clock
 from hopbench.config.topology import Edge
@@ -23,9 +32,15 @@ from hopbench.proto import hopbench_pb2_grpc
 from hopbench.proto.hopbench_pb2 import Ack, Envelope
 from hopbench.transports.base import Handler, Transport
 from hopbench.transports.context import TransportContext
+from hopbench.transports.tls import (
+    SERVER_NAME,
+    grpc_channel_credentials,
+    grpc_server_credentials,
+)
 
 EDGE_KEY = "hb-edge"
 SERVICE = "hopbench.Relay"
+SESSION_CACHE_SIZE = 64  # TLS sessions kept per process (one per target is enough)
 
 
 class _Relay:
@@ -94,6 +109,8 @@ class GrpcTransport(Transport):
         self._server: grpc.aio.Server | None = None
         self._channels: list[grpc.aio.Channel] = []
         self._stubs: dict[int, itertools.cycle[hopbench_pb2_grpc.RelayStub]] = {}
+        self._addresses: dict[int, itertools.cycle[str]] = {}
+        self._session_cache: Any = None  # made on first use
 
     async def start(self) -> None:
         if not self.handlers:
@@ -102,9 +119,30 @@ class GrpcTransport(Transport):
         address = f"{host}:{port}"
         self._server = grpc.aio.server()
         _Relay(self).add_to(self._server)
-        if self._server.add_insecure_port(address) == 0:
+        secure = [e for e, _ in self.handlers.values() if self.settings_for(e).tls]
+        if secure:  # the topology's checks make every in-edge agree
+            credentials = grpc_server_credentials(self.context.tls_material(secure[0]))
+            bound = self._server.add_secure_port(address, credentials)
+        else:
+            bound = self._server.add_insecure_port(address)
+        if bound == 0:
             raise TransportError(f"gRPC server could not bind {address}")
         await self._server.start()
+
+    def _channel(self, edge: Edge, address: str) -> grpc.aio.Channel:
+        """A new channel, and with it a new connection, to one replica."""
+        settings = self.settings_for(edge)
+        options: list[tuple[str, Any]] = [("grpc.use_local_subchannel_pool", 1)]
+        self.connections_opened += 1
+        if not settings.tls:
+            return grpc.aio.insecure_channel(address, options=options)
+        options.append(("grpc.ssl_target_name_override", SERVER_NAME))
+        if settings.tls_resumption:
+            if self._session_cache is None:
+                self._session_cache = ssl_session_cache_lru(SESSION_CACHE_SIZE)
+            options.append(("grpc.ssl_session_cache", self._session_cache))
+        credentials = grpc_channel_credentials(self.context.tls_material(edge))
+        return grpc.aio.secure_channel(address, credentials, options=options)
 
     def _next_stub(self, edge: Edge) -> hopbench_pb2_grpc.RelayStub:
         stubs = self._stubs.get(edge.index)
@@ -112,11 +150,18 @@ class GrpcTransport(Transport):
             made = []
             for address in self.context.endpoints["grpc"][edge.target]:
                 for _ in range(self.settings_for(edge).grpc_channels):
-                    channel = grpc.aio.insecure_channel(address)
+                    channel = self._channel(edge, address)
                     self._channels.append(channel)
                     made.append(hopbench_pb2_grpc.RelayStub(channel))
             stubs = self._stubs[edge.index] = itertools.cycle(made)
         return next(stubs)
+
+    def _next_address(self, edge: Edge) -> str:
+        addresses = self._addresses.get(edge.index)
+        if addresses is None:
+            replicas = self.context.endpoints["grpc"][edge.target]
+            addresses = self._addresses[edge.index] = itertools.cycle(replicas)
+        return next(addresses)
 
     async def request(self, edge: Edge, env: Envelope) -> Envelope:
         reply: Envelope = await self._call(edge, "Call", env)
@@ -130,7 +175,18 @@ class GrpcTransport(Transport):
         await self._call(edge, "Cast", env)
 
     async def _call(self, edge: Edge, method: str, env: Envelope) -> Any:
-        stub = self._next_stub(edge)
+        settings = self.settings_for(edge)
+        if settings.keepalive:
+            return await self._invoke(edge, self._next_stub(edge), method, env)
+        channel = self._channel(edge, self._next_address(edge))
+        try:
+            return await self._invoke(edge, hopbench_pb2_grpc.RelayStub(channel), method, env)
+        finally:
+            await channel.close()
+
+    async def _invoke(
+        self, edge: Edge, stub: hopbench_pb2_grpc.RelayStub, method: str, env: Envelope
+    ) -> Any:
         try:
             return await getattr(stub, method)(
                 env,

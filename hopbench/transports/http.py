@@ -2,7 +2,11 @@
 200 with the reply; fire-and-forget answers 202 on arrival and does the work after.
 
 Server: FastAPI on uvicorn (uvloop, httptools). Client: aiohttp with a pooled
-connector per process, round-robin over the target's replicas. aiohttp, not
+connector per process, round-robin over the target's replicas. Connections per edge
+(hopbench.config.settings): ``http_connections`` pooled ones, or with ``keepalive``
+off a new TCP connection per request (closed after its response); with ``tls``,
+HTTPS on the run's own CA (hopbench.transports.tls), resuming sessions unless
+``tls_resumption`` is off. aiohttp, not
 httpx: httpx's default transport reached 1/17 of aiohttp's rate with 32 requests in
 flight (docs/findings.md), which would measure httpx instead of HTTP.
 
@@ -27,6 +31,7 @@ from hopbench.errors import TransportError
 from hopbench.proto.hopbench_pb2 import Envelope
 from hopbench.transports.base import Handler, Transport
 from hopbench.transports.context import TransportContext
+from hopbench.transports.tls import ResumingContext, client_context, server_context
 
 CONTENT_TYPE = "application/x-protobuf"
 
@@ -64,7 +69,8 @@ class HttpTransport(Transport):
 
     def __init__(self, context: TransportContext) -> None:
         super().__init__(context)
-        self._sessions: dict[tuple[int, float], aiohttp.ClientSession] = {}
+        self._sessions: dict[tuple[int, float, bool, bool, bool], aiohttp.ClientSession] = {}
+        self._client_tls: list[ResumingContext] = []
         self._server: _Server | None = None
         self._serve_task: asyncio.Task[None] | None = None
         self._urls: dict[int, itertools.cycle[str]] = {}
@@ -100,6 +106,10 @@ class HttpTransport(Transport):
             proxy_headers=False,  # loopback, no proxy: skip the middleware
             server_header=False,
         )
+        secure = [e for e, _ in self.handlers.values() if self.settings_for(e).tls]
+        if secure:  # the topology's checks make every in-edge agree
+            config.load()
+            config.ssl = server_context(self.context.tls_material(secure[0]))
         self._server = _Server(config)
         self._serve_task = asyncio.create_task(self._server.serve())
         while not self._server.started:
@@ -126,27 +136,56 @@ class HttpTransport(Transport):
         return cast
 
     def _session_for(self, edge: Edge) -> aiohttp.ClientSession:
-        """One pooled session per distinct (connections, timeout) among the edges."""
+        """One session per distinct connection settings among the edges: pooled
+        (``http_connections``) or one connection per request (``keepalive`` off),
+        plain or TLS."""
         settings = self.settings_for(edge)
-        key = (settings.http_connections, settings.request_timeout_s)
+        tls = settings.tls
+        key = (settings.http_connections, settings.request_timeout_s, settings.keepalive,
+               tls, settings.tls_resumption)  # fmt: skip
         session = self._sessions.get(key)
         if session is None:
+            secure: ResumingContext | bool = False
+            if tls:
+                secure = client_context(self.context.tls_material(edge), settings.tls_resumption)
+                self._client_tls.append(secure)
             connector = aiohttp.TCPConnector(
-                limit=0, limit_per_host=settings.http_connections, ttl_dns_cache=None
+                limit=0,
+                limit_per_host=settings.http_connections,
+                ttl_dns_cache=None,
+                force_close=not settings.keepalive,
+                ssl=secure,
             )
+            traces = aiohttp.TraceConfig()
+            traces.on_connection_create_end.append(self._opened)
             session = self._sessions[key] = aiohttp.ClientSession(
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(total=settings.request_timeout_s),
                 headers={"content-type": CONTENT_TYPE},
+                trace_configs=[traces],
             )
         return session
+
+    async def _opened(self, *_: object) -> None:
+        self.connections_opened += 1
+
+    @property
+    def tls_handshakes(self) -> tuple[int, int]:
+        """(TLS handshakes this process's clients finished, of which resumed)."""
+        for context in self._client_tls:
+            context.tally()
+        return (
+            sum(c.handshakes for c in self._client_tls),
+            sum(c.resumed for c in self._client_tls),
+        )
 
     def _next_url(self, edge: Edge) -> str:
         urls = self._urls.get(edge.index)
         if urls is None:
             replicas = self.context.endpoints["http"][edge.target]
+            scheme = "https" if self.settings_for(edge).tls else "http"
             urls = self._urls[edge.index] = itertools.cycle(
-                [f"http://{hp}/edges/{edge.index}" for hp in replicas]
+                [f"{scheme}://{hp}/edges/{edge.index}" for hp in replicas]
             )
         return next(urls)
 
