@@ -49,6 +49,7 @@ class Placement:
 
 
 DEFAULT_RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 BROKERS_WAIT_S = 30.0  # how long a run waits for a broker that is still starting
 CONTROL_PORT = 7070  # an agent's defaults: `hopbench agent` and the rendered files
 HTTP_PORT = 8000
@@ -63,6 +64,7 @@ class Deployment:
     kafka_bootstrap: str | None = None  # None: start the embedded broker (Tansu) per run
     placement: Placement = field(default_factory=Placement)
     brokers_wait_s: float = BROKERS_WAIT_S
+    postgres_url: str = DEFAULT_POSTGRES_URL  # for services whose work runs queries
 
     def __post_init__(self) -> None:
         if not 0 <= self.brokers_wait_s <= 3600:
@@ -81,9 +83,10 @@ class Deployment:
         agents_wait: float = 0.0,
         agent_token_file: Path | None = None,
         brokers_wait: float = BROKERS_WAIT_S,
+        postgres_url: str | None = None,
     ) -> Deployment:
         """Flags first, then HOPBENCH_RABBITMQ_URL / HOPBENCH_KAFKA_BOOTSTRAP /
-        HOPBENCH_AGENT_TOKEN, then local."""
+        HOPBENCH_AGENT_TOKEN / HOPBENCH_POSTGRES_URL, then local."""
         return cls(
             rabbitmq_url=rabbitmq_url
             or os.environ.get("HOPBENCH_RABBITMQ_URL")
@@ -96,6 +99,9 @@ class Deployment:
                 read_token(agent_token_file, "--agent-token-file"),
             ),
             brokers_wait_s=brokers_wait,
+            postgres_url=postgres_url
+            or os.environ.get("HOPBENCH_POSTGRES_URL")
+            or DEFAULT_POSTGRES_URL,
         )
 
 

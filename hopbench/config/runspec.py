@@ -35,6 +35,7 @@ class RunSpec(BaseModel):
     endpoints: dict[str, dict[str, list[str]]] = {}
     kafka_bootstrap: str | None = None
     rabbitmq_url: str | None = None
+    postgres_url: str | None = None  # with no password, as rabbitmq_url (a service's work.db)
     brokers_wait_s: float = 0.0  # children wait this long for a broker (--brokers-wait)
 
     @cached_property

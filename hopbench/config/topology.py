@@ -24,6 +24,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
+from hopbench.config.db import DbSpec, DbWork
 from hopbench.config.settings import EDGE_SETTINGS, Settings
 from hopbench.config.yamlsource import Located
 from hopbench.errors import ConfigError
@@ -61,6 +62,7 @@ class WorkSpec(_Strict):
     cpu_us: int = Field(0, ge=0, le=10_000_000, description="busy CPU work per message, µs")
     io_ms: float = Field(0.0, ge=0, le=60_000, description="awaited delay per message, ms")
     reply_bytes: int = Field(100, ge=0, le=16 * 1024 * 1024, description="reply payload size")
+    db: DbSpec | None = Field(None, description="one PostgreSQL query per message")
 
 
 class GatherSpec(_Strict):
@@ -120,6 +122,7 @@ class Service:
     gather_needed: int | None = None  # replies needed; None: every call's
     gather_timeout_s: float | None = None
     concurrency: int | None = None  # messages handled at once per replica; None: no limit
+    db: DbWork | None = None  # one query per message (hopbench.config.db)
 
 
 @dataclass(frozen=True)
@@ -259,7 +262,7 @@ class Topology:
                 s.name: {
                     "replicas": s.replicas,
                     "concurrency": s.concurrency,
-                    "work": {"cpu_us": s.cpu_us, "io_ms": s.io_ms, "reply_bytes": s.reply_bytes},
+                    "work": _work_dict(s),
                     "gather": _gather_dict(s),
                 }
                 for s in self.services.values()
@@ -294,6 +297,13 @@ def _edge_settings(e: EdgeSpec, i: int, fail: Any) -> tuple[tuple[str, Any], ...
         err = exc.errors(include_url=False)[0]
         raise fail(("edges", i, "settings", *err["loc"]), err["msg"]) from None
     return tuple(sorted((k, getattr(checked, k)) for k in e.settings))
+
+
+def _work_dict(s: Service) -> dict[str, Any]:
+    out: dict[str, Any] = {"cpu_us": s.cpu_us, "io_ms": s.io_ms, "reply_bytes": s.reply_bytes}
+    if s.db is not None:
+        out["db"] = s.db.to_dict()
+    return out
 
 
 def _gather_dict(s: Service) -> dict[str, Any]:
@@ -368,8 +378,9 @@ def _service(name: str, spec: ServiceSpec, edges: list[Edge], fail: Any) -> Serv
         needed = gather.quorum
     timeout = gather.timeout_ms / 1000 if gather.timeout_ms is not None else None
     w = spec.work
+    db = DbWork.of(w.db) if w.db is not None else None
     return Service(name, spec.replicas, w.cpu_us, w.io_ms, w.reply_bytes,
-                   gather.policy, needed, timeout, spec.concurrency)  # fmt: skip
+                   gather.policy, needed, timeout, spec.concurrency, db)  # fmt: skip
 
 
 def _unknown(name: str, known: set[str], *, with_loadgen: bool) -> str:

@@ -183,6 +183,7 @@ class Sampled:
     calls: dict[str, int]  # per out-edge: requests and publishes sent, not yet answered
     backlog: int  # a load worker: messages due in its schedule, not yet sent
     cpu_s: float  # its CPU so far (the orchestrator cannot read an agent's /proc)
+    db_waiting: int = 0  # a service with work.db: queries waiting for a pool connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,10 +205,18 @@ class ServiceReport:
     late_replies: int
     recorder: dict[str, Any]  # Recorder.to_json(): encoded histograms and bitmaps
     usage: Usage
+    db: dict[str, Any] | None = None  # work.db: its queries (hopbench.services.db report)
 
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> dict[str, Any]:
         """The counts of this process's row in the results."""
-        return {"handled": self.handled, "errors": self.errors, "late_replies": self.late_replies}
+        counts: dict[str, Any] = {
+            "handled": self.handled,
+            "errors": self.errors,
+            "late_replies": self.late_replies,
+        }
+        if self.db is not None:
+            counts["db"] = self.db
+        return counts
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +231,7 @@ class WorkerReport:
     recorder: dict[str, Any]  # Recorder.to_json(): encoded histograms and bitmaps
     usage: Usage
 
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> dict[str, Any]:
         """The counts of this process's row in the results."""
         return {"late_replies": self.late_replies}
 

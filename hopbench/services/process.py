@@ -10,7 +10,7 @@ from pathlib import Path
 
 from hopbench.brokers.reach import reach_brokers
 from hopbench.config.runspec import RunSpec
-from hopbench.errors import BrokerUnavailable
+from hopbench.errors import BrokerUnavailable, ConfigError
 from hopbench.measure.usage import usage
 from hopbench.protocol.channel import ChildChannel, run_child
 from hopbench.protocol.messages import (
@@ -24,6 +24,7 @@ from hopbench.protocol.messages import (
     ServiceReport,
     Start,
 )
+from hopbench.services.db import DbClient
 from hopbench.services.runtime import ServiceRuntime
 from hopbench.transports import make_transports
 from hopbench.transports.context import TransportContext
@@ -38,6 +39,28 @@ def build_service(context: TransportContext, transport: str | None = None) -> Se
         context.replica,
         context.run_id,
         make_transports(context, edges, transport),
+        db_client(context),
+    )
+
+
+def db_client(context: TransportContext) -> DbClient | None:
+    """The replica's database client, if its work runs queries (work.db)."""
+    work = context.topology.services[context.service].db
+    if work is None:
+        return None
+    if context.postgres_url is None:
+        raise ConfigError(
+            f"service {context.service} runs database queries (work.db) but the run names "
+            "no PostgreSQL; pass --postgres-url"
+        )
+    return DbClient(
+        context.postgres_url,
+        context.run_id,
+        context.topology,
+        context.service,
+        work,
+        wait_s=context.brokers_wait_s,
+        seed=context.replica,
     )
 
 
@@ -74,6 +97,7 @@ async def serve(channel: ChildChannel, context: TransportContext) -> None:
                             calls=dict(runtime.calls),
                             backlog=0,
                             cpu_s=usage().cpu_s,
+                            db_waiting=runtime.db.waiting if runtime.db else 0,
                         )
                     )
     finally:
@@ -84,6 +108,7 @@ async def serve(channel: ChildChannel, context: TransportContext) -> None:
             errors=runtime.errors,
             first_error=runtime.first_error,
             late_replies=runtime.late_replies,
+            db=runtime.db.report() if runtime.db else None,
             recorder=recorder.to_json(),
             usage=usage(),  # last: the report's own cost counts
         )

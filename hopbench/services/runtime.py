@@ -19,6 +19,7 @@ from hopbench.config.topology import Edge, Topology
 from hopbench.errors import FirstError, TransportError
 from hopbench.measure.recorder import Recorder
 from hopbench.proto.hopbench_pb2 import Envelope
+from hopbench.services.db import DbClient
 from hopbench.services.work import do_work
 from hopbench.transports.base import Transport, channel_of
 
@@ -33,8 +34,10 @@ class ServiceRuntime:
         replica: int,
         run_id: str,
         transports: Mapping[str, Transport],
+        db: DbClient | None = None,
     ) -> None:
         self.spec = topology.services[service]
+        self.db = db  # one query per message (work.db)
         self.replica = replica
         self.run_id = run_id
         self.transports = transports
@@ -68,6 +71,8 @@ class ServiceRuntime:
         self._handlers = asyncio.Semaphore(limit) if limit is not None else None
 
     async def start(self) -> None:
+        if self.db is not None:  # before serving: the first message may query
+            await self.db.start()
         for edge in self.in_edges:
             self.transports[edge.mode].serve(edge, self.handle)
         for transport in self._distinct_transports():
@@ -85,6 +90,8 @@ class ServiceRuntime:
             )
         for transport in self._distinct_transports():
             await transport.close()
+        if self.db is not None:
+            await self.db.close()
 
     @property
     def in_flight(self) -> int:
@@ -164,6 +171,8 @@ class ServiceRuntime:
             received_ns=clock.now_ns(),
         )
         await do_work(self.spec.cpu_us, self.spec.io_ms)
+        if self.db is not None:
+            await self.db.query()
         hop.forwarded_ns = clock.now_ns()
         replies: list[Envelope] = []
         if self.sync_out:

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from hopbench.config.runspec import RunSpec
-from hopbench.config.secrets import restore_password
+from hopbench.config.secrets import POSTGRES_PASSWORD_ENV, POSTGRES_URL_ENV, restore_password
 from hopbench.config.settings import Settings
 from hopbench.config.topology import Edge, Topology
 
@@ -30,6 +30,7 @@ class TransportContext:
     endpoints: Endpoints = field(default_factory=dict)
     kafka_bootstrap: str | None = None
     rabbitmq_url: str | None = None
+    postgres_url: str | None = None  # for a service whose work runs queries (work.db)
     listen: str | None = None  # host to bind servers to; None: the endpoint's own host
     ports: Mapping[str, int] | None = None  # an agent's own data port per mode, not the spec's
     brokers_wait_s: float = 0.0  # how long to wait for a broker before connecting (--brokers-wait)
@@ -50,6 +51,14 @@ class TransportContext:
         spec's RabbitMQ URL has no password: it comes from this process's environment
         (hopbench.config.secrets); ConfigError when it is not there."""
         url = None if spec.rabbitmq_url is None else restore_password(spec.rabbitmq_url)
+        postgres = None
+        if spec.postgres_url is not None:
+            postgres = restore_password(
+                spec.postgres_url,
+                broker="PostgreSQL",
+                password_env=POSTGRES_PASSWORD_ENV,
+                url_env=POSTGRES_URL_ENV,
+            )
         return cls(
             run_id=spec.run_id,
             service=service,
@@ -59,6 +68,7 @@ class TransportContext:
             endpoints=spec.endpoints,
             kafka_bootstrap=spec.kafka_bootstrap,
             rabbitmq_url=url,
+            postgres_url=postgres,
             listen=listen,
             ports=ports,
             brokers_wait_s=spec.brokers_wait_s,
