@@ -15,6 +15,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 from hopbench.results.cells import variant_label
+from hopbench.results.dbtable import render_db
 from hopbench.results.numbers import number
 from hopbench.results.schema import Results, RunResult
 from hopbench.results.summary import FIND_MAX, METRICS, SummaryRow, metric_cell, summary
@@ -30,7 +31,8 @@ def terminal_summary(results: Results, paths: Sequence[str] = ()) -> str:
     """Everything the terminal shows about a command's runs, each row once."""
     rows = summary(results)
     parts = [_ranked(rows), _knees(rows, results), _failed(rows, results)]
-    parts += [_bottlenecks(results.runs), _breakdown(results.runs), _counts(results.runs)]
+    parts += [_bottlenecks(results.runs), _breakdown(results.runs)]
+    parts += [render_db([r for r in results.runs if not r.probe]), _counts(results.runs)]
     if paths:
         parts.append("\n".join(paths))
     return "\n\n".join(p for p in parts if p)
