@@ -44,6 +44,7 @@ def describe(topology: Topology) -> str:
             f"  service {name}: {svc.replicas} replica(s), cpu {svc.cpu_us} µs, "
             f"io {svc.io_ms:g} ms, reply {svc.reply_bytes} B"
             + (f", concurrency {svc.concurrency}" if svc.concurrency is not None else "")
+            + (f", db {svc.db.describe()}" if svc.db is not None else "")
         )
     for edge in topology.edges:
         lines.append(f"  edge[{edge.index}] {edge.name}: {edge.mode} {edge.pattern}")
@@ -120,6 +121,7 @@ def _deployment(args: argparse.Namespace) -> Deployment:
         agent_token_file=args.agent_token_file,
         brokers_wait=args.brokers_wait,
         redis_url=args.redis_url,
+        postgres_url=args.postgres_url,
     )
 
 

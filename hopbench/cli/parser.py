@@ -46,6 +46,11 @@ def deployment_args(p: argparse.ArgumentParser) -> None:
         "(default $HOPBENCH_REDIS_URL, else redis://127.0.0.1:6379/0)",
     )
     where.add_argument(
+        "--postgres-url",
+        help="PostgreSQL for services whose work runs queries (work.db; default "
+        "$HOPBENCH_POSTGRES_URL, else postgresql://postgres@127.0.0.1:5432/postgres)",
+    )
+    where.add_argument(
         "--kafka-bootstrap",
         metavar="HOST:PORT",
         help="a Kafka to use instead of the embedded one (default $HOPBENCH_KAFKA_BOOTSTRAP)",

@@ -50,6 +50,7 @@ class Placement:
 
 
 DEFAULT_RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672/"
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 BROKERS_WAIT_S = 30.0  # how long a run waits for a broker that is still starting
 CONTROL_PORT = 7070  # an agent's defaults: `hopbench agent` and the rendered files
 HTTP_PORT = 8000
@@ -65,6 +66,7 @@ class Deployment:
     placement: Placement = field(default_factory=Placement)
     brokers_wait_s: float = BROKERS_WAIT_S
     redis_url: str = DEFAULT_REDIS_URL  # a shared cache's (work.cache store redis)
+    postgres_url: str = DEFAULT_POSTGRES_URL  # for services whose work runs queries
 
     def __post_init__(self) -> None:
         _check_tls_files(self.rabbitmq_url)
@@ -85,9 +87,11 @@ class Deployment:
         agent_token_file: Path | None = None,
         brokers_wait: float = BROKERS_WAIT_S,
         redis_url: str | None = None,
+        postgres_url: str | None = None,
     ) -> Deployment:
         """Flags first, then HOPBENCH_RABBITMQ_URL / HOPBENCH_KAFKA_BOOTSTRAP /
-        HOPBENCH_AGENT_TOKEN / HOPBENCH_REDIS_URL, then local."""
+        HOPBENCH_AGENT_TOKEN / HOPBENCH_REDIS_URL /
+        HOPBENCH_POSTGRES_URL, then local."""
         return cls(
             rabbitmq_url=rabbitmq_url
             or os.environ.get("HOPBENCH_RABBITMQ_URL")
@@ -101,6 +105,9 @@ class Deployment:
             ),
             brokers_wait_s=brokers_wait,
             redis_url=redis_url or os.environ.get("HOPBENCH_REDIS_URL") or DEFAULT_REDIS_URL,
+            postgres_url=postgres_url
+            or os.environ.get("HOPBENCH_POSTGRES_URL")
+            or DEFAULT_POSTGRES_URL,
         )
 
 

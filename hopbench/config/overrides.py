@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import difflib
 import re
-import typing
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel
@@ -170,16 +169,6 @@ def check_path(located: Located, path: PathKey, flag: str) -> None:
         _check_fields(path, 2, flag, EdgeSpec, {"settings": EDGE_SETTINGS})
 
 
-def _model_of(model: type[BaseModel], key: str) -> type[BaseModel] | None:
-    """The model of a field that is one (or one or None), as work.cache is."""
-    info = model.model_fields.get(key)
-    annotation = info.annotation if info is not None else None
-    for candidate in (annotation, *typing.get_args(annotation)):
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            return candidate
-    return None
-
-
 def _check_fields(
     path: PathKey,
     depth: int,
@@ -203,11 +192,22 @@ def _check_fields(
         )
     below = nested.get(str(key))
     if below is None and not isinstance(fields, frozenset):
-        below = _model_of(fields, str(key))
+        below = _nested_model(fields, str(key))  # e.g. work.db: a model of its own
     if below is not None:
         _check_fields(path, depth + 1, flag, below, {})
     elif len(path) > depth + 1:
         raise ConfigError(f"{flag}: {format_path(path[: depth + 1])} has no fields below it")
+
+
+def _nested_model(model: type[BaseModel], key: str) -> type[BaseModel] | None:
+    """The model a field holds (alone or or-None, as work.cache and work.db), to check
+    the path below it."""
+    info = model.model_fields.get(key)
+    hint = info.annotation if info is not None else None
+    for candidate in (hint, *get_args(hint)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
 
 
 def _near(name: object, names: list[str]) -> str:

@@ -49,6 +49,7 @@ class RunSpec(BaseModel):
     kafka_bootstrap: str | None = None
     rabbitmq_url: str | None = None
     redis_url: str | None = None  # a shared cache's Redis (work.cache store redis)
+    postgres_url: str | None = None  # with no password, as rabbitmq_url (a service's work.db)
     brokers_wait_s: float = 0.0  # children wait this long for a broker (--brokers-wait)
     tls: TlsMaterial | None = None  # when an edge sets tls
 

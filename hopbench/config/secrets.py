@@ -28,6 +28,9 @@ from hopbench.errors import ConfigError
 REDACTED = "***"
 PASSWORD_ENV = "HOPBENCH_RABBITMQ_PASSWORD"
 URL_ENV = "HOPBENCH_RABBITMQ_URL"
+# PostgreSQL's password (a database in a service's work) travels the same way
+POSTGRES_PASSWORD_ENV = "HOPBENCH_POSTGRES_PASSWORD"
+POSTGRES_URL_ENV = "HOPBENCH_POSTGRES_URL"
 TOKEN_ENV = "HOPBENCH_AGENT_TOKEN"
 TOKEN_MIN_CHARS = 16
 _MAC_CONTEXT = b"hopbench agent v1 "
@@ -55,22 +58,29 @@ def password_of(url: str) -> str | None:
     return _split_userinfo(url)[2]
 
 
-def restore_password(url: str, environ: Mapping[str, str] | None = None) -> str:
+def restore_password(
+    url: str,
+    environ: Mapping[str, str] | None = None,
+    *,
+    broker: str = "RabbitMQ",
+    password_env: str = PASSWORD_ENV,
+    url_env: str = URL_ENV,
+) -> str:
     """A redacted URL with the password put back from this process's environment;
     any other URL as it is. ConfigError, naming the variables, when it is not there."""
     hostport, user, password = _split_userinfo(url)
     if password != REDACTED:
         return url
     env = os.environ if environ is None else environ
-    found = env.get(PASSWORD_ENV)
-    if not found and env.get(URL_ENV):
-        _, their_user, their_password = _split_userinfo(env[URL_ENV])
+    found = env.get(password_env)
+    if not found and env.get(url_env):
+        _, their_user, their_password = _split_userinfo(env[url_env])
         if their_user == user and their_password not in (None, REDACTED):
             found = their_password
     if not found:
         raise ConfigError(
-            f"the run's RabbitMQ URL {url} carries no password (it never travels); set "
-            f"{PASSWORD_ENV}, or {URL_ENV} with user {user!r} and its password, in this "
+            f"the run's {broker} URL {url} carries no password (it never travels); set "
+            f"{password_env}, or {url_env} with user {user!r} and its password, in this "
             "process's environment"
         )
     return urlunsplit(urlsplit(url)._replace(netloc=f"{user}:{found}@{hostport}"))

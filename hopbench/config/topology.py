@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 from hopbench.config.cache import CacheSpec
+from hopbench.config.db import DbSpec, DbWork
 from hopbench.config.settings import EDGE_SETTINGS, Settings, unsupported_lever
 from hopbench.config.yamlsource import Located
 from hopbench.errors import ConfigError
@@ -63,6 +64,7 @@ class WorkSpec(_Strict):
     io_ms: float = Field(0.0, ge=0, le=60_000, description="awaited delay per message, ms")
     reply_bytes: int = Field(100, ge=0, le=16 * 1024 * 1024, description="reply payload size")
     cache: CacheSpec | None = None  # a lookup before the work (hopbench.config.cache)
+    db: DbSpec | None = Field(None, description="one PostgreSQL query per message")
 
 
 class GatherSpec(_Strict):
@@ -123,6 +125,7 @@ class Service:
     gather_timeout_s: float | None = None
     concurrency: int | None = None  # messages handled at once per replica; None: no limit
     cache: CacheSpec | None = None
+    db: DbWork | None = None  # one query per message (hopbench.config.db)
 
 
 @dataclass(frozen=True)
@@ -308,6 +311,8 @@ def _work_dict(s: Service) -> dict[str, Any]:
     out: dict[str, Any] = {"cpu_us": s.cpu_us, "io_ms": s.io_ms, "reply_bytes": s.reply_bytes}
     if s.cache is not None:
         out["cache"] = s.cache.model_dump()
+    if s.db is not None:
+        out["db"] = s.db.to_dict()
     return out
 
 
@@ -384,8 +389,9 @@ def _service(name: str, spec: ServiceSpec, edges: list[Edge], fail: Any) -> Serv
         needed = gather.quorum
     timeout = gather.timeout_ms / 1000 if gather.timeout_ms is not None else None
     w = spec.work
+    db = DbWork.of(w.db) if w.db is not None else None
     return Service(name, spec.replicas, w.cpu_us, w.io_ms, w.reply_bytes,
-                   gather.policy, needed, timeout, spec.concurrency, w.cache)  # fmt: skip
+                   gather.policy, needed, timeout, spec.concurrency, w.cache, db)  # fmt: skip
 
 
 def _unknown(name: str, known: set[str], *, with_loadgen: bool) -> str:

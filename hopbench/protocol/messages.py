@@ -183,6 +183,7 @@ class Sampled:
     calls: dict[str, int]  # per out-edge: requests and publishes sent, not yet answered
     backlog: int  # a load worker: messages due in its schedule, not yet sent
     cpu_s: float  # its CPU so far (the orchestrator cannot read an agent's /proc)
+    db_waiting: int = 0  # a service with work.db: queries waiting for a pool connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,16 +210,20 @@ class ServiceReport:
     cache: dict[str, Any] | None = None  # CacheStats.to_json(), if its work has a cache
     # connections_opened, tls_handshakes, tls_resumed (hopbench.transports.base)
     connections: dict[str, int] = dataclasses.field(default_factory=dict)
+    db: dict[str, Any] | None = None  # work.db: its queries (hopbench.services.db report)
 
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> dict[str, Any]:
         """The counts of this process's row in the results."""
-        return {
+        counts: dict[str, Any] = {
             "handled": self.handled,
             "errors": self.errors,
             "late_replies": self.late_replies,
             "rejected": self.rejected,
             **self.connections,
         }
+        if self.db is not None:
+            counts["db"] = self.db
+        return counts
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +242,7 @@ class WorkerReport:
     # connections_opened, tls_handshakes, tls_resumed (hopbench.transports.base)
     connections: dict[str, int] = dataclasses.field(default_factory=dict)
 
-    def counts(self) -> dict[str, int]:
+    def counts(self) -> dict[str, Any]:
         """The counts of this process's row in the results."""
         return {"late_replies": self.late_replies, "rejected": self.rejected, **self.connections}
 

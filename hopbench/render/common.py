@@ -20,13 +20,16 @@ IMAGE = "hopbench:local"
 KAFKA_IMAGE = "apache/kafka:3.9.0"
 RABBITMQ_IMAGE = "rabbitmq:3.13"
 REDIS_IMAGE = "redis:7"  # a shared cache's (work.cache store redis)
+POSTGRES_IMAGE = "postgres:16"  # for services whose work runs queries (work.db)
+POSTGRES_USER = "postgres"
+POSTGRES_PORT = 5432
 RABBITMQ_USER = "hopbench"  # guest may only connect from localhost; its password is generated
 KAFKA_PORT = 9092
 RABBITMQ_PORT = 5672
 REDIS_PORT = 6379
 TOPOLOGY_PATH = "/config/topology.yaml"
 RESULTS_PATH = "/results"
-BROKERS = ("kafka", "rabbitmq", "redis")
+BROKERS = ("kafka", "rabbitmq", "redis", "postgres")
 _NAME = re.compile(r"^[a-z]([-a-z0-9]{0,50}[a-z0-9])?$")
 
 
@@ -67,6 +70,14 @@ class RenderRequest:
         """The given URL's password, or a new one for the RabbitMQ run alongside."""
         given = password_of(self.rabbitmq_url) if self.rabbitmq_url else None
         return given if given is not None else secrets.token_hex(16)
+
+    @property
+    def needs_postgres(self) -> bool:
+        return any(s.db is not None for s in self.topology.services.values())
+
+    def postgres(self, password: str) -> str:
+        """The URL of the PostgreSQL run alongside, with this password (or a placeholder)."""
+        return f"postgresql://{POSTGRES_USER}:{password}@postgres:{POSTGRES_PORT}/postgres"
 
     def orchestrator_args(self, agents: str, worker_agents: str | None = None) -> list[str]:
         """Its command line: no secrets (RabbitMQ's URL and the agents' token are in
@@ -110,6 +121,8 @@ KAFKA_HEALTH = [
 RABBITMQ_ENV = {"RABBITMQ_DEFAULT_USER": RABBITMQ_USER}  # and RABBITMQ_DEFAULT_PASS, a secret
 RABBITMQ_HEALTH = ["rabbitmq-diagnostics", "-q", "check_port_connectivity"]
 REDIS_HEALTH = ["redis-cli", "ping"]
+POSTGRES_ENV = {"POSTGRES_USER": POSTGRES_USER}  # and POSTGRES_PASSWORD, a secret
+POSTGRES_HEALTH = ["pg_isready", "-U", POSTGRES_USER, "-h", "127.0.0.1"]
 
 
 @dataclass(frozen=True)
@@ -132,6 +145,11 @@ def brokers_to_run(request: RenderRequest) -> list[Broker]:
     found = [b for b in wanted if not given[b.name]]
     if needs_redis(request.topology):
         found.append(Broker("redis", REDIS_IMAGE, {}, REDIS_HEALTH, "redis", REDIS_PORT))
+    if request.needs_postgres:
+        found.append(
+            Broker("postgres", POSTGRES_IMAGE, POSTGRES_ENV, POSTGRES_HEALTH, "postgres",
+                   POSTGRES_PORT)
+        )  # fmt: skip
     return found
 
 

@@ -20,7 +20,13 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from hopbench.config.secrets import PASSWORD_ENV, TOKEN_ENV, URL_ENV
+from hopbench.config.secrets import (
+    PASSWORD_ENV,
+    POSTGRES_PASSWORD_ENV,
+    POSTGRES_URL_ENV,
+    TOKEN_ENV,
+    URL_ENV,
+)
 from hopbench.render.common import (
     AGENT_HEALTH,
     RESULTS_PATH,
@@ -41,7 +47,10 @@ def _from_env(name: str) -> str:
 
 def compose_secrets(request: RenderRequest) -> dict[str, str]:
     """What .env holds: new random values (and a password given in --rabbitmq-url)."""
-    return {TOKEN_ENV: new_token(), PASSWORD_ENV: request.rabbitmq_password}
+    found = {TOKEN_ENV: new_token(), PASSWORD_ENV: request.rabbitmq_password}
+    if request.needs_postgres:
+        found[POSTGRES_PASSWORD_ENV] = new_token()[:32]
+    return found
 
 
 def write_env_file(request: RenderRequest, folder: Path) -> tuple[Path, list[str]]:
@@ -84,6 +93,8 @@ def render_compose(request: RenderRequest, out: Path, command: str) -> str:
         TOKEN_ENV: _from_env(TOKEN_ENV),
         URL_ENV: request.rabbitmq(_from_env(PASSWORD_ENV)),
     }
+    if request.needs_postgres:
+        secret_env[POSTGRES_URL_ENV] = request.postgres(_from_env(POSTGRES_PASSWORD_ENV))
     if (REPO / "Dockerfile").exists():
         hopbench["build"] = _relative(REPO, base)
     services: dict[str, Any] = {}
@@ -92,6 +103,8 @@ def render_compose(request: RenderRequest, out: Path, command: str) -> str:
         env = dict(broker.env)
         if broker.name == "rabbitmq":
             env["RABBITMQ_DEFAULT_PASS"] = _from_env(PASSWORD_ENV)
+        if broker.name == "postgres":
+            env["POSTGRES_PASSWORD"] = _from_env(POSTGRES_PASSWORD_ENV)
         services[broker.name] = {
             "image": broker.image,
             "environment": env,

@@ -26,7 +26,7 @@ import shlex
 from typing import Any
 
 from hopbench.config.deployment import CONTROL_PORT
-from hopbench.config.secrets import TOKEN_ENV, URL_ENV
+from hopbench.config.secrets import POSTGRES_URL_ENV, TOKEN_ENV, URL_ENV
 from hopbench.config.topology import LOADGEN
 from hopbench.render.common import (
     AGENT_PORTS,
@@ -104,20 +104,37 @@ def _secret_env(names: dict[str, str]) -> list[dict[str, Any]]:
 
 
 HOPBENCH_ENV = {TOKEN_ENV: "agent-token", URL_ENV: "rabbitmq-url"}
+# a broker's own password, from the Secret
+_BROKER_SECRETS = {
+    "rabbitmq": {"RABBITMQ_DEFAULT_PASS": "rabbitmq-password"},
+    "postgres": {"POSTGRES_PASSWORD": "postgres-password"},
+}
+
+
+def _hopbench_env(request: RenderRequest) -> dict[str, str]:
+    """The secrets every hopbench container reads: PostgreSQL's URL too, if one is run."""
+    if request.needs_postgres:
+        return {**HOPBENCH_ENV, POSTGRES_URL_ENV: "postgres-url"}
+    return HOPBENCH_ENV
 
 
 def _secret(request: RenderRequest) -> dict[str, Any]:
     password = request.rabbitmq_password
+    data = {
+        "agent-token": new_token(),
+        "rabbitmq-url": request.rabbitmq(password),
+        "rabbitmq-password": password,
+    }
+    if request.needs_postgres:
+        postgres_password = new_token()[:32]
+        data["postgres-password"] = postgres_password
+        data["postgres-url"] = request.postgres(postgres_password)
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {"name": SECRET, "labels": _labels(SECRET)},
         "type": "Opaque",
-        "stringData": {
-            "agent-token": new_token(),
-            "rabbitmq-url": request.rabbitmq(password),
-            "rabbitmq-password": password,
-        },
+        "stringData": data,
     }
 
 
@@ -146,7 +163,7 @@ def _agent(request: RenderRequest, args: list[str]) -> dict[str, Any]:
         "name": "agent",
         "image": request.image,
         "args": args,
-        "env": _secret_env(HOPBENCH_ENV),
+        "env": _secret_env(_hopbench_env(request)),
         "ports": _ports(AGENT_PORTS),
         "readinessProbe": {"tcpSocket": {"port": CONTROL_PORT}, "periodSeconds": 2},
     }
@@ -177,12 +194,7 @@ def render_k8s(request: RenderRequest, workers: int, command: str) -> str:
         container = {
             "name": broker.name,
             "image": broker.image,
-            "env": _env(broker.env)
-            + (
-                _secret_env({"RABBITMQ_DEFAULT_PASS": "rabbitmq-password"})
-                if broker.name == "rabbitmq"
-                else []
-            ),
+            "env": _env(broker.env) + _secret_env(_BROKER_SECRETS.get(broker.name, {})),
             "ports": _ports(ports),
             "readinessProbe": _exec_probe(broker.health, 5),
         }
@@ -232,7 +244,7 @@ def render_k8s(request: RenderRequest, workers: int, command: str) -> str:
                                 "name": "hopbench",
                                 "image": request.image,
                                 "args": args,
-                                "env": _secret_env(HOPBENCH_ENV),
+                                "env": _secret_env(_hopbench_env(request)),
                                 "volumeMounts": [
                                     {
                                         "name": "topology",

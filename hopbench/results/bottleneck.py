@@ -45,7 +45,10 @@ RISEN = 0.1  # of the rise: above this, the queue has started to grow
 SATURATED = 0.9  # of one core; of the host's CPUs
 NEVER_SLEPT_PER_S = 5.0  # fewer sleeps a second than this: its loop never ran dry
 BUSY_FLOOR = 0.2  # of one core: below this, a process that never sleeps is not busy
-_KIND_ORDER = {"broker_queue": 0, "consumer_lag": 0, "handling": 1, "calls": 2, "backlog": 3}
+_KIND_ORDER = {
+    "broker_queue": 0, "consumer_lag": 0, "db_active": 0, "db_waiting": 1, "handling": 1,
+    "calls": 2, "backlog": 3,
+}  # fmt: skip
 _MODES = {"http": "HTTP", "grpc": "gRPC", "kafka": "Kafka", "rabbitmq": "RabbitMQ"}
 
 
@@ -237,6 +240,8 @@ def words(queue: Growth | None, resource: Saturation) -> str:
         "consumer_lag": f"{mode} lag of {queue.queue.split(' ')[-1]} ({queue.edge})",
         "handling": f"{queue.holder}'s messages in its handlers",
         "backlog": f"{queue.holder}'s backlog (due, not yet sent)",
+        "db_waiting": f"{queue.holder}'s queries waiting for a database connection",
+        "db_active": f"the queries PostgreSQL runs for {queue.waits_for}",
     }[queue.kind]  # fmt: skip
     return f"{resource.detail}; {what} grew ~{queue.per_s:,.0f}/s from t={queue.from_t_s:g} s"
 

@@ -59,7 +59,7 @@ def process_result(
     first_error: str | None = None,
     first_error_s: float | None = None,
     first_rejected: str | None = None,
-    **counts: int,
+    **counts: Any,
 ) -> ProcessResult:
     """A process's row: its CPU inside the measured window and over the run."""
     last = costs.end or costs.window_end

@@ -12,7 +12,9 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-QueueKind = Literal["broker_queue", "consumer_lag", "calls", "handling", "backlog"]
+QueueKind = Literal[
+    "broker_queue", "consumer_lag", "calls", "handling", "backlog", "db_waiting", "db_active"
+]
 
 
 class QueueSeries(BaseModel):
@@ -24,7 +26,9 @@ class QueueSeries(BaseModel):
     # group's log end offset − committed offset; calls: requests (or publishes) a
     # process sent over an edge and that are not answered yet; handling: messages
     # inside a service replica's handlers, on average since the previous sample;
-    # backlog: messages due in a load worker's schedule and not yet sent
+    # backlog: messages due in a load worker's schedule and not yet sent; db_waiting:
+    # a replica's queries waiting for a connection of its pool (work.db); db_active: the
+    # run's queries of one service the database server is running (pg_stat_activity)
     holder: str  # who holds it: a process ("gateway/0"), or the broker ("rabbitmq")
     waits_for: str  # the service that would take it off (loadgen for its backlog)
     edge: str = ""  # the edge it waits on, "a->b"

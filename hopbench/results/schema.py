@@ -133,6 +133,9 @@ class ProcessResult(BaseModel):
     # this process's clock against the orchestrator's (hopbench.control.child.ClockReading)
     clock: dict[str, Any] | None = None
     machine: dict[str, Any] | None = None  # an agent's host (local ones: the run's environment)
+    # a service whose work runs queries: their count, time waiting for a pool connection
+    # and running (ms: mean, p50, p99, max), the table's shape (docs/results.md)
+    db: dict[str, Any] | None = None
 
 
 class CacheResult(BaseModel):

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from hopbench.results.cachetable import render_caches
 from hopbench.results.cells import variant_label
+from hopbench.results.dbtable import render_db
 from hopbench.results.numbers import number
 from hopbench.results.schema import Results, RunResult
 from hopbench.results.summary import FIND_MAX, METRICS, SummaryRow, metric_cell, summary
@@ -33,6 +34,7 @@ def terminal_summary(results: Results, paths: Sequence[str] = ()) -> str:
     parts = [_ranked(rows), _knees(rows, results), _failed(rows, results)]
     parts += [_bottlenecks(results.runs), _breakdown(results.runs)]
     parts += [render_caches([r for r in results.runs if not r.probe]), _counts(results.runs)]
+    parts += [render_db([r for r in results.runs if not r.probe]), _counts(results.runs)]
     if paths:
         parts.append("\n".join(paths))
     return "\n\n".join(p for p in parts if p)

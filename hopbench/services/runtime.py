@@ -20,6 +20,7 @@ from hopbench.errors import FirstError, TransportError
 from hopbench.measure.recorder import Recorder
 from hopbench.proto.hopbench_pb2 import Envelope
 from hopbench.services.cache import ServiceCache
+from hopbench.services.db import DbClient
 from hopbench.services.work import do_work
 from hopbench.transports.base import Transport, channel_of, connection_counts
 
@@ -35,12 +36,14 @@ class ServiceRuntime:
         run_id: str,
         transports: Mapping[str, Transport],
         redis_url: str | None = None,
+        db: DbClient | None = None,
     ) -> None:
         self.spec = topology.services[service]
         cache = self.spec.cache
         self.cache = (
             None if cache is None else ServiceCache.of(cache, run_id, service, replica, redis_url)
         )
+        self.db = db  # one query per message (work.db)
         self.replica = replica
         self.run_id = run_id
         self.transports = transports
@@ -74,6 +77,8 @@ class ServiceRuntime:
         self._handlers = asyncio.Semaphore(limit) if limit is not None else None
 
     async def start(self) -> None:
+        if self.db is not None:  # before serving: the first message may query
+            await self.db.start()
         for edge in self.in_edges:
             self.transports[edge.mode].serve(edge, self.handle)
         for transport in self._distinct_transports():
@@ -93,6 +98,8 @@ class ServiceRuntime:
             await transport.close()
         if self.cache is not None:
             await self.cache.close()
+        if self.db is not None:
+            await self.db.close()
 
     @property
     def in_flight(self) -> int:
@@ -192,6 +199,8 @@ class ServiceRuntime:
         if self.cache is not None:
             await self.cache.lookup(counted=not env.warmup)
         await do_work(self.spec.cpu_us, self.spec.io_ms)
+        if self.db is not None:
+            await self.db.query()
         hop.forwarded_ns = clock.now_ns()
         replies: list[Envelope] = []
         if self.sync_out:

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from hopbench.config.runspec import RunSpec, TlsMaterial
-from hopbench.config.secrets import restore_password
+from hopbench.config.secrets import POSTGRES_PASSWORD_ENV, POSTGRES_URL_ENV, restore_password
 from hopbench.config.settings import LoadSpec, Settings
 from hopbench.config.topology import Edge, Topology
 from hopbench.errors import TransportError
@@ -33,6 +33,7 @@ class TransportContext:
     kafka_bootstrap: str | None = None
     rabbitmq_url: str | None = None
     redis_url: str | None = None  # a shared cache's Redis (work.cache store redis)
+    postgres_url: str | None = None  # for a service whose work runs queries (work.db)
     listen: str | None = None  # host to bind servers to; None: the endpoint's own host
     ports: Mapping[str, int] | None = None  # an agent's own data port per mode, not the spec's
     brokers_wait_s: float = 0.0  # how long to wait for a broker before connecting (--brokers-wait)
@@ -55,6 +56,14 @@ class TransportContext:
         spec's RabbitMQ URL has no password: it comes from this process's environment
         (hopbench.config.secrets); ConfigError when it is not there."""
         url = None if spec.rabbitmq_url is None else restore_password(spec.rabbitmq_url)
+        postgres = None
+        if spec.postgres_url is not None:
+            postgres = restore_password(
+                spec.postgres_url,
+                broker="PostgreSQL",
+                password_env=POSTGRES_PASSWORD_ENV,
+                url_env=POSTGRES_URL_ENV,
+            )
         return cls(
             run_id=spec.run_id,
             service=service,
@@ -65,6 +74,7 @@ class TransportContext:
             kafka_bootstrap=spec.kafka_bootstrap,
             rabbitmq_url=url,
             redis_url=spec.redis_url,
+            postgres_url=postgres,
             listen=listen,
             ports=ports,
             brokers_wait_s=spec.brokers_wait_s,
