@@ -106,6 +106,8 @@ async def run_in_process(
                 handled=s.handled,
                 errors=s.errors,
                 late_replies=s.late_replies,
+                lock_waits=s.limits.lock_waits,
+                lock_retries=s.limits.lock_retries,
             ),
             s.recorder.to_json(),
         )

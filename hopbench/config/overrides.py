@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import typing
 from typing import Any
 
 import yaml
@@ -191,10 +192,22 @@ def _check_fields(
             f"{parent} has {', '.join(known)} (docs/topologies.md)"
         )
     below = nested.get(str(key))
+    if below is None and not isinstance(fields, frozenset):
+        below = _model_of(fields, str(key))
     if below is not None:
         _check_fields(path, depth + 1, flag, below, {})
     elif len(path) > depth + 1:
         raise ConfigError(f"{flag}: {format_path(path[: depth + 1])} has no fields below it")
+
+
+def _model_of(fields: type[BaseModel], key: str) -> type[BaseModel] | None:
+    """The model a field holds (``work.lock``: LockSpec), when it holds one."""
+    info = fields.model_fields.get(key)
+    hint = info.annotation if info is not None else None
+    for kind in (hint, *typing.get_args(hint)):  # LockSpec, or LockSpec | None
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            return kind
+    return None
 
 
 def _near(name: object, names: list[str]) -> str:

@@ -24,6 +24,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
+from hopbench.config.locking import LockSpec
 from hopbench.config.settings import EDGE_SETTINGS, Settings
 from hopbench.config.yamlsource import Located
 from hopbench.errors import ConfigError
@@ -61,6 +62,19 @@ class WorkSpec(_Strict):
     cpu_us: int = Field(0, ge=0, le=10_000_000, description="busy CPU work per message, µs")
     io_ms: float = Field(0.0, ge=0, le=60_000, description="awaited delay per message, ms")
     reply_bytes: int = Field(100, ge=0, le=16 * 1024 * 1024, description="reply payload size")
+    # the CPU work on a pool of this many threads per replica (None: on the event loop)
+    cpu_threads: int | None = Field(None, ge=1, le=1024)
+    lock: LockSpec | None = None  # a lock on the key each message touches (config.locking)
+
+    @pydantic.model_validator(mode="after")
+    def _a_pool_needs_cpu_work(self) -> WorkSpec:
+        if self.cpu_threads is not None and self.cpu_us == 0:
+            raise PydanticCustomError(
+                "cpu_threads",
+                "cpu_threads puts the CPU work on a thread pool, and cpu_us is 0: "
+                "set cpu_us, or leave cpu_threads out",
+            )
+        return self
 
 
 class GatherSpec(_Strict):
@@ -120,6 +134,8 @@ class Service:
     gather_needed: int | None = None  # replies needed; None: every call's
     gather_timeout_s: float | None = None
     concurrency: int | None = None  # messages handled at once per replica; None: no limit
+    cpu_threads: int | None = None  # the CPU work on a pool of this many threads; None: the loop
+    lock: LockSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -259,7 +275,7 @@ class Topology:
                 s.name: {
                     "replicas": s.replicas,
                     "concurrency": s.concurrency,
-                    "work": {"cpu_us": s.cpu_us, "io_ms": s.io_ms, "reply_bytes": s.reply_bytes},
+                    "work": _work_dict(s),
                     "gather": _gather_dict(s),
                 }
                 for s in self.services.values()
@@ -294,6 +310,15 @@ def _edge_settings(e: EdgeSpec, i: int, fail: Any) -> tuple[tuple[str, Any], ...
         err = exc.errors(include_url=False)[0]
         raise fail(("edges", i, "settings", *err["loc"]), err["msg"]) from None
     return tuple(sorted((k, getattr(checked, k)) for k in e.settings))
+
+
+def _work_dict(s: Service) -> dict[str, Any]:
+    out: dict[str, Any] = {"cpu_us": s.cpu_us, "io_ms": s.io_ms, "reply_bytes": s.reply_bytes}
+    if s.cpu_threads is not None:
+        out["cpu_threads"] = s.cpu_threads
+    if s.lock is not None:
+        out["lock"] = s.lock.model_dump()
+    return out
 
 
 def _gather_dict(s: Service) -> dict[str, Any]:
@@ -369,7 +394,8 @@ def _service(name: str, spec: ServiceSpec, edges: list[Edge], fail: Any) -> Serv
     timeout = gather.timeout_ms / 1000 if gather.timeout_ms is not None else None
     w = spec.work
     return Service(name, spec.replicas, w.cpu_us, w.io_ms, w.reply_bytes,
-                   gather.policy, needed, timeout, spec.concurrency)  # fmt: skip
+                   gather.policy, needed, timeout, spec.concurrency,
+                   w.cpu_threads, w.lock)  # fmt: skip
 
 
 def _unknown(name: str, known: set[str], *, with_loadgen: bool) -> str:

@@ -204,10 +204,18 @@ class ServiceReport:
     late_replies: int
     recorder: dict[str, Any]  # Recorder.to_json(): encoded histograms and bitmaps
     usage: Usage
+    lock_waits: int = 0  # pessimistic lock: messages that found their key held
+    lock_retries: int = 0  # optimistic lock: work redone after a failed compare-and-set
 
     def counts(self) -> dict[str, int]:
         """The counts of this process's row in the results."""
-        return {"handled": self.handled, "errors": self.errors, "late_replies": self.late_replies}
+        return {
+            "handled": self.handled,
+            "errors": self.errors,
+            "late_replies": self.late_replies,
+            "lock_waits": self.lock_waits,
+            "lock_retries": self.lock_retries,
+        }
 
 
 @dataclass(frozen=True, slots=True)

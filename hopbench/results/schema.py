@@ -117,6 +117,8 @@ class ProcessResult(BaseModel):
     first_error_s: float | None = None
     died: str | None = None  # why it ended before its report, if it did
     late_replies: int = 0  # replies that arrived after their caller gave up
+    lock_waits: int = 0  # a service's pessimistic lock: messages that found their key held
+    lock_retries: int = 0  # its optimistic lock: work redone after a failed compare-and-set
     # CPU seconds (user + system) inside the measured window; None: not measured
     cpu_s: float | None = None
     cpu_run_s: float | None = None  # from ready to the end of the run (warm-up, grace too)

@@ -176,6 +176,9 @@ def _counts(runs: list[RunResult]) -> str:
     text = f"{len(measured)} run(s): " + ", ".join(f"{k} {v:,}" for k, v in total.items())
     if total["completed"] > total["sent"]:
         text += " (a message completes once on each of its routes)"
+    locks = {k: sum(getattr(p, k) for r in measured for p in r.processes)
+             for k in ("lock_waits", "lock_retries")}  # fmt: skip
+    text += "".join(f", {k.replace('_', ' ')} {v:,}" for k, v in locks.items() if v)
     limited = [r for r in measured if r.generator_limited]
     if limited:
         text += (

@@ -85,7 +85,9 @@ async def serve(channel: ChildChannel, context: TransportContext) -> None:
             first_error=runtime.first_error,
             late_replies=runtime.late_replies,
             recorder=recorder.to_json(),
-            usage=usage(),  # last: the report's own cost counts
+            usage=usage(),  # the report's own cost counts
+            lock_waits=runtime.limits.lock_waits,
+            lock_retries=runtime.limits.lock_retries,
         )
     )
 

@@ -19,6 +19,7 @@ from hopbench.config.topology import Edge, Topology
 from hopbench.errors import FirstError, TransportError
 from hopbench.measure.recorder import Recorder
 from hopbench.proto.hopbench_pb2 import Envelope
+from hopbench.services.limits import WorkLimits
 from hopbench.services.work import do_work
 from hopbench.transports.base import Transport, channel_of
 
@@ -66,6 +67,7 @@ class ServiceRuntime:
         # a free handler: messages beyond the service's concurrency wait for one
         limit = self.spec.concurrency
         self._handlers = asyncio.Semaphore(limit) if limit is not None else None
+        self.limits = WorkLimits(self.spec, replica)  # CPU on the loop or a pool; key locks
 
     async def start(self) -> None:
         for edge in self.in_edges:
@@ -85,6 +87,7 @@ class ServiceRuntime:
             )
         for transport in self._distinct_transports():
             await transport.close()
+        self.limits.close()
 
     @property
     def in_flight(self) -> int:
@@ -163,7 +166,7 @@ class ServiceRuntime:
             arrived_ns=arrived_ns,
             received_ns=clock.now_ns(),
         )
-        await do_work(self.spec.cpu_us, self.spec.io_ms)
+        await self.limits.run(self._work)
         hop.forwarded_ns = clock.now_ns()
         replies: list[Envelope] = []
         if self.sync_out:
@@ -186,6 +189,9 @@ class ServiceRuntime:
                 self.recorder.complete(route, env, clock.now_ns())
             return None
         return self._reply(env, replies)
+
+    async def _work(self) -> None:
+        await do_work(self.spec.cpu_us, self.spec.io_ms, self.limits.burn)
 
     async def _call(self, env: Envelope) -> list[Envelope]:
         """Scatter to every request-reply edge at once; gather per the service's policy:
