@@ -149,7 +149,7 @@ def test_optimistic_gives_up_after_max_retries() -> None:
     async def work() -> None:
         await asyncio.sleep(0.01)
 
-    async def two_at_once() -> list[BaseException | None]:
+    async def two_at_once() -> tuple[BaseException | None, BaseException | None]:
         return await asyncio.gather(guard.run(work), guard.run(work), return_exceptions=True)
 
     outcomes = asyncio.run(two_at_once())

@@ -6,7 +6,10 @@ edge waits for the confirms of its whole batch: fewer waits, more throughput per
 publisher, and a message the broker refuses or a connection loses is known only at the
 end of its batch. Such a failure is counted as an error of the transport (named in the
 results), not raised to the message that happened to close the batch. What is still
-unconfirmed when the transport closes is awaited then.
+unconfirmed when the transport closes is awaited then. A publisher whose publish returns
+early takes its next message at once: the backlog moves from the broker's queue into
+the publisher (at most ``prefetch`` handlers, each waiting on one batch of N), and the
+hop's transit shows it.
 """
 
 from __future__ import annotations
