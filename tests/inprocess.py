@@ -130,6 +130,8 @@ async def run_in_process(
                 rejected=s.rejected,
                 first_rejected=s.first_rejected,
                 **s.connection_counts(),
+                lock_waits=s.limits.lock_waits,
+                lock_retries=s.limits.lock_retries,
             ),
             s.recorder.to_json(),
             None if s.cache is None else s.cache.stats.to_json(),

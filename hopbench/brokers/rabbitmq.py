@@ -83,19 +83,26 @@ class RabbitMqBroker:
 
     async def provision(self, plan: Provisioning) -> None:
         """Declare the plan's queues and exchanges (deleted again by ``close``)."""
-        await self.declare_queues(plan.rabbitmq_queues, plan.rabbitmq_exchanges)
+        await self.declare_queues(
+            plan.rabbitmq_queues, plan.rabbitmq_exchanges, plan.rabbitmq_queue_types
+        )
 
     async def declare_queues(
         self,
         queues: Mapping[str, bool],
         exchanges: Mapping[str, Sequence[str]] | None = None,
+        types: Mapping[str, str] | None = None,
     ) -> None:
-        """Queues (name -> durable), and fanout exchanges with their queues bound."""
+        """Queues (name -> durable; types: name -> x-queue-type where not classic), and
+        fanout exchanges with their queues bound."""
         assert self._connection is not None
         channel = await self._connection.channel()
         try:
             for name, durable in queues.items():
-                await channel.queue_declare(name, durable=durable, arguments=queue_arguments())
+                arguments = queue_arguments()
+                if types and name in types:
+                    arguments["x-queue-type"] = types[name]
+                await channel.queue_declare(name, durable=durable, arguments=arguments)
                 self._queues.append(name)
             for exchange, bound in (exchanges or {}).items():
                 durable = any(queues[q] for q in bound)

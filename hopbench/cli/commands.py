@@ -45,6 +45,8 @@ def describe(topology: Topology) -> str:
             f"io {svc.io_ms:g} ms, reply {svc.reply_bytes} B"
             + (f", concurrency {svc.concurrency}" if svc.concurrency is not None else "")
             + (f", db {svc.db.describe()}" if svc.db is not None else "")
+            + (f", CPU on {svc.cpu_threads} thread(s)" if svc.cpu_threads is not None else "")
+            + (f", {svc.lock.mode} lock (hot {svc.lock.hot:g})" if svc.lock is not None else "")
         )
     for edge in topology.edges:
         lines.append(f"  edge[{edge.index}] {edge.name}: {edge.mode} {edge.pattern}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
 Arrival = Literal["constant", "poisson"]
@@ -52,7 +52,16 @@ class Settings(BaseModel):
         None, ge=1, description="partitions per topic; default: the largest subscriber's replicas"
     )
     rabbitmq_confirms: bool = Field(False, description="publisher confirms awaited per message")
+    rabbitmq_confirm_batch: int = Field(
+        1,
+        ge=1,
+        le=100_000,
+        description="with confirms: a publish waits for the confirms of the last N at once",
+    )
     rabbitmq_durable: bool = Field(False, description="durable queues, persistent messages")
+    rabbitmq_queue_type: Literal["classic", "quorum"] = Field(
+        "classic", description="x-queue-type: quorum replicates through Raft and is on disk"
+    )
     rabbitmq_reply: Literal["direct", "queue"] = Field(
         "direct", description="request-reply: direct reply-to, or an exclusive reply queue"
     )
@@ -67,6 +76,30 @@ class Settings(BaseModel):
             raise PydanticCustomError(
                 "kafka_acks",
                 "Kafka producer acks are 0 (none), 1 (the leader) or -1 (all replicas)",
+            )
+        return value
+
+    # Field validators, not a model validator: the error then names the field. Each reads
+    # the field it depends on, declared before it.
+    @field_validator("rabbitmq_confirm_batch")
+    @classmethod
+    def _batches_need_confirms(cls, value: int, info: ValidationInfo) -> int:
+        if value > 1 and not info.data.get("rabbitmq_confirms", False):
+            raise PydanticCustomError(
+                "rabbitmq_confirm_batch",
+                "batches publisher confirms, and rabbitmq_confirms is false: set "
+                "rabbitmq_confirms=true too, or leave the batch at 1",
+            )
+        return value
+
+    @field_validator("rabbitmq_queue_type")
+    @classmethod
+    def _quorum_is_durable(cls, value: str, info: ValidationInfo) -> str:
+        if value == "quorum" and not info.data.get("rabbitmq_durable", False):
+            raise PydanticCustomError(
+                "rabbitmq_queue_type",
+                "quorum needs rabbitmq_durable=true: RabbitMQ's quorum queues are always "
+                "durable; set both",
             )
         return value
 
@@ -91,7 +124,9 @@ EDGE_SETTINGS = frozenset(
         "kafka_fetch_max_wait_ms",
         "kafka_partitions",
         "rabbitmq_confirms",
+        "rabbitmq_confirm_batch",
         "rabbitmq_durable",
+        "rabbitmq_queue_type",
         "prefetch",
     }
 )

@@ -26,6 +26,7 @@ from pydantic_core import PydanticCustomError
 
 from hopbench.config.cache import CacheSpec
 from hopbench.config.db import DbSpec, DbWork
+from hopbench.config.locking import LockSpec
 from hopbench.config.settings import EDGE_SETTINGS, Settings, unsupported_lever
 from hopbench.config.yamlsource import Located
 from hopbench.errors import ConfigError
@@ -65,6 +66,19 @@ class WorkSpec(_Strict):
     reply_bytes: int = Field(100, ge=0, le=16 * 1024 * 1024, description="reply payload size")
     cache: CacheSpec | None = None  # a lookup before the work (hopbench.config.cache)
     db: DbSpec | None = Field(None, description="one PostgreSQL query per message")
+    # the CPU work on a pool of this many threads per replica (None: on the event loop)
+    cpu_threads: int | None = Field(None, ge=1, le=1024)
+    lock: LockSpec | None = None  # a lock on the key each message touches (config.locking)
+
+    @pydantic.model_validator(mode="after")
+    def _a_pool_needs_cpu_work(self) -> WorkSpec:
+        if self.cpu_threads is not None and self.cpu_us == 0:
+            raise PydanticCustomError(
+                "cpu_threads",
+                "cpu_threads puts the CPU work on a thread pool, and cpu_us is 0: "
+                "set cpu_us, or leave cpu_threads out",
+            )
+        return self
 
 
 class GatherSpec(_Strict):
@@ -126,6 +140,8 @@ class Service:
     concurrency: int | None = None  # messages handled at once per replica; None: no limit
     cache: CacheSpec | None = None
     db: DbWork | None = None  # one query per message (hopbench.config.db)
+    cpu_threads: int | None = None  # the CPU work on a pool of this many threads; None: the loop
+    lock: LockSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -313,6 +329,10 @@ def _work_dict(s: Service) -> dict[str, Any]:
         out["cache"] = s.cache.model_dump()
     if s.db is not None:
         out["db"] = s.db.to_dict()
+    if s.cpu_threads is not None:
+        out["cpu_threads"] = s.cpu_threads
+    if s.lock is not None:
+        out["lock"] = s.lock.model_dump()
     return out
 
 
@@ -391,7 +411,8 @@ def _service(name: str, spec: ServiceSpec, edges: list[Edge], fail: Any) -> Serv
     w = spec.work
     db = DbWork.of(w.db) if w.db is not None else None
     return Service(name, spec.replicas, w.cpu_us, w.io_ms, w.reply_bytes,
-                   gather.policy, needed, timeout, spec.concurrency, w.cache, db)  # fmt: skip
+                   gather.policy, needed, timeout, spec.concurrency, w.cache, db,
+                   w.cpu_threads, w.lock)  # fmt: skip
 
 
 def _unknown(name: str, known: set[str], *, with_loadgen: bool) -> str:

@@ -211,6 +211,8 @@ class ServiceReport:
     # connections_opened, tls_handshakes, tls_resumed (hopbench.transports.base)
     connections: dict[str, int] = dataclasses.field(default_factory=dict)
     db: dict[str, Any] | None = None  # work.db: its queries (hopbench.services.db report)
+    lock_waits: int = 0  # pessimistic lock: messages that found their key held
+    lock_retries: int = 0  # optimistic lock: work redone after a failed compare-and-set
 
     def counts(self) -> dict[str, Any]:
         """The counts of this process's row in the results."""
@@ -219,6 +221,8 @@ class ServiceReport:
             "errors": self.errors,
             "late_replies": self.late_replies,
             "rejected": self.rejected,
+            "lock_waits": self.lock_waits,
+            "lock_retries": self.lock_retries,
             **self.connections,
         }
         if self.db is not None:

@@ -125,6 +125,8 @@ class ProcessResult(BaseModel):
     connections_opened: int = 0
     tls_handshakes: int = 0
     tls_resumed: int = 0
+    lock_waits: int = 0  # a service's pessimistic lock: messages that found their key held
+    lock_retries: int = 0  # its optimistic lock: work redone after a failed compare-and-set
     # CPU seconds (user + system) inside the measured window; None: not measured
     cpu_s: float | None = None
     cpu_run_s: float | None = None  # from ready to the end of the run (warm-up, grace too)

@@ -65,6 +65,31 @@ def count_notes(run: RunResult) -> list[str]:
             f"{run.warmup.errors} send(s) failed during the warm-up only; the first, at "
             f"{first.name}: {first.first_error}"
         )
+    return notes + lock_notes(run.processes)
+
+
+def lock_notes(processes: list[ProcessResult]) -> list[str]:
+    """Per service with a lock in its work: what the lock cost, against its messages."""
+    by_service: dict[str, list[int]] = {}
+    for p in processes:
+        if p.lock_waits or p.lock_retries:
+            counts = by_service.setdefault(p.name.split("/")[0], [0, 0, 0])
+            counts[0] += p.lock_waits
+            counts[1] += p.lock_retries
+    for p in processes:  # the messages of those services' replicas, every one of them
+        if p.name.split("/")[0] in by_service:
+            by_service[p.name.split("/")[0]][2] += p.handled
+    notes = []
+    for name, (waits, retries, handled) in by_service.items():
+        per = f" of {handled:,} handled" if handled else ""
+        if waits:
+            notes.append(f"{name}: {waits:,} message(s){per} waited for their key's lock")
+        if retries:
+            ratio = f" ({retries / handled:.2f} per message handled)" if handled else ""
+            notes.append(
+                f"{name}: {retries:,} optimistic-lock retries{ratio}: work done again "
+                "because another message changed the key meanwhile"
+            )
     return notes
 
 

@@ -183,6 +183,9 @@ def _counts(runs: list[RunResult]) -> str:
         text += f", rejected {rejected:,} (see the notes)"
     if total["completed"] > total["sent"]:
         text += " (a message completes once on each of its routes)"
+    locks = {k: sum(getattr(p, k) for r in measured for p in r.processes)
+             for k in ("lock_waits", "lock_retries")}  # fmt: skip
+    text += "".join(f", {k.replace('_', ' ')} {v:,}" for k, v in locks.items() if v)
     limited = [r for r in measured if r.generator_limited]
     if limited:
         text += (

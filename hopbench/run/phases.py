@@ -179,7 +179,9 @@ def broker_settings(name: str, settings: Settings) -> dict[str, Any]:
         }
     return {
         "publisher_confirms": settings.rabbitmq_confirms,
+        "confirm_batch": settings.rabbitmq_confirm_batch,
         "durable": settings.rabbitmq_durable,
+        "queue_type": settings.rabbitmq_queue_type,
         "prefetch": settings.prefetch,
         "ack": "manual, after the handler finishes",
         "reply": settings.rabbitmq_reply,

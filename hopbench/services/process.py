@@ -120,6 +120,8 @@ async def serve(channel: ChildChannel, context: TransportContext) -> None:
             recorder=recorder.to_json(),
             cache=None if runtime.cache is None else runtime.cache.stats.to_json(),
             connections=runtime.connection_counts(),
+            lock_waits=runtime.limits.lock_waits,
+            lock_retries=runtime.limits.lock_retries,
             usage=usage(),  # last: the report's own cost counts
         )
     )

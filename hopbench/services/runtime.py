@@ -10,6 +10,7 @@ each reply came back. The transport stamps the arrival.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 from collections.abc import Mapping
@@ -21,6 +22,7 @@ from hopbench.measure.recorder import Recorder
 from hopbench.proto.hopbench_pb2 import Envelope
 from hopbench.services.cache import ServiceCache
 from hopbench.services.db import DbClient
+from hopbench.services.limits import WorkLimits
 from hopbench.services.work import do_work
 from hopbench.transports.base import Transport, channel_of, connection_counts
 
@@ -75,6 +77,7 @@ class ServiceRuntime:
         # a free handler: messages beyond the service's concurrency wait for one
         limit = self.spec.concurrency
         self._handlers = asyncio.Semaphore(limit) if limit is not None else None
+        self.limits = WorkLimits(self.spec, replica)  # CPU on the loop or a pool; key locks
 
     async def start(self) -> None:
         if self.db is not None:  # before serving: the first message may query
@@ -100,6 +103,7 @@ class ServiceRuntime:
             await self.cache.close()
         if self.db is not None:
             await self.db.close()
+        self.limits.close()
 
     @property
     def in_flight(self) -> int:
@@ -196,11 +200,7 @@ class ServiceRuntime:
             arrived_ns=arrived_ns,
             received_ns=clock.now_ns(),
         )
-        if self.cache is not None:
-            await self.cache.lookup(counted=not env.warmup)
-        await do_work(self.spec.cpu_us, self.spec.io_ms)
-        if self.db is not None:
-            await self.db.query()
+        await self.limits.run(functools.partial(self._work, not env.warmup))
         hop.forwarded_ns = clock.now_ns()
         replies: list[Envelope] = []
         if self.sync_out:
@@ -223,6 +223,14 @@ class ServiceRuntime:
                 self.recorder.complete(route, env, clock.now_ns())
             return None
         return self._reply(env, replies)
+
+    async def _work(self, counted: bool) -> None:
+        """The service's work: its cache lookup, its CPU and delay, then its query."""
+        if self.cache is not None:
+            await self.cache.lookup(counted=counted)
+        await do_work(self.spec.cpu_us, self.spec.io_ms, self.limits.burn)
+        if self.db is not None:
+            await self.db.query()
 
     async def _call(self, env: Envelope) -> list[Envelope]:
         """Scatter to every request-reply edge at once; gather per the service's policy:

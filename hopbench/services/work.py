@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 
 def burn_cpu(cpu_us: int) -> None:
@@ -15,7 +16,13 @@ def burn_cpu(cpu_us: int) -> None:
         pass
 
 
-async def do_work(cpu_us: int, io_ms: float) -> None:
-    burn_cpu(cpu_us)
+async def do_work(
+    cpu_us: int, io_ms: float, burn: Callable[[int], Awaitable[None]] | None = None
+) -> None:
+    """burn: where the CPU part runs (hopbench.services.limits); default: this loop."""
+    if burn is None:
+        burn_cpu(cpu_us)
+    else:
+        await burn(cpu_us)
     if io_ms > 0:
         await asyncio.sleep(io_ms / 1000)

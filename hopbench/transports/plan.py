@@ -20,6 +20,8 @@ class Provisioning:
     rabbitmq_queues: Mapping[str, bool] = field(default_factory=dict)
     # RabbitMQ: fanout exchange -> the queues bound to it
     rabbitmq_exchanges: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # RabbitMQ: queue -> its x-queue-type, for the queues that are not classic
+    rabbitmq_queue_types: Mapping[str, str] = field(default_factory=dict)
 
     def __or__(self, other: Provisioning) -> Provisioning:
         """Both plans' names (each mode fills its own fields)."""
@@ -27,4 +29,5 @@ class Provisioning:
             kafka_topics={**self.kafka_topics, **other.kafka_topics},
             rabbitmq_queues={**self.rabbitmq_queues, **other.rabbitmq_queues},
             rabbitmq_exchanges={**self.rabbitmq_exchanges, **other.rabbitmq_exchanges},
+            rabbitmq_queue_types={**self.rabbitmq_queue_types, **other.rabbitmq_queue_types},
         )

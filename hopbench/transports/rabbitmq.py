@@ -13,8 +13,9 @@ aiormq, not aio-pika or pika: measured on a 2-core machine
 message than aio-pika and sustained more, and pika's blocking client would need
 threads beside the event loop. Publisher confirms are off unless
 ``rabbitmq_confirms`` is set (pika's default; aio-pika's is on); the setting is
-written into the results. Consumers ack after the handler finishes, with at most
-``prefetch`` messages in flight.
+written into the results; with ``rabbitmq_confirm_batch`` N a publish waits only at
+every Nth message, for the whole batch (hopbench.transports.confirms). Consumers ack
+after the handler finishes, with at most ``prefetch`` messages in flight.
 
 Recovery: when the connection drops (a broker restart, a network fault), a watcher
 opens a new connection with the same channels and consumers, trying again every
@@ -48,6 +49,7 @@ from hopbench.config.topology import Edge
 from hopbench.errors import TransportError
 from hopbench.proto.hopbench_pb2 import Envelope
 from hopbench.transports.base import Handler, Transport
+from hopbench.transports.confirms import ConfirmBatches
 from hopbench.transports.context import TransportContext
 from hopbench.transports.plan import Provisioning
 from hopbench.transports.replies import PendingReplies
@@ -91,15 +93,20 @@ def plan(spec: RunSpec) -> Provisioning:
     dead = dead_letter_name(spec.run_id)
     queues: dict[str, bool] = {dead: False}
     bound: dict[str, tuple[str, ...]] = {dead: (dead,)}
+    types: dict[str, str] = {}
     for edge in spec.resolved.edges:
         if edge.mode != "rabbitmq":
             continue
         queue = queue_name(spec.run_id, edge)
         queues[queue] = spec.for_edge(edge).rabbitmq_durable
+        if spec.for_edge(edge).rabbitmq_queue_type != "classic":
+            types[queue] = spec.for_edge(edge).rabbitmq_queue_type
         if edge.pattern == "publish-subscribe":
             exchange = exchange_name(spec.run_id, edge)
             bound[exchange] = (*bound.get(exchange, ()), queue)
-    return Provisioning(rabbitmq_queues=queues, rabbitmq_exchanges=bound)
+    return Provisioning(
+        rabbitmq_queues=queues, rabbitmq_exchanges=bound, rabbitmq_queue_types=types
+    )
 
 
 class RabbitMqTransport(Transport):
@@ -129,6 +136,7 @@ class RabbitMqTransport(Transport):
         self.calls = PendingReplies(self.calls_prefix)
         self.replies = self.calls
         self._reply_to = DIRECT_REPLY_TO
+        self.batches = ConfirmBatches(self.failed)  # rabbitmq_confirm_batch > 1
 
     async def start(self) -> None:
         try:
@@ -281,6 +289,12 @@ class RabbitMqTransport(Transport):
             exchange, key = exchange_name(self.context.run_id, edge), ""
         else:
             exchange, key = "", queue_name(self.context.run_id, edge)
+        if settings.rabbitmq_confirms and settings.rabbitmq_confirm_batch > 1:
+            copy = Envelope()
+            copy.CopyFrom(env)  # the caller stamps env again before this publish runs
+            send = self._send(exchange, key, copy, properties, True, settings.request_timeout_s)
+            await self.batches.send(edge.name, settings.rabbitmq_confirm_batch, send)
+            return
         await self._send(
             exchange, key, env, properties, settings.rabbitmq_confirms, settings.request_timeout_s
         )
@@ -344,6 +358,7 @@ class RabbitMqTransport(Transport):
 
     async def close(self) -> None:
         await self.stop_serving()
+        await self.batches.flush()
         self._closed = True
         if self._watcher is not None:
             self._watcher.cancel()
