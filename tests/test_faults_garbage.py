@@ -151,10 +151,10 @@ def _unaffected(result: RunResult) -> None:
     assert result.sent == LOAD.rate * LOAD.duration_s
     assert result.completed == result.expected == result.sent
     assert (result.lost, result.duplicated, result.errors, result.late_replies) == (0, 0, 0, 0)
+    # a forged sequence number beyond the schedule, had it been recorded, would be out
+    # of range (out of order is left out: replies over a pool overtake each other, the
+    # more so on a loaded machine)
     assert (result.negative_latencies, result.out_of_range) == (0, 0)
-    # replies over a connection pool overtake each other; a recorded forged sequence
-    # number beyond the schedule would make every later message out of order
-    assert result.out_of_order < result.sent // 2
     assert result.latency_us.max < 10 * 10**6  # seconds at worst on a busy machine, never 1,145
 
 

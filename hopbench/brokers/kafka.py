@@ -19,7 +19,14 @@ CLEANUP_TIMEOUT_S = 15.0
 START_IT = "Start one or fix --kafka-bootstrap (leave it out to use the embedded broker)"
 
 
-async def create_topics(bootstrap: str, partitions: Mapping[str, int]) -> None:
+TOPIC_ALREADY_EXISTS = 36
+
+
+async def create_topics(
+    bootstrap: str, partitions: Mapping[str, int], *, exist_ok: bool = False
+) -> None:
+    """Create the topics; with ``exist_ok``, one the broker already has is fine (a client
+    that reached a restarted broker first may have had it made)."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import KafkaError
 
@@ -33,7 +40,8 @@ async def create_topics(bootstrap: str, partitions: Mapping[str, int]) -> None:
         raise BrokerUnavailable(f"could not create topics on {bootstrap}: {exc}") from exc
     finally:
         await admin.close()
-    failed = [(t, code, msg) for t, code, msg in response.topic_errors if code != 0]
+    ok = {0, TOPIC_ALREADY_EXISTS} if exist_ok else {0}
+    failed = [(t, code, msg) for t, code, msg in response.topic_errors if code not in ok]
     if failed:
         raise BrokerUnavailable(f"the broker at {bootstrap} refused to create topics: {failed}")
 
@@ -80,8 +88,8 @@ class KafkaCluster:
             await admin.close()
         return f"cluster {versions.get('cluster_id')}"
 
-    async def create_topics(self, partitions: Mapping[str, int]) -> None:
-        await create_topics(self.bootstrap, partitions)
+    async def create_topics(self, partitions: Mapping[str, int], *, exist_ok: bool = False) -> None:
+        await create_topics(self.bootstrap, partitions, exist_ok=exist_ok)
         self._topics = list(partitions)
 
     async def provision(self, plan: Provisioning) -> None:

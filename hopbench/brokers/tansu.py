@@ -84,8 +84,8 @@ class TansuBroker:
         await self.stop()
         await self.start()
 
-    async def create_topics(self, partitions: Mapping[str, int]) -> None:
-        await create_topics(self.bootstrap, partitions)
+    async def create_topics(self, partitions: Mapping[str, int], *, exist_ok: bool = False) -> None:
+        await create_topics(self.bootstrap, partitions, exist_ok=exist_ok)
 
     async def provision(self, plan: Provisioning) -> None:
         """Create the plan's topics (gone with the broker: memory only)."""

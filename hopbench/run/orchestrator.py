@@ -45,6 +45,7 @@ from hopbench.run.phases import Brokers, Outcome, Window
 from hopbench.run.provision import allocate_endpoints
 from hopbench.run.sampling import INTERVAL_S, Sampler
 from hopbench.run.tls import tls_for
+from hopbench.transports import provisioning
 
 READY_TIMEOUT_S = 60.0
 R = TypeVar("R", ServiceReport, WorkerReport)
@@ -257,7 +258,10 @@ def start_load(run: Run, brokers: Brokers, spec: RunSpec) -> Window:
         return new
 
     async def reprovision() -> None:
-        await phases.provision(brokers, spec)
+        # the run's topics on a restarted (empty) embedded broker; a client that reached
+        # it first may have had one made already
+        if brokers.tansu is not None:
+            await brokers.tansu.create_topics(provisioning(spec).kafka_topics, exist_ok=True)
 
     start_faults(
         run.request.faults, run.faults, fleet, brokers.tansu, restart, reprovision, run.stack
