@@ -14,6 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 Arrival = Literal["constant", "poisson"]
+# the client libraries a caller can use (hopbench.transports.httpclients, .rabbitmq_pika)
+HttpClientName = Literal["aiohttp", "httpx", "pyreqwest"]
+RabbitMqClientName = Literal["aiormq", "pika"]
+# settings that choose something only one mode has: an edge of another mode cannot set them
+SETTING_MODES = {"http_client": "http", "rabbitmq_client": "rabbitmq"}
 
 
 class Settings(BaseModel):
@@ -23,6 +28,9 @@ class Settings(BaseModel):
 
     request_timeout_s: float = Field(10.0, gt=0)
     http_connections: int = Field(32, ge=1, description="pooled connections per caller and target")
+    http_client: HttpClientName = Field(
+        "aiohttp", description="the caller's HTTP library: aiohttp, httpx or pyreqwest (Rust)"
+    )
     grpc_channels: int = Field(1, ge=1, description="channels per caller and target replica")
     kafka_acks: int = Field(1, description="producer acks: 0, 1 or -1 (all)")
     kafka_linger_ms: int = Field(0, ge=0)
@@ -42,6 +50,11 @@ class Settings(BaseModel):
     rabbitmq_durable: bool = Field(False, description="durable queues, persistent messages")
     rabbitmq_reply: Literal["direct", "queue"] = Field(
         "direct", description="request-reply: direct reply-to, or an exclusive reply queue"
+    )
+    rabbitmq_client: RabbitMqClientName = Field(
+        "aiormq",
+        description="the RabbitMQ library of both ends: aiormq (asyncio), or pika "
+        "(BlockingConnection in a thread, handing messages to the event loop)",
     )
     prefetch: int = Field(
         100, ge=1, description="messages one broker consumer handles at once (Kafka and RabbitMQ)"
@@ -68,6 +81,7 @@ EDGE_SETTINGS = frozenset(
     {
         "request_timeout_s",
         "http_connections",
+        "http_client",
         "grpc_channels",
         "kafka_acks",
         "kafka_linger_ms",
@@ -76,6 +90,7 @@ EDGE_SETTINGS = frozenset(
         "kafka_partitions",
         "rabbitmq_confirms",
         "rabbitmq_durable",
+        "rabbitmq_client",
         "prefetch",
     }
 )

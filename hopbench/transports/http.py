@@ -1,10 +1,10 @@
 """HTTP: ``POST /edges/{index}`` with the envelope as the body. Request-reply answers
 200 with the reply; fire-and-forget answers 202 on arrival and does the work after.
 
-Server: FastAPI on uvicorn (uvloop, httptools). Client: aiohttp with a pooled
-connector per process, round-robin over the target's replicas. aiohttp, not
-httpx: httpx's default transport reached 1/17 of aiohttp's rate with 32 requests in
-flight (docs/findings.md), which would measure httpx instead of HTTP.
+Server: FastAPI on uvicorn (uvloop, httptools). Client: the edge's ``http_client``
+(aiohttp by default, httpx or pyreqwest: hopbench.transports.httpclients), one pooled
+client per process and distinct client settings, round-robin over the target's
+replicas. What each library costs is measured (docs/findings.md, "Lever: clients").
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import contextlib
 import itertools
 from collections.abc import Awaitable, Callable, Generator
 
-import aiohttp
 import uvicorn
 from fastapi import FastAPI, Request, Response
 
@@ -24,8 +23,7 @@ from hopbench.errors import TransportError
 from hopbench.proto.hopbench_pb2 import Envelope
 from hopbench.transports.base import Handler, Transport
 from hopbench.transports.context import TransportContext
-
-CONTENT_TYPE = "application/x-protobuf"
+from hopbench.transports.httpclients import CONTENT_TYPE, HttpClient, make_http_client
 
 
 class _Server(uvicorn.Server):
@@ -52,7 +50,7 @@ class HttpTransport(Transport):
 
     def __init__(self, context: TransportContext) -> None:
         super().__init__(context)
-        self._sessions: dict[tuple[int, float], aiohttp.ClientSession] = {}
+        self._clients: dict[tuple[str, int, float], HttpClient] = {}
         self._server: _Server | None = None
         self._serve_task: asyncio.Task[None] | None = None
         self._urls: dict[int, itertools.cycle[str]] = {}
@@ -109,21 +107,14 @@ class HttpTransport(Transport):
 
         return cast
 
-    def _session_for(self, edge: Edge) -> aiohttp.ClientSession:
-        """One pooled session per distinct (connections, timeout) among the edges."""
+    def _client_for(self, edge: Edge) -> HttpClient:
+        """One pooled client per distinct (library, connections, timeout) among the edges."""
         settings = self.settings_for(edge)
-        key = (settings.http_connections, settings.request_timeout_s)
-        session = self._sessions.get(key)
-        if session is None:
-            connector = aiohttp.TCPConnector(
-                limit=0, limit_per_host=settings.http_connections, ttl_dns_cache=None
-            )
-            session = self._sessions[key] = aiohttp.ClientSession(
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(total=settings.request_timeout_s),
-                headers={"content-type": CONTENT_TYPE},
-            )
-        return session
+        key = (settings.http_client, settings.http_connections, settings.request_timeout_s)
+        client = self._clients.get(key)
+        if client is None:
+            client = self._clients[key] = make_http_client(settings)
+        return client
 
     def _next_url(self, edge: Edge) -> str:
         urls = self._urls.get(edge.index)
@@ -141,14 +132,13 @@ class HttpTransport(Transport):
         await self._post(edge, env, 202)
 
     async def _post(self, edge: Edge, env: Envelope, expected_status: int) -> bytes:
-        session = self._session_for(edge)
+        client = self._client_for(edge)
         try:
-            async with session.post(self._next_url(edge), data=env.SerializeToString()) as resp:
-                body = await resp.read()
-                if resp.status != expected_status:
-                    raise TransportError(f"{edge.name}: HTTP {resp.status}: {body[:200]!r}")
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TransportError(f"{edge.name}: {type(exc).__name__}: {exc}") from exc
+            status, body = await client.post(self._next_url(edge), env.SerializeToString())
+        except TransportError as exc:
+            raise TransportError(f"{edge.name}: {exc}") from exc
+        if status != expected_status:
+            raise TransportError(f"{edge.name}: HTTP {status}: {body[:200]!r}")
         return body
 
     async def stop_serving(self) -> None:
@@ -159,6 +149,6 @@ class HttpTransport(Transport):
 
     async def close(self) -> None:
         await self.stop_serving()
-        for session in self._sessions.values():
-            await session.close()
-        self._sessions.clear()
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
