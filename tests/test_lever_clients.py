@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +18,11 @@ import yaml
 
 from hopbench.config.load import load_topology
 from hopbench.config.runspec import LoadSpec, Settings
-from hopbench.config.topology import Topology
-from hopbench.errors import ConfigError
+from hopbench.config.topology import Edge, Topology
+from hopbench.errors import ConfigError, TransportError
+from hopbench.proto.hopbench_pb2 import Envelope
 from hopbench.transports import make_transports
+from hopbench.transports.base import Transport
 from hopbench.transports.context import TransportContext
 from hopbench.transports.httpclients import HTTP_CLIENTS, make_http_client
 from hopbench.transports.rabbitmq import RabbitMqTransport
@@ -195,3 +200,64 @@ def test_the_clients_suite_runs_every_client_with_exact_counts(
         library = run["variant"].split("-")[1]
         setting = "http_client" if run["variant"].startswith("http") else "rabbitmq_client"
         assert {e["settings"][setting] for e in run["edges"]} == {library}, run["variant"]
+
+
+# --- a fault: pika's connection closed by the broker --------------------------------
+
+
+def close_connection_named(name: str) -> None:
+    """Close one connection of ours on the shared broker, found by its name."""
+    listed = subprocess.run(
+        ["rabbitmqctl", "-q", "list_connections", "pid", "client_properties"],
+        capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+    pids = [line.split("\t")[0] for line in listed.stdout.splitlines() if name in line]
+    assert len(pids) == 1, listed.stdout
+    subprocess.run(
+        ["rabbitmqctl", "-q", "close_connection", pids[0], "closed by a test"],
+        capture_output=True, text=True, timeout=30, check=True,
+    )  # fmt: skip
+
+
+async def publish_until_refused(transport: Transport, edge: Edge) -> None:
+    for _ in range(50):  # until the connection's thread has seen the close
+        await transport.publish(edge, Envelope(id=2))
+        await asyncio.sleep(0.1)
+
+
+@pytest.mark.integration
+def test_a_pika_connection_closed_by_the_broker_fails_sends_in_words(
+    tmp_path: Path, rabbitmq_url: str
+) -> None:
+    if shutil.which("rabbitmqctl") is None:
+        pytest.skip("needs rabbitmqctl beside the local RabbitMQ to close a connection")
+    path = tmp_path / "pika.yaml"
+    path.write_text(PIKA.replace("PATTERN", "fire-and-forget").replace("ENTRY", ""))
+    topology = load_topology(path)
+    run_id = uuid.uuid4().hex[:8]
+    loadgen = TransportContext(
+        run_id=run_id, service="loadgen", replica=0, topology=topology,
+        settings=Settings(rabbitmq_client="pika", request_timeout_s=2), rabbitmq_url=rabbitmq_url,
+    )  # fmt: skip
+    edge = topology.entry_edge
+
+    async def scenario() -> tuple[str, float]:
+        transport = make_transports(loadgen, [edge])["rabbitmq"]
+        assert isinstance(transport, PikaRabbitMqTransport)
+        await transport.start()
+        try:
+            await transport.publish(edge, Envelope(id=1))  # no queue: the broker drops it
+            await asyncio.to_thread(close_connection_named, transport.connection_name)
+            with pytest.raises(TransportError) as info:
+                await publish_until_refused(transport, edge)
+            assert transport.errors == 1
+            assert transport.first_error is not None
+            assert "connection lost" in transport.first_error.message
+        finally:
+            began = time.monotonic()
+            await transport.close()
+        return str(info.value), time.monotonic() - began
+
+    message, closing_s = asyncio.run(scenario())
+    assert "RabbitMQ (pika)" in message
+    assert closing_s < 2  # the thread has ended: nothing left to wait for

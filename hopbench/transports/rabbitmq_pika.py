@@ -62,6 +62,7 @@ class PikaRabbitMqTransport(Transport):
         if context.rabbitmq_url is None:
             raise TransportError("a rabbitmq edge needs a broker URL, and the run has none")
         self.url = context.rabbitmq_url
+        self.connection_name = f"hopbench-{context.run_id}-{context.service}-{context.replica}"
         self.calls = PendingReplies(f"{context.service}-{context.replica}-pika")
         self.replies = self.calls
         self._reply_to = DIRECT_REPLY_TO
@@ -99,7 +100,10 @@ class PikaRabbitMqTransport(Transport):
         events and the loop's requests until stopped."""
         assert self._loop is not None
         try:
-            self._connection = pika.BlockingConnection(pika.URLParameters(self.url))
+            parameters = pika.URLParameters(self.url)
+            # the name the broker shows (rabbitmqctl list_connections client_properties)
+            parameters.client_properties = {"connection_name": self.connection_name}
+            self._connection = pika.BlockingConnection(parameters)
             self._open()
         except BaseException as exc:
             self._loop.call_soon_threadsafe(_settle, ready, None, exc)
