@@ -91,7 +91,7 @@ def test_an_unknown_client_on_the_command_line_is_an_error_not_a_traceback() -> 
 
 def test_one_factory_builds_the_library_an_edge_names(tmp_path: Path) -> None:
     async def build(name: str) -> type:
-        client = make_http_client(Settings(http_client=name))  # type: ignore[arg-type]
+        client = make_http_client(Settings(http_client=name))
         await client.aclose()
         return type(client)
 
