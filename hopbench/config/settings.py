@@ -14,6 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from pydantic_core import PydanticCustomError
 
 Arrival = Literal["constant", "poisson"]
+# the client libraries a caller can use (hopbench.transports.httpclients, .rabbitmq_pika)
+HttpClientName = Literal["aiohttp", "httpx", "pyreqwest"]
+RabbitMqClientName = Literal["aiormq", "pika"]
+# settings that choose something only one mode has: an edge of another mode cannot set them
+SETTING_MODES = {"http_client": "http", "rabbitmq_client": "rabbitmq"}
 
 
 class Settings(BaseModel):
@@ -23,6 +28,9 @@ class Settings(BaseModel):
 
     request_timeout_s: float = Field(10.0, gt=0)
     http_connections: int = Field(32, ge=1, description="pooled connections per caller and target")
+    http_client: HttpClientName = Field(
+        "aiohttp", description="the caller's HTTP library: aiohttp, httpx or pyreqwest (Rust)"
+    )
     grpc_channels: int = Field(1, ge=1, description="channels per caller and target replica")
     keepalive: bool = Field(
         True,
@@ -64,6 +72,11 @@ class Settings(BaseModel):
     )
     rabbitmq_reply: Literal["direct", "queue"] = Field(
         "direct", description="request-reply: direct reply-to, or an exclusive reply queue"
+    )
+    rabbitmq_client: RabbitMqClientName = Field(
+        "aiormq",
+        description="the RabbitMQ library of both ends: aiormq (asyncio), or pika "
+        "(BlockingConnection in a thread, handing messages to the event loop)",
     )
     prefetch: int = Field(
         100, ge=1, description="messages one broker consumer handles at once (Kafka and RabbitMQ)"
@@ -114,6 +127,7 @@ EDGE_SETTINGS = frozenset(
     {
         "request_timeout_s",
         "http_connections",
+        "http_client",
         "grpc_channels",
         "keepalive",
         "tls",
@@ -127,6 +141,7 @@ EDGE_SETTINGS = frozenset(
         "rabbitmq_confirm_batch",
         "rabbitmq_durable",
         "rabbitmq_queue_type",
+        "rabbitmq_client",
         "prefetch",
     }
 )
@@ -154,6 +169,12 @@ def unsupported_lever(mode: str, settings: Settings) -> tuple[str, str] | None:
         why = _BROKER_CONNECTIONS.get((mode, name))
         if on and why is not None:
             return name, why
+        if on and mode == "http" and settings.http_client != "aiohttp":
+            return name, (
+                f"the connection levers (tls, keepalive) are carried by the aiohttp client, "
+                f"and this edge's http_client is {settings.http_client}: use aiohttp, or "
+                f"leave {name} at its default"
+            )
     return None
 
 

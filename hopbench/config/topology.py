@@ -27,7 +27,7 @@ from pydantic_core import PydanticCustomError
 from hopbench.config.cache import CacheSpec
 from hopbench.config.db import DbSpec, DbWork
 from hopbench.config.locking import LockSpec
-from hopbench.config.settings import EDGE_SETTINGS, Settings, unsupported_lever
+from hopbench.config.settings import EDGE_SETTINGS, SETTING_MODES, Settings, unsupported_lever
 from hopbench.config.yamlsource import Located
 from hopbench.errors import ConfigError
 
@@ -310,6 +310,12 @@ def _edge_settings(e: EdgeSpec, i: int, fail: Any) -> tuple[tuple[str, Any], ...
         if key not in EDGE_SETTINGS:
             known = ", ".join(sorted(EDGE_SETTINGS))
             raise fail(("edges", i, "settings", key), f"is not a per-edge setting; known: {known}")
+        if SETTING_MODES.get(key, e.mode) != e.mode:
+            raise fail(
+                ("edges", i, "settings", key),
+                f"chooses a client of {SETTING_MODES[key]} edges, and this edge is {e.mode}: "
+                f"remove it, or make the edge {SETTING_MODES[key]}",
+            )
     try:
         checked = Settings.model_validate(e.settings)
     except pydantic.ValidationError as exc:

@@ -1,14 +1,15 @@
 """HTTP: ``POST /edges/{index}`` with the envelope as the body. Request-reply answers
 200 with the reply; fire-and-forget answers 202 on arrival and does the work after.
 
-Server: FastAPI on uvicorn (uvloop, httptools). Client: aiohttp with a pooled
-connector per process, round-robin over the target's replicas. Connections per edge
-(hopbench.config.settings): ``http_connections`` pooled ones, or with ``keepalive``
-off a new TCP connection per request (closed after its response); with ``tls``,
-HTTPS on the run's own CA (hopbench.transports.tls), resuming sessions unless
-``tls_resumption`` is off. aiohttp, not
-httpx: httpx's default transport reached 1/17 of aiohttp's rate with 32 requests in
-flight (docs/findings.md), which would measure httpx instead of HTTP.
+Server: FastAPI on uvicorn (uvloop, httptools). Client: the edge's ``http_client``
+(aiohttp by default, httpx or pyreqwest: hopbench.transports.httpclients), one client
+per process and distinct connection settings, round-robin over the target's replicas.
+What each library costs is measured (docs/findings.md, "Lever: clients"). Connections
+per edge (hopbench.config.settings): ``http_connections`` pooled ones, or with
+``keepalive`` off a new TCP connection per request (closed after its response); with
+``tls``, HTTPS on the run's own CA (hopbench.transports.tls), resuming sessions unless
+``tls_resumption`` is off. The connection levers are carried by the aiohttp client
+(the topology's checks refuse them with another library).
 
 A body that is not an envelope of this run is rejected (counted) and answered 400
 with why: there is no broker to keep it, so the sender is told.
@@ -21,7 +22,6 @@ import contextlib
 import itertools
 from collections.abc import Awaitable, Callable, Generator
 
-import aiohttp
 import uvicorn
 from fastapi import FastAPI, Request, Response
 
@@ -31,9 +31,8 @@ from hopbench.errors import TransportError
 from hopbench.proto.hopbench_pb2 import Envelope
 from hopbench.transports.base import Handler, Transport
 from hopbench.transports.context import TransportContext
+from hopbench.transports.httpclients import CONTENT_TYPE, HttpClient, make_http_client
 from hopbench.transports.tls import ResumingContext, client_context, server_context
-
-CONTENT_TYPE = "application/x-protobuf"
 
 
 class _Server(uvicorn.Server):
@@ -69,7 +68,7 @@ class HttpTransport(Transport):
 
     def __init__(self, context: TransportContext) -> None:
         super().__init__(context)
-        self._sessions: dict[tuple[int, float, bool, bool, bool], aiohttp.ClientSession] = {}
+        self._clients: dict[tuple[str, int, float, bool, bool, bool], HttpClient] = {}
         self._client_tls: list[ResumingContext] = []
         self._server: _Server | None = None
         self._serve_task: asyncio.Task[None] | None = None
@@ -135,36 +134,23 @@ class HttpTransport(Transport):
 
         return cast
 
-    def _session_for(self, edge: Edge) -> aiohttp.ClientSession:
-        """One session per distinct connection settings among the edges: pooled
-        (``http_connections``) or one connection per request (``keepalive`` off),
-        plain or TLS."""
+    def _client_for(self, edge: Edge) -> HttpClient:
+        """One client per distinct connection settings among the edges: its library,
+        pooled (``http_connections``) or one connection per request (``keepalive``
+        off), plain or TLS."""
         settings = self.settings_for(edge)
-        tls = settings.tls
-        key = (settings.http_connections, settings.request_timeout_s, settings.keepalive,
-               tls, settings.tls_resumption)  # fmt: skip
-        session = self._sessions.get(key)
-        if session is None:
-            secure: ResumingContext | bool = False
-            if tls:
+        key = (settings.http_client, settings.http_connections, settings.request_timeout_s,
+               settings.keepalive, settings.tls, settings.tls_resumption)  # fmt: skip
+        client = self._clients.get(key)
+        if client is None:
+            secure: ResumingContext | None = None
+            if settings.tls:
                 secure = client_context(self.context.tls_material(edge), settings.tls_resumption)
                 self._client_tls.append(secure)
-            connector = aiohttp.TCPConnector(
-                limit=0,
-                limit_per_host=settings.http_connections,
-                ttl_dns_cache=None,
-                force_close=not settings.keepalive,
-                ssl=secure,
+            client = self._clients[key] = make_http_client(
+                settings, ssl=secure, on_open=self._opened
             )
-            traces = aiohttp.TraceConfig()
-            traces.on_connection_create_end.append(self._opened)
-            session = self._sessions[key] = aiohttp.ClientSession(
-                connector=connector,
-                timeout=aiohttp.ClientTimeout(total=settings.request_timeout_s),
-                headers={"content-type": CONTENT_TYPE},
-                trace_configs=[traces],
-            )
-        return session
+        return client
 
     async def _opened(self, *_: object) -> None:
         self.connections_opened += 1
@@ -199,14 +185,13 @@ class HttpTransport(Transport):
         await self._post(edge, env, 202)
 
     async def _post(self, edge: Edge, env: Envelope, expected_status: int) -> bytes:
-        session = self._session_for(edge)
+        client = self._client_for(edge)
         try:
-            async with session.post(self._next_url(edge), data=env.SerializeToString()) as resp:
-                body = await resp.read()
-                if resp.status != expected_status:
-                    raise TransportError(f"{edge.name}: HTTP {resp.status}: {body[:200]!r}")
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise TransportError(f"{edge.name}: {type(exc).__name__}: {exc}") from exc
+            status, body = await client.post(self._next_url(edge), env.SerializeToString())
+        except TransportError as exc:
+            raise TransportError(f"{edge.name}: {exc}") from exc
+        if status != expected_status:
+            raise TransportError(f"{edge.name}: HTTP {status}: {body[:200]!r}")
         return body
 
     async def stop_serving(self) -> None:
@@ -217,6 +202,6 @@ class HttpTransport(Transport):
 
     async def close(self) -> None:
         await self.stop_serving()
-        for session in self._sessions.values():
-            await session.close()
-        self._sessions.clear()
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()

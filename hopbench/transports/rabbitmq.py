@@ -138,6 +138,10 @@ class RabbitMqTransport(Transport):
         self._reply_to = DIRECT_REPLY_TO
         self.batches = ConfirmBatches(self.failed)  # rabbitmq_confirm_batch > 1
 
+    def _mine(self, edge: Edge) -> bool:
+        """An edge of this mode that uses this library (rabbitmq_client), not pika."""
+        return edge.mode == self.mode and self.settings_for(edge).rabbitmq_client == "aiormq"
+
     async def start(self) -> None:
         try:
             await self._open()
@@ -171,9 +175,7 @@ class RabbitMqTransport(Transport):
     async def _open(self) -> None:
         """A connection, its publishing channels, the reply consumer and one consumer
         per in-edge: at the start, and again after the connection dropped."""
-        outs = [
-            e for e in self.context.topology.out_edges(self.context.service) if e.mode == self.mode
-        ]
+        outs = [e for e in self.context.topology.out_edges(self.context.service) if self._mine(e)]
         self._consumers.clear()
         self._connection = await aiormq.connect(self.url)
         confirms = {self.settings_for(e).rabbitmq_confirms for e in outs if not e.is_sync}
