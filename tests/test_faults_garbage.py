@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import aiormq
@@ -242,8 +242,9 @@ async def _read_topic(
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("client", ["aiormq", "pika"])
 def test_rabbitmq_garbage_on_an_in_edge_and_a_reply_queue_is_dead_lettered_and_counted(
-    tmp_path: Path, rabbitmq_url: str
+    tmp_path: Path, rabbitmq_url: str, client: Literal["aiormq", "pika"]
 ) -> None:
     topology = _topology(tmp_path, "rabbitmq")
     edge = topology.entry_edge
@@ -266,7 +267,8 @@ def test_rabbitmq_garbage_on_an_in_edge_and_a_reply_queue_is_dead_lettered_and_c
         finally:
             await connection.close()
 
-    settings = Settings(rabbitmq_reply="queue")  # a reply queue another client can reach
+    # a reply queue another client can reach
+    settings = Settings(rabbitmq_reply="queue", rabbitmq_client=client)
     result = _run(topology, Brokers(rabbitmq_url=rabbitmq_url, real=True), inject, settings)
     _unaffected(result)
     kinds = len(sent)

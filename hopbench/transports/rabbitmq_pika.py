@@ -35,7 +35,15 @@ from hopbench.errors import TransportError
 from hopbench.proto.hopbench_pb2 import Envelope
 from hopbench.transports.base import Handler, Transport
 from hopbench.transports.context import TransportContext
-from hopbench.transports.rabbitmq import DIRECT_REPLY_TO, exchange_name, queue_name
+from hopbench.transports.rabbitmq import (
+    DIRECT_REPLY_TO,
+    READ_BY,
+    READ_FROM,
+    REJECTED,
+    dead_letter_name,
+    exchange_name,
+    queue_name,
+)
 from hopbench.transports.replies import PendingReplies
 
 log = logging.getLogger(__name__)
@@ -74,6 +82,7 @@ class PikaRabbitMqTransport(Transport):
         self._consumers: list[tuple[Any, str]] = []
         self._stop = threading.Event()
         self._pending: set[asyncio.Future[Any]] = set()  # the thread's work not yet done
+        self._replying: set[asyncio.Task[None]] = set()  # replies being screened
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -166,10 +175,9 @@ class PikaRabbitMqTransport(Transport):
         assert loop is not None
 
         def on_message(channel: Any, method: Any, properties: Any, body: bytes) -> None:
-            env = Envelope.FromString(body)
-            arrived_ns = clock.now_ns()
+            arrived_ns = clock.now_ns()  # screened and decoded on the loop (Transport.receive)
             loop.call_soon_threadsafe(
-                self._dispatch, edge, handler, channel, method.delivery_tag, properties, env,
+                self._dispatch, edge, handler, channel, method.delivery_tag, properties, body,
                 arrived_ns,
             )  # fmt: skip
 
@@ -177,8 +185,7 @@ class PikaRabbitMqTransport(Transport):
 
     def _on_reply(self, _channel: Any, _method: Any, properties: Any, body: bytes) -> None:
         assert self._loop is not None
-        envelope = Envelope.FromString(body)
-        self._loop.call_soon_threadsafe(self.calls.resolve, properties.correlation_id, envelope)
+        self._loop.call_soon_threadsafe(self._reply, properties.correlation_id, body)
 
     def _in_thread(self, work: Callable[[], T]) -> asyncio.Future[T]:
         """Run work in the connection's thread; its outcome comes back as a future."""
@@ -206,6 +213,30 @@ class PikaRabbitMqTransport(Transport):
 
     # --- the event loop's side ---------------------------------------------------
 
+    def _reply(self, correlation: str, body: bytes) -> None:
+        """A reply, screened like every message received (a rejected one is counted)."""
+        task = asyncio.create_task(self._resolve(correlation, body))
+        self._replying.add(task)
+        task.add_done_callback(self._replying.discard)
+
+    async def _resolve(self, correlation: str, body: bytes) -> None:
+        envelope = await self.receive(body, f"replies ({self._reply_to})")
+        if envelope is not None:
+            self.calls.resolve(correlation, envelope)
+
+    async def dead_letter(self, body: bytes, where: str, why: str) -> None:
+        """Publish a rejected message, unchanged, to the run's dead-letter exchange."""
+        # a caller with only request-reply edges has just the channel its requests go on
+        channel = next(iter(self._publish.values()), self._reply_channel)
+        if channel is None:
+            return
+        by = f"{self.context.service}-{self.context.replica}"  # as the aiormq transport
+        headers = {REJECTED: why, READ_FROM: where, READ_BY: by}
+        exchange = dead_letter_name(self.context.run_id)
+        properties = pika.BasicProperties(headers=headers)
+        async with asyncio.timeout(self.settings.request_timeout_s):
+            await self._in_thread(lambda: channel.basic_publish(exchange, "", body, properties))
+
     def _dispatch(
         self,
         edge: Edge,
@@ -213,13 +244,13 @@ class PikaRabbitMqTransport(Transport):
         channel: Any,
         delivery_tag: int,
         properties: Any,
-        env: Envelope,
+        body: bytes,
         arrived_ns: int,
     ) -> None:
         self._in_flight += 1
         self._idle.clear()
         task = asyncio.create_task(
-            self._handle(edge, handler, channel, delivery_tag, properties, env, arrived_ns)
+            self._handle(edge, handler, channel, delivery_tag, properties, body, arrived_ns)
         )
         task.add_done_callback(self._done)
 
@@ -235,12 +266,14 @@ class PikaRabbitMqTransport(Transport):
         channel: Any,
         delivery_tag: int,
         properties: Any,
-        env: Envelope,
+        body: bytes,
         arrived_ns: int,
     ) -> None:
         reply: Envelope | None = None
+        env = await self.receive(body, edge.name)
         try:
-            reply = await handler(edge, env, arrived_ns)
+            if env is not None:  # else rejected: counted, dead-lettered, acknowledged
+                reply = await handler(edge, env, arrived_ns)
         except TransportError:
             pass  # the runtime counted and logged it; the caller times out
         except Exception:  # a bug in a handler: keep consuming
