@@ -161,3 +161,12 @@ def test_order_hybrid_in_several_mode_assignments_loses_nothing(
     for route in run["routes"]:  # one block per route in the summary
         assert f"route {route['route']}" in done.stdout
     assert leftovers(tmp_path) == []
+
+
+def test_an_out_folder_that_cannot_be_written_is_named_before_the_run(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    done = hopbench("run", str(TOPOLOGIES / "chain.yaml"), "--out", str(blocker / "results"))
+    assert done.returncode == 2
+    assert f"--out {blocker / 'results'}: cannot create it" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 from pathlib import Path
 
 from hopbench.cli.parser import build_parser
@@ -52,6 +53,20 @@ def describe(topology: Topology) -> str:
     return "\n".join(lines)
 
 
+def _writable(out: Path) -> None:
+    """--out made and writable, or a sentence that says how (a container's bind mount
+    that Docker made for root, say), before anything runs."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot create it: {exc.strerror}") from exc
+    if not os.access(out, os.W_OK):
+        raise ConfigError(
+            f"--out {out}: not writable by uid {os.getuid()}; make it writable by that user "
+            f"(with compose: `mkdir -p results` before `up`, or `chown {os.getuid()} results`)"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     load = flags.load_from(args)
     settings = flags.settings_from(args.setting)
@@ -62,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if args.find_max and (load.closed or args.rates):
         raise ConfigError("--find-max searches the rate itself: drop --rates and --concurrency")
     rates = flags.rates(args.rates) if args.rates else [load.rate]
-    args.out.mkdir(parents=True, exist_ok=True)
+    _writable(args.out)
     session = Session(
         Options(
             out_dir=args.out,
