@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -158,7 +159,7 @@ class Engine:
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     private: bool = False
     netns: str = ""
-    pids: list[int] = field(default_factory=list)
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def docker(self, *argv: str, timeout: float = 600) -> str:
         return run(["docker", *argv], timeout=timeout, env=self.env)
@@ -184,7 +185,7 @@ class Engine:
         with (self.tmp / "dockerd.log").open("wb") as out:
             proc = subprocess.Popen(self.nsenter(argv), stdout=out, stderr=out,
                                     start_new_session=True)  # fmt: skip
-        self.pids.append(proc.pid)
+        self.procs.append(proc)
         self.env["DOCKER_HOST"] = f"unix://{sock}"
         deadline = time.monotonic() + 60
         while subprocess.run(["docker", "info"], capture_output=True, env=self.env).returncode:
@@ -197,8 +198,10 @@ class Engine:
 
     def build_standins(self) -> None:
         """The stand-ins for the base and broker images (a private engine only)."""
-        for name, (target, packages) in ROOTFS.items():
-            tar = rootfs_tar(name, packages)
+        with ThreadPoolExecutor(len(ROOTFS)) as pool:  # their downloads overlap
+            made = {name: pool.submit(rootfs_tar, name, pkgs) for name, (_, pkgs) in ROOTFS.items()}
+        for name, (target, _) in ROOTFS.items():
+            tar = made[name].result()
             rootfs = f"{STANDIN}/rootfs-{name}"
             with tar.open("rb") as stream:
                 run(["docker", "import", "-", rootfs], env=self.env, stdin=stream)
@@ -254,29 +257,19 @@ class Engine:
             ids = self.docker("ps", "-aq").split()
             if ids:
                 self.docker("rm", "-f", *ids, timeout=120)
-        for pid in self.pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-        for pid in self.pids:
-            deadline = time.monotonic() + 30
-            while _alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.2)
-            if _alive(pid):
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pid, signal.SIGKILL)
+        for proc in self.procs:  # dockerd stops its containerd with it
+            proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
         subprocess.run(["ip", "netns", "delete", self.netns], capture_output=True, timeout=30)
         _unmount_under(self.tmp)
         shutil.rmtree(self.tmp / "data", ignore_errors=True)
         shutil.rmtree(self.tmp / "exec", ignore_errors=True)
         log("engine, its images and its namespace removed")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return False
-    return done == 0
 
 
 def _unmount_under(path: Path) -> None:

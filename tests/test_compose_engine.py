@@ -25,7 +25,8 @@ import pytest
 
 from tests.compose_engine import ROOT, Engine, log
 
-pytestmark = [pytest.mark.compose, pytest.mark.timeout(900)]
+# the first test also waits for the engine: debootstrap and build on a cold cache
+pytestmark = [pytest.mark.compose, pytest.mark.timeout(1500)]
 if os.environ.get("HOPBENCH_TEST_COMPOSE") != "1":
     pytest.skip("`make test-compose` runs these (HOPBENCH_TEST_COMPOSE=1)", allow_module_level=True)
 if sys.platform != "linux" or os.geteuid() != 0:
