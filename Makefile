@@ -32,7 +32,7 @@ test: lint chromium
 # Debian's, installed and started in a network namespace of its own with local
 # stand-ins for the registry images (docs/deployment.md). About 5 minutes; as root.
 test-compose: venv
-	HOPBENCH_TEST_COMPOSE=1 $(BIN)/python -m pytest -m compose tests/test_compose_engine.py
+	HOPBENCH_TEST_COMPOSE=1 $(BIN)/python -m pytest -s -m compose tests/test_compose_engine.py
 
 # requirements.lock: every dependency of the image pinned with its hashes, for every
 # platform (the image builds on amd64 and arm64)

