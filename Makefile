@@ -30,7 +30,7 @@ test: lint chromium
 
 # The committed docker-compose.yml under a real Docker engine: the one running, or
 # Debian's, installed and started in a network namespace of its own with local
-# stand-ins for the registry images (docs/deployment.md). About 5 minutes; as root.
+# stand-ins for the registry images (docs/deployment.md). As root; not yet in CI.
 test-compose: venv
 	HOPBENCH_TEST_COMPOSE=1 $(BIN)/python -m pytest -s -m compose tests/test_compose_engine.py
 
