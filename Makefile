@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test test-slow lint bench bench-quick wrk chromium proto clean
+.PHONY: venv demo test test-slow test-compose lock arm64-check lint bench bench-quick wrk chromium proto clean
 
 venv: $(STAMP)
 
@@ -26,7 +26,23 @@ lint: venv
 	$(BIN)/lint-imports
 
 test: lint chromium
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -m "not slow and not compose"
+
+# The committed docker-compose.yml under a real Docker engine: the one running, or
+# Debian's, installed and started in a network namespace of its own with local
+# stand-ins for the registry images (docs/deployment.md). As root; not yet in CI.
+test-compose: venv
+	HOPBENCH_TEST_COMPOSE=1 $(BIN)/python -m pytest -s -m compose tests/test_compose_engine.py
+
+# requirements.lock: every dependency of the image pinned with its hashes, for every
+# platform (the image builds on amd64 and arm64)
+lock: venv
+	$(BIN)/uv pip compile pyproject.toml requirements.in --universal --python-version 3.11 \
+		--generate-hashes --custom-compile-command "make lock" --quiet -o requirements.lock
+
+# which pinned dependencies have no aarch64 wheel (the Dockerfile's build stage builds them)
+arm64-check: venv
+	$(BIN)/python -m tests.arm64_wheels requirements.lock
 
 test-slow: venv
 	$(BIN)/python -m pytest -m slow

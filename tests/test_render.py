@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -104,11 +105,20 @@ def test_compose_file_parses_and_runs_every_replica(tmp_path: Path) -> None:
     assert set(services) == {"kafka", "rabbitmq", "gateway-0", "worker-0", "hopbench"}
     assert services["kafka"]["image"].startswith("apache/kafka:")
     assert services["rabbitmq"]["image"].startswith("rabbitmq:")
-    for broker in ("kafka", "rabbitmq"):
-        assert services[broker]["healthcheck"]["test"][0] == "CMD"
+    for broker, port in (("kafka", 9092), ("rabbitmq", 5672)):
+        health = services[broker]["healthcheck"]
+        # a shell's connect, no space in any argument: podman's Docker API splits on them
+        assert health["test"] == ["CMD", "bash", "-c", f"</dev/tcp/127.0.0.1/{port}"]
+        assert health["interval"] == "5s"
     orchestrator = services["hopbench"]
-    assert set(orchestrator["depends_on"]) == {"kafka", "rabbitmq", "gateway-0", "worker-0"}
-    assert all(d["condition"] == "service_healthy" for d in orchestrator["depends_on"].values())
+    assert {n: d["condition"] for n, d in orchestrator["depends_on"].items()} == {
+        "kafka": "service_healthy",
+        "rabbitmq": "service_healthy",
+        "gateway-0": "service_started",  # no probe in the agents: the orchestrator waits
+        "worker-0": "service_started",
+    }
+    assert "healthcheck" not in services["gateway-0"]
+    assert "--agents-wait 300" in orchestrator["command"]
     assert orchestrator["command"].endswith("--mode all")  # HOPBENCH_ARGS unset: the default
     assert services["gateway-0"]["image"] == orchestrator["image"]  # one image for all
 
@@ -131,8 +141,9 @@ def documents(text: str) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(text) if d]
 
 
-@pytest.mark.parametrize("brokers", ["in-cluster", "by-url"])
-def test_k8s_manifests_pass_the_schemas(tmp_path: Path, brokers: str) -> None:
+def k8s_manifests(tmp_path: Path, brokers: str) -> tuple[str, dict[str, dict[str, Any]]]:
+    """order-hybrid rendered for Kubernetes, schema-checked: the text, and the documents
+    by kind and name."""
     extra = ["--kafka-bootstrap", "kafka.infra:9092", "--rabbitmq-url", "amqp://u:pw-4f2a@mq:5672/"]
     given = extra if brokers == "by-url" else []
     text, _ = render("k8s", str(TOPOLOGIES / "order-hybrid.yaml"), "--workers", "3",
@@ -144,6 +155,12 @@ def test_k8s_manifests_pass_the_schemas(tmp_path: Path, brokers: str) -> None:
     by_kind: dict[str, dict[str, dict[str, Any]]] = {}
     for doc in docs:
         by_kind.setdefault(doc["kind"], {})[doc["metadata"]["name"]] = doc
+    return text, by_kind
+
+
+@pytest.mark.parametrize("brokers", ["in-cluster", "by-url"])
+def test_k8s_manifests_pass_the_schemas(tmp_path: Path, brokers: str) -> None:
+    text, by_kind = k8s_manifests(tmp_path, brokers)
     deployments = by_kind["Deployment"]
     assert deployments["billing"]["spec"]["replicas"] == 2
     assert ("kafka" in deployments) == (brokers == "in-cluster")
@@ -209,6 +226,42 @@ def test_k8s_manifests_pass_the_schemas(tmp_path: Path, brokers: str) -> None:
     assert {p["port"] for p in data["ports"]} == {8000, 9000}
     topology = by_kind["ConfigMap"]["hopbench-topology"]["data"]["topology.yaml"]
     assert topology == (TOPOLOGIES / "order-hybrid.yaml").read_text()
+
+
+@pytest.mark.parametrize("brokers", ["in-cluster", "by-url"])
+def test_the_k8s_run_waits_for_its_brokers_and_leaves_a_reader(
+    tmp_path: Path, brokers: str
+) -> None:
+    text, by_kind = k8s_manifests(tmp_path, brokers)
+    pod = by_kind["Job"]["hopbench-run"]["spec"]["template"]["spec"]
+    assert pod["securityContext"]["fsGroup"] == 1000  # the image's user writes the claim
+    if brokers == "in-cluster":  # the run starts after the brokers answer
+        (wait,) = pod["initContainers"]
+        assert wait["command"][-2:] == ["kafka:9092", "rabbitmq:5672"]
+    else:
+        assert "initContainers" not in pod
+    reader = by_kind["Pod"]["hopbench-results-reader"]
+    assert reader["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == "hopbench-results"
+    assert reader["metadata"]["labels"]["app.kubernetes.io/component"] == "hopbench-results-reader"
+    header = [line for line in text.splitlines() if line.startswith("# kubectl")]
+    assert "--timeout=2h job/hopbench-run" in header[1]
+    assert header[-1].startswith("# kubectl cp hopbench-results-reader:/results ./results")
+
+
+def test_the_broker_wait_waits_and_gives_up(tmp_path: Path) -> None:
+    from hopbench.render.k8s import WAIT_FOR_PORTS
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        done = subprocess.run([sys.executable, "-c", WAIT_FOR_PORTS, "5", f"127.0.0.1:{port}"],
+                              capture_output=True, text=True, timeout=30)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    done = subprocess.run([sys.executable, "-c", WAIT_FOR_PORTS, "1", f"127.0.0.1:{port}"],
+                          capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert done.returncode == 1
+    assert f"127.0.0.1:{port} did not answer within 1 s" in done.stderr
 
 
 def test_a_broken_manifest_fails_the_schema_check() -> None:

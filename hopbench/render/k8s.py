@@ -12,7 +12,10 @@
   worker pods to exit when it is done, so the Job completes (or they exit after
   10 idle minutes if it never comes back).
 - The orchestrator: a Job that runs `hopbench run` and writes results.json and
-  report.html to a PersistentVolumeClaim.
+  report.html to a PersistentVolumeClaim. An init container first waits for the
+  in-cluster brokers' ports, so the run starts after them.
+- A reader pod, applied after the run (its own label), that mounts the claim so
+  that `kubectl cp` fetches the results; the header gives the steps.
 - A Secret with a new agent token and the RabbitMQ URL (and, for a RabbitMQ in
   the cluster, a new password), which every hopbench container reads from its
   environment; no secret is in a command line. A NetworkPolicy admits only the
@@ -41,6 +44,26 @@ from hopbench.render.common import (
 ORCHESTRATOR = "hopbench-run"
 CONFIG = "hopbench-topology"
 RESULTS = "hopbench-results"
+READER = "hopbench-results-reader"
+COMPONENT = "app.kubernetes.io/component"  # the reader's label: applied after the run
+RUN_TIMEOUT = "2h"  # kubectl wait's: a default run of every mode takes minutes
+BROKER_WAIT_S = 600
+# the image's user owns what the orchestrator writes to the claim
+POD_SECURITY = {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000}
+WAIT_FOR_PORTS = """import socket, sys, time
+deadline = time.monotonic() + float(sys.argv[1])
+for address in sys.argv[2:]:
+    host, port = address.rsplit(":", 1)
+    while True:
+        try:
+            socket.create_connection((host, int(port)), 2).close()
+            break
+        except OSError as exc:
+            if time.monotonic() > deadline:
+                sys.exit(f"{address} did not answer within {sys.argv[1]} s: {exc}")
+            time.sleep(1)
+    print(address, "answers", flush=True)
+"""
 WORKER_IDLE_EXIT_S = 600  # a safety net: the orchestrator tells them when it is done
 SECRET = "hopbench-secrets"
 AGENT_LABEL = {"hopbench/agent": "true"}  # on the pods of every agent, for the NetworkPolicy
@@ -89,10 +112,6 @@ def _deployment(
             },
         },
     }
-
-
-def _exec_probe(command: list[str], period_s: int) -> dict[str, Any]:
-    return {"exec": {"command": command}, "periodSeconds": period_s, "timeoutSeconds": 10}
 
 
 def _secret_env(names: dict[str, str]) -> list[dict[str, Any]]:
@@ -196,7 +215,7 @@ def render_k8s(request: RenderRequest, workers: int, command: str) -> str:
             "image": broker.image,
             "env": _env(broker.env) + _secret_env(_BROKER_SECRETS.get(broker.name, {})),
             "ports": _ports(ports),
-            "readinessProbe": _exec_probe(broker.health, 5),
+            "readinessProbe": {"tcpSocket": {"port": broker.port}, "periodSeconds": 5},
         }
         docs += [_deployment(broker.name, 1, container), _headless(broker.name, ports)]
     for name, svc in request.topology.services.items():
@@ -227,7 +246,7 @@ def render_k8s(request: RenderRequest, workers: int, command: str) -> str:
         }
     )
     args = request.orchestrator_args("{service}:7070", "{service}-{replica}.{service}:7070")
-    args += ["--workers", str(workers), "--agents-wait", "300", *request.run_args]
+    args += ["--workers", str(workers), *request.run_args]
     docs.append(
         {
             "apiVersion": "batch/v1",
@@ -239,6 +258,8 @@ def render_k8s(request: RenderRequest, workers: int, command: str) -> str:
                     "metadata": {"labels": _labels(ORCHESTRATOR)},
                     "spec": {
                         "restartPolicy": "Never",
+                        "securityContext": POD_SECURITY,
+                        "initContainers": _broker_wait(request),
                         "containers": [
                             {
                                 "name": "hopbench",
@@ -263,9 +284,58 @@ def render_k8s(request: RenderRequest, workers: int, command: str) -> str:
             },
         }
     )
+    docs.append(_reader(request))
+    if not docs[-2]["spec"]["template"]["spec"]["initContainers"]:
+        del docs[-2]["spec"]["template"]["spec"]["initContainers"]
+    words = shlex.split(command)
+    name = shlex.quote(words[words.index("--out") + 1]) if "--out" in words else "FILE"
     header = (
         f"# Rendered by `{command}`.\n"
-        "# kubectl apply -f FILE; kubectl wait --for=condition=complete job/hopbench-run\n"
+        f"# The image ({request.image}) must be in a registry every node pulls from:\n"
+        "#   build it, push it and render with --image REGISTRY/hopbench:TAG.\n"
+        f"# kubectl apply -f {name} -l '{COMPONENT}!={READER}'\n"
+        f"# kubectl wait --for=condition=complete --timeout={RUN_TIMEOUT} job/{ORCHESTRATOR}\n"
+        "# Fetch the results from the claim, then remove the reader:\n"
+        f"# kubectl apply -f {name} -l {COMPONENT}={READER}\n"
+        f"# kubectl wait --for=condition=ready --timeout=5m pod/{READER}\n"
+        f"# kubectl cp {READER}:{RESULTS_PATH} ./results && kubectl delete pod {READER}\n"
         f"# Orchestrator: {shlex.join(args)}\n"
     )
     return dump(docs, header)
+
+
+def _broker_wait(request: RenderRequest) -> list[dict[str, Any]]:
+    """The run starts once the in-cluster brokers answer (none: no init container)."""
+    addresses = [f"{b.name}:{b.port}" for b in brokers_to_run(request)]
+    if not addresses:
+        return []
+    return [
+        {
+            "name": "wait-for-brokers",
+            "image": request.image,
+            "command": ["python", "-c", WAIT_FOR_PORTS, str(BROKER_WAIT_S), *addresses],
+        }
+    ]
+
+
+def _reader(request: RenderRequest) -> dict[str, Any]:
+    """A pod that mounts the results claim, for `kubectl cp` (the Job's pod has ended)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": READER, "labels": {**_labels(READER), COMPONENT: READER}},
+        "spec": {
+            "restartPolicy": "Never",
+            "securityContext": POD_SECURITY,
+            "activeDeadlineSeconds": 3600,
+            "containers": [
+                {
+                    "name": "reader",
+                    "image": request.image,
+                    "command": ["sleep", "3600"],
+                    "volumeMounts": [{"name": "results", "mountPath": RESULTS_PATH}],
+                }
+            ],
+            "volumes": [{"name": "results", "persistentVolumeClaim": {"claimName": RESULTS}}],
+        },
+    }
