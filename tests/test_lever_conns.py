@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from hopbench import clock
 from hopbench.config.deployment import Deployment
 from hopbench.config.flags import check_levers, settings_from
 from hopbench.config.load import load_topology
@@ -128,8 +129,8 @@ async def _pair(mode: str, settings: Settings) -> tuple[Transport, Transport]:
         TransportContext("r", "a", 0, topology, settings, endpoints, tls=tls)
     )
 
-    async def echo(_edge: object, _env: Envelope, _t: int) -> Envelope:
-        return Envelope()
+    async def echo(_edge: object, env: Envelope, _t: int) -> Envelope:
+        return env  # a reply the client's screening takes (hopbench.transports.admission)
 
     server.serve(edge, echo)
     await server.start()
@@ -138,6 +139,12 @@ async def _pair(mode: str, settings: Settings) -> tuple[Transport, Transport]:
     )
     await client.start()
     return server, client
+
+
+def _envelope(seq: int) -> Envelope:
+    """A message of run "r" that the receiver's screening takes."""
+    now = clock.now_ns()
+    return Envelope(run_id="r", worker=0, seq=seq, intended_ns=now, sent_ns=now)
 
 
 async def _handshake_cpu(mode: str, calls: int, rounds: int) -> dict[bool, tuple[float, Transport]]:
@@ -151,13 +158,13 @@ async def _handshake_cpu(mode: str, calls: int, rounds: int) -> dict[bool, tuple
     try:
         for _, client in pairs.values():
             for _ in range(3):  # warm: the first handshake is full either way
-                await client.request(client.context.topology.edges[0], Envelope())
+                await client.request(client.context.topology.edges[0], _envelope(0))
         for _ in range(rounds):
             for resume, (_, client) in pairs.items():
                 edge = client.context.topology.edges[0]
                 start = time.process_time()
-                for _ in range(calls):
-                    await client.request(edge, Envelope())
+                for seq in range(calls):
+                    await client.request(edge, _envelope(seq))
                 cpu[resume] += time.process_time() - start
     finally:
         for server, client in pairs.values():
