@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     faults = [Fault.parse(f) for f in args.fault]
     for topology in topologies:
         flags.check_load(topology, load)
+        topology.check_settings(settings)
         flags.check_pauses(topology, [Pause.parse(p) for p in args.pause])
         replicas = {name: svc.replicas for name, svc in topology.services.items()}
         check_faults(faults, replicas, topology.modes, load.duration_s, args.kafka_bootstrap)

@@ -14,6 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 Arrival = Literal["constant", "poisson"]
+Encoding = Literal["protobuf", "json"]
+Compression = Literal["none", "gzip", "zstd"]
+PayloadContent = Literal["random", "text"]
 
 
 class Settings(BaseModel):
@@ -46,6 +49,17 @@ class Settings(BaseModel):
     prefetch: int = Field(
         100, ge=1, description="messages one broker consumer handles at once (Kafka and RabbitMQ)"
     )
+    encoding: Encoding = Field(
+        "protobuf", description="the envelope on the wire: protobuf bytes or JSON text"
+    )
+    compression: Compression = Field(
+        "none",
+        description="per message: HTTP Content-Encoding, AMQP content-encoding, gRPC's "
+        "compression (gzip only), Kafka's batch compression type",
+    )
+    payload_content: PayloadContent = Field(
+        "random", description="payload bytes: random (incompressible) or English-like text"
+    )
 
     @field_validator("kafka_acks")
     @classmethod
@@ -77,8 +91,26 @@ EDGE_SETTINGS = frozenset(
         "rabbitmq_confirms",
         "rabbitmq_durable",
         "prefetch",
+        "encoding",
+        "compression",
     }
 )
+
+# What a mode cannot carry: (mode, setting, value) -> why, in a sentence.
+REFUSED: dict[tuple[str, str, str], str] = {
+    ("grpc", "encoding", "json"): "gRPC carries the envelope as protobuf, its own message "
+    "format; JSON is for http, kafka and rabbitmq edges",
+    ("grpc", "compression", "zstd"): "grpcio compresses with gzip or deflate, not zstd; use "
+    "compression gzip on a grpc edge",
+}
+
+
+def refusal(mode: str, settings: Settings) -> str | None:
+    """Why an edge of this mode cannot run with these settings, or None if it can."""
+    for (refused_mode, name, value), why in REFUSED.items():
+        if mode == refused_mode and getattr(settings, name) == value:
+            return f"{name} {value} over {mode} cannot be: {why}"
+    return None
 
 
 class LoadSpec(BaseModel):

@@ -24,7 +24,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
-from hopbench.config.settings import EDGE_SETTINGS, Settings
+from hopbench.config.settings import EDGE_SETTINGS, Settings, refusal
 from hopbench.config.yamlsource import Located
 from hopbench.errors import ConfigError
 
@@ -241,6 +241,16 @@ class Topology:
             return "round trip"
         return f"one-way to {self.edges[route[-1]].target}"
 
+    def check_settings(self, settings: Settings) -> None:
+        """ConfigError when a run's settings ask an edge for what its mode cannot carry."""
+        for edge in self.edges:
+            refused = refusal(edge.mode, settings.with_overrides(edge.settings))
+            if refused is not None:
+                raise ConfigError(
+                    f"{self.source}: edge {edge.name}: {refused} (set it on the other "
+                    "edges alone, in their settings)"
+                )
+
     @property
     def modes(self) -> set[str]:
         return {e.mode for e in self.edges}
@@ -293,6 +303,9 @@ def _edge_settings(e: EdgeSpec, i: int, fail: Any) -> tuple[tuple[str, Any], ...
     except pydantic.ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         raise fail(("edges", i, "settings", *err["loc"]), err["msg"]) from None
+    refused = refusal(e.mode, checked)
+    if refused is not None:
+        raise fail(("edges", i, "settings"), refused)
     return tuple(sorted((k, getattr(checked, k)) for k in e.settings))
 
 
