@@ -106,13 +106,18 @@ async def run_in_process(
                 handled=s.handled,
                 errors=s.errors,
                 late_replies=s.late_replies,
+                wire=s.wire(),
             ),
             s.recorder.to_json(),
         )
         for s in services
     ] + [
         phases.Outcome(
-            ProcessResult(name=f"loadgen/{w.worker}", late_replies=w.transport.late_replies),
+            ProcessResult(
+                name=f"loadgen/{w.worker}",
+                late_replies=w.transport.late_replies,
+                wire=w.transport.wire.to_json(),
+            ),
             w.recorder.to_json(),
         )
         for w in workers

@@ -49,6 +49,7 @@ def build_worker(
         transports[topology.entry_edge.mode],
         load.payload_bytes,
         load.max_in_flight,
+        context.settings.payload_content,
     )
 
 
@@ -83,6 +84,7 @@ async def drive(channel: ChildChannel, context: TransportContext, load: LoadSpec
                 first_error=worker.first_error,
                 recorder=worker.recorder.to_json(),
                 late_replies=worker.transport.late_replies,
+                wire=worker.transport.wire.to_json(),
                 usage=usage(),  # last: the report's own cost counts
             )
         )

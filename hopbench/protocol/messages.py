@@ -204,6 +204,8 @@ class ServiceReport:
     late_replies: int
     recorder: dict[str, Any]  # Recorder.to_json(): encoded histograms and bitmaps
     usage: Usage
+    # edge name -> what it wrote for that edge's messages (hopbench.transports.codec)
+    wire: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         """The counts of this process's row in the results."""
@@ -221,6 +223,7 @@ class WorkerReport:
     late_replies: int
     recorder: dict[str, Any]  # Recorder.to_json(): encoded histograms and bitmaps
     usage: Usage
+    wire: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)  # as above
 
     def counts(self) -> dict[str, int]:
         """The counts of this process's row in the results."""

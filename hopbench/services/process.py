@@ -38,6 +38,7 @@ def build_service(context: TransportContext, transport: str | None = None) -> Se
         context.replica,
         context.run_id,
         make_transports(context, edges, transport),
+        context.settings.payload_content,
     )
 
 
@@ -84,6 +85,7 @@ async def serve(channel: ChildChannel, context: TransportContext) -> None:
             errors=runtime.errors,
             first_error=runtime.first_error,
             late_replies=runtime.late_replies,
+            wire=runtime.wire(),
             recorder=recorder.to_json(),
             usage=usage(),  # last: the report's own cost counts
         )

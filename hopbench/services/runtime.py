@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from collections.abc import Mapping
 
 from hopbench import clock
@@ -21,6 +20,7 @@ from hopbench.measure.recorder import Recorder
 from hopbench.proto.hopbench_pb2 import Envelope
 from hopbench.services.work import do_work
 from hopbench.transports.base import Transport, channel_of
+from hopbench.transports.codec import make_payload
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ class ServiceRuntime:
         replica: int,
         run_id: str,
         transports: Mapping[str, Transport],
+        payload_content: str = "random",
     ) -> None:
         self.spec = topology.services[service]
         self.replica = replica
@@ -52,7 +53,7 @@ class ServiceRuntime:
                 channels.setdefault(channel_of(edge), edge)
         self.publish_out = tuple(channels.values())
         self.records_completion = topology.records_completion(service)
-        self.reply_payload = os.urandom(self.spec.reply_bytes)
+        self.reply_payload = make_payload(payload_content, self.spec.reply_bytes)
         self._in_flight = 0
         # messages in the handlers integrated over time (message-ns), up to _changed_ns,
         # and that integral and its time at the last sample: the mean in flight between
@@ -105,6 +106,13 @@ class ServiceRuntime:
         self._held_ns += self._in_flight * (now_ns - self._changed_ns)
         self._changed_ns = now_ns
         self._in_flight += change
+
+    def wire(self) -> dict[str, dict[str, int]]:
+        """Per edge: the messages and bytes this replica's transports wrote."""
+        counts: dict[str, dict[str, int]] = {}
+        for transport in self._distinct_transports():
+            counts.update(transport.wire.to_json())  # an edge has one mode: no overlap
+        return counts
 
     @property
     def late_replies(self) -> int:

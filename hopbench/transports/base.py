@@ -24,6 +24,7 @@ from hopbench.config.settings import Settings
 from hopbench.config.topology import Edge
 from hopbench.errors import FirstError, TransportError
 from hopbench.proto.hopbench_pb2 import Envelope
+from hopbench.transports import codec
 from hopbench.transports.context import TransportContext
 from hopbench.transports.replies import PendingReplies
 
@@ -45,6 +46,8 @@ class Transport(abc.ABC):
         # failures no handler saw (a reply that could not be sent back), and the first
         self.errors = 0
         self.first_error: FirstError | None = None
+        # per out-edge: the messages this process wrote, and their bytes (codec.WireCounts)
+        self.wire = codec.WireCounts()
 
     def failed(self, message: str) -> None:
         """Count a failure outside any handler; log the first (the rest only count)."""
@@ -70,6 +73,20 @@ class Transport(abc.ABC):
     def settings_for(self, edge: Edge) -> Settings:
         """The run's settings with the edge's own on top."""
         return self.context.settings_for(edge)
+
+    def pack(self, edge: Edge, env: Envelope, *, reply: bool = False) -> bytes:
+        """The envelope as this edge carries it, encoded and compressed here (the modes
+        whose client does not compress), and counted as written."""
+        settings = self.settings_for(edge)
+        encoded = codec.encode(env, settings.encoding)
+        body = codec.compress(encoded, settings.compression)
+        self.wire.sent(edge.name, len(encoded), len(body), reply=reply)
+        return body
+
+    def unpack(self, edge: Edge, body: bytes) -> Envelope:
+        """What pack made, back into the envelope (TransportError if it is not one)."""
+        settings = self.settings_for(edge)
+        return codec.decode(codec.decompress(body, settings.compression), settings.encoding)
 
     def serve(self, edge: Edge, handler: Handler) -> None:
         """Receive the messages of one in-edge (call before start)."""

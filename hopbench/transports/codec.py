@@ -116,7 +116,7 @@ def _from_json(body: bytes) -> Envelope:
 
 # English-like words with Zipf-like frequencies: text that compresses as prose and
 # JSON documents do (gzip 2.5-3.5x on kilobytes), unlike random bytes (not at all).
-_WORDS = (
+_TEXT = (
     "the of and to a in is that for it as was with be by on not he this are or his from "
     "at which but have an they you were her she there been one all we their has would "
     "when if will more no out so said what up its about into than them can only other "
@@ -124,7 +124,8 @@ _WORDS = (
     "country total currency discount invoice product warehouse delivery tracking number "
     "created updated pending confirmed cancelled returned description category review "
     "rating stock available reserved service request response latency message queue"
-).split()
+)
+_WORDS = _TEXT.split(" ")
 _WEIGHTS = list(itertools.accumulate(1 / rank for rank in range(1, len(_WORDS) + 1)))
 
 
@@ -167,22 +168,28 @@ class WireCounts:
             count = self._counts[edge_name] = WireCount()
         return count
 
-    def sent(self, edge_name: str, encoded: int, wire: int | None) -> None:
-        """One message sent; wire is None where the client compresses out of sight."""
+    def sent(self, edge_name: str, encoded: int, wire: int | None, *, reply: bool = False) -> None:
+        """One message (or reply) sent; wire None: its client compresses out of sight
+        (written says later what it wrote, where it can be seen)."""
         count = self.of(edge_name)
-        count.messages += 1
-        count.encoded_bytes += encoded
+        if reply:
+            count.replies += 1
+            count.reply_encoded_bytes += encoded
+        else:
+            count.messages += 1
+            count.encoded_bytes += encoded
         if wire is not None:
-            count.wire_messages += 1
-            count.wire_bytes += wire
+            self.written(edge_name, 1, wire, reply=reply)
 
-    def replied(self, edge_name: str, encoded: int, wire: int | None) -> None:
+    def written(self, edge_name: str, messages: int, wire: int, *, reply: bool = False) -> None:
+        """messages took wire bytes after compression (Kafka: a record batch)."""
         count = self.of(edge_name)
-        count.replies += 1
-        count.reply_encoded_bytes += encoded
-        if wire is not None:
-            count.reply_wire_messages += 1
+        if reply:
+            count.reply_wire_messages += messages
             count.reply_wire_bytes += wire
+        else:
+            count.wire_messages += messages
+            count.wire_bytes += wire
 
     def to_json(self) -> dict[str, dict[str, int]]:
         return {name: asdict(count) for name, count in self._counts.items()}

@@ -4,6 +4,11 @@ fire-and-forget as ``Relay.Cast``, acknowledged on arrival and handled afterward
 The in-edge travels as the ``hb-edge`` metadata key, so one server serves every
 gRPC in-edge of a replica. Callers keep ``grpc_channels`` channels per target
 replica and go round-robin over them.
+
+The envelope is protobuf, gRPC's own format (an edge with ``encoding: json`` is refused
+at validation); ``compression: gzip`` is grpcio's message compression, both ways. Bytes
+are counted as the message's serialized size; grpcio compresses inside its core and
+does not tell the compressed size, so a compressing edge's wire bytes are not known.
 """
 
 from __future__ import annotations
@@ -23,10 +28,12 @@ from hopbench.transports.base import Handler, Transport
 from hopbench.transports.context import TransportContext
 
 EDGE_KEY = "hb-edge"
+COMPRESSION = {"none": grpc.Compression.NoCompression, "gzip": grpc.Compression.Gzip}
 
 
 class _Relay(hopbench_pb2_grpc.RelayServicer):  # type: ignore[misc]
     def __init__(self, transport: GrpcTransport) -> None:
+        self.transport = transport
         self.handlers = transport.handlers
         self.background: set[asyncio.Task[Envelope | None]] = set()
 
@@ -57,7 +64,12 @@ class _Relay(hopbench_pb2_grpc.RelayServicer):  # type: ignore[misc]
             reply = await handler(edge, request, arrived_ns)
         except TransportError as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
-        return reply if reply is not None else Envelope()
+        reply = reply if reply is not None else Envelope()
+        self.transport.count(edge, reply, reply=True)
+        compression = self.transport.settings_for(edge).compression
+        if compression != "none":
+            context.set_compression(COMPRESSION[compression])
+        return reply
 
 
 class GrpcTransport(Transport):
@@ -99,13 +111,22 @@ class GrpcTransport(Transport):
     async def publish(self, edge: Edge, env: Envelope) -> None:
         await self._call(edge, "Cast", env)
 
+    def count(self, edge: Edge, env: Envelope, *, reply: bool = False) -> None:
+        """The serialized size; the size after compression only when there is none."""
+        size = env.ByteSize()
+        compressed = self.settings_for(edge).compression != "none"
+        self.wire.sent(edge.name, size, None if compressed else size, reply=reply)
+
     async def _call(self, edge: Edge, method: str, env: Envelope) -> Any:
         stub = self._next_stub(edge)
+        settings = self.settings_for(edge)
+        self.count(edge, env)
         try:
             return await getattr(stub, method)(
                 env,
-                timeout=self.settings_for(edge).request_timeout_s,
+                timeout=settings.request_timeout_s,
                 metadata=((EDGE_KEY, str(edge.index)),),
+                compression=COMPRESSION[settings.compression],
             )
         except grpc.aio.AioRpcError as exc:
             raise TransportError(f"{edge.name}: gRPC {exc.code().name}: {exc.details()}") from exc

@@ -1,5 +1,7 @@
 """HTTP: ``POST /edges/{index}`` with the envelope as the body. Request-reply answers
 200 with the reply; fire-and-forget answers 202 on arrival and does the work after.
+The body is the edge's encoding (Content-Type) and compression (Content-Encoding),
+the reply's too; both ends read them from the edge's settings.
 
 Server: FastAPI on uvicorn (uvloop, httptools). Client: aiohttp with a pooled
 connector per process, round-robin over the target's replicas. aiohttp, not
@@ -23,9 +25,8 @@ from hopbench.config.topology import Edge
 from hopbench.errors import TransportError
 from hopbench.proto.hopbench_pb2 import Envelope
 from hopbench.transports.base import Handler, Transport
+from hopbench.transports.codec import CONTENT_TYPES
 from hopbench.transports.context import TransportContext
-
-CONTENT_TYPE = "application/x-protobuf"
 
 
 class _Server(uvicorn.Server):
@@ -34,17 +35,13 @@ class _Server(uvicorn.Server):
         yield  # the service process owns its signals
 
 
-def _endpoint(edge: Edge, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    async def hop(request: Request) -> Response:
-        try:
-            env = Envelope.FromString(await request.body())
-            reply = await handler(edge, env, clock.now_ns())
-        except TransportError as exc:
-            return Response(str(exc), status_code=502)
-        body = reply.SerializeToString() if reply is not None else b""
-        return Response(body, media_type=CONTENT_TYPE)
-
-    return hop
+def _headers(transport: Transport, edge: Edge) -> dict[str, str]:
+    """Content-Type, and Content-Encoding when the edge compresses."""
+    settings = transport.settings_for(edge)
+    headers = {"content-type": CONTENT_TYPES[settings.encoding]}
+    if settings.compression != "none":
+        headers["content-encoding"] = settings.compression
+    return headers
 
 
 class HttpTransport(Transport):
@@ -57,6 +54,7 @@ class HttpTransport(Transport):
         self._serve_task: asyncio.Task[None] | None = None
         self._urls: dict[int, itertools.cycle[str]] = {}
         self._background: set[asyncio.Task[Envelope | None]] = set()
+        self._request_headers: dict[int, dict[str, str]] = {}
 
     async def start(self) -> None:
         if self.handlers:
@@ -69,7 +67,9 @@ class HttpTransport(Transport):
         # dependency-solving pass per request (measured with py-spy).
         for edge, handler in self.handlers.values():
             endpoint = (
-                _endpoint(edge, handler) if edge.is_sync else self._cast_endpoint(edge, handler)
+                self._endpoint(edge, handler)
+                if edge.is_sync
+                else self._cast_endpoint(edge, handler)
             )
             app.add_api_route(f"/edges/{edge.index}", endpoint, methods=["POST"])
 
@@ -94,6 +94,20 @@ class HttpTransport(Transport):
                 raise TransportError(f"HTTP server on {host}:{port} did not start: {exc}")
             await asyncio.sleep(0.01)
 
+    def _endpoint(self, edge: Edge, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        headers = _headers(self, edge)
+
+        async def hop(request: Request) -> Response:
+            try:
+                env = self.unpack(edge, await request.body())
+                reply = await handler(edge, env, clock.now_ns())
+            except TransportError as exc:
+                return Response(str(exc), status_code=502)
+            body = self.pack(edge, reply, reply=True) if reply is not None else b""
+            return Response(body, headers=headers)
+
+        return hop
+
     def _cast_endpoint(
         self, edge: Edge, handler: Handler
     ) -> Callable[[Request], Awaitable[Response]]:
@@ -101,7 +115,10 @@ class HttpTransport(Transport):
         background = self._background
 
         async def cast(request: Request) -> Response:
-            env = Envelope.FromString(await request.body())
+            try:
+                env = self.unpack(edge, await request.body())
+            except TransportError as exc:
+                return Response(str(exc), status_code=400)
             task = asyncio.create_task(handler(edge, env, clock.now_ns()))
             background.add(task)
             task.add_done_callback(background.discard)
@@ -121,7 +138,7 @@ class HttpTransport(Transport):
             session = self._sessions[key] = aiohttp.ClientSession(
                 connector=connector,
                 timeout=aiohttp.ClientTimeout(total=settings.request_timeout_s),
-                headers={"content-type": CONTENT_TYPE},
+                auto_decompress=False,  # the reply is decoded (and its bytes counted) here
             )
         return session
 
@@ -135,15 +152,19 @@ class HttpTransport(Transport):
         return next(urls)
 
     async def request(self, edge: Edge, env: Envelope) -> Envelope:
-        return Envelope.FromString(await self._post(edge, env, 200))
+        return self.unpack(edge, await self._post(edge, env, 200))
 
     async def publish(self, edge: Edge, env: Envelope) -> None:
         await self._post(edge, env, 202)
 
     async def _post(self, edge: Edge, env: Envelope, expected_status: int) -> bytes:
         session = self._session_for(edge)
+        headers = self._request_headers.get(edge.index)
+        if headers is None:
+            headers = self._request_headers[edge.index] = _headers(self, edge)
+        body = self.pack(edge, env)
         try:
-            async with session.post(self._next_url(edge), data=env.SerializeToString()) as resp:
+            async with session.post(self._next_url(edge), data=body, headers=headers) as resp:
                 body = await resp.read()
                 if resp.status != expected_status:
                     raise TransportError(f"{edge.name}: HTTP {resp.status}: {body[:200]!r}")

@@ -40,6 +40,7 @@ from hopbench.config.runspec import RunSpec
 from hopbench.config.topology import Edge
 from hopbench.errors import TransportError
 from hopbench.proto.hopbench_pb2 import Envelope
+from hopbench.transports import codec
 from hopbench.transports.base import Handler, Transport
 from hopbench.transports.context import TransportContext
 from hopbench.transports.plan import Provisioning
@@ -181,9 +182,13 @@ class RabbitMqTransport(Transport):
             self._in_flight += 1
             self._idle.clear()
             try:
-                env = Envelope.FromString(message.body)
-                reply = await handler(edge, env, clock.now_ns())
                 properties = message.header.properties
+                try:
+                    env = _unpack(message.body, properties)
+                except TransportError as exc:  # not an envelope: counted, acked, dropped
+                    self.failed(f"{edge.name}: {exc}")
+                    return
+                reply = await handler(edge, env, clock.now_ns())
                 if edge.is_sync and reply is not None and properties.reply_to:
                     await self._reply(edge, reply, properties)
             except TransportError:
@@ -202,13 +207,23 @@ class RabbitMqTransport(Transport):
 
         return on_message
 
+    def _properties(self, edge: Edge, **fields: object) -> Basic.Properties:
+        """The edge's content type and encoding, and the given properties."""
+        settings = self.settings_for(edge)
+        encoding = settings.compression if settings.compression != "none" else None
+        return Basic.Properties(
+            content_type=codec.CONTENT_TYPES[settings.encoding],
+            content_encoding=encoding,
+            **fields,  # type: ignore[arg-type]
+        )
+
     async def _reply(self, edge: Edge, reply: Envelope, properties: Basic.Properties) -> None:
         try:
             await self._send(
                 "",
                 properties.reply_to or "",
-                reply,
-                Basic.Properties(correlation_id=properties.correlation_id),
+                self.pack(edge, reply, reply=True),
+                self._properties(edge, correlation_id=properties.correlation_id),
                 self.settings.rabbitmq_confirms,
                 self.settings.request_timeout_s,
             )
@@ -217,18 +232,28 @@ class RabbitMqTransport(Transport):
 
     async def _on_reply(self, message: DeliveredMessage) -> None:
         correlation = message.header.properties.correlation_id or ""
-        self.calls.resolve(correlation, Envelope.FromString(message.body))
+        try:
+            reply = _unpack(message.body, message.header.properties)
+        except TransportError as exc:  # the caller times out
+            self.failed(f"reply {correlation}: {exc}")
+            return
+        self.calls.resolve(correlation, reply)
 
     async def request(self, edge: Edge, env: Envelope) -> Envelope:
         if self._reply_channel is None:
             raise TransportError(f"{edge.name}: no RabbitMQ reply channel")
         correlation, future = self.calls.open()
-        properties = Basic.Properties(correlation_id=correlation, reply_to=self._reply_to)
+        properties = self._properties(
+            edge,
+            correlation_id=correlation,
+            reply_to=self._reply_to,
+            delivery_mode=self._delivery_mode(edge),
+        )
         timeout_s = self.settings_for(edge).request_timeout_s
+        body = self.pack(edge, env)
         try:
-            properties.delivery_mode = self._delivery_mode(edge)
             await self._send(
-                "", queue_name(self.context.run_id, edge), env, properties, REPLY, timeout_s
+                "", queue_name(self.context.run_id, edge), body, properties, REPLY, timeout_s
             )
         except TransportError:
             self.calls.discard(correlation)
@@ -239,13 +264,18 @@ class RabbitMqTransport(Transport):
 
     async def publish(self, edge: Edge, env: Envelope) -> None:
         settings = self.settings_for(edge)
-        properties = Basic.Properties(delivery_mode=self._delivery_mode(edge))
+        properties = self._properties(edge, delivery_mode=self._delivery_mode(edge))
         if edge.pattern == "publish-subscribe":
             exchange, key = exchange_name(self.context.run_id, edge), ""
         else:
             exchange, key = "", queue_name(self.context.run_id, edge)
         await self._send(
-            exchange, key, env, properties, settings.rabbitmq_confirms, settings.request_timeout_s
+            exchange,
+            key,
+            self.pack(edge, env),
+            properties,
+            settings.rabbitmq_confirms,
+            settings.request_timeout_s,
         )
 
     def _delivery_mode(self, edge: Edge) -> int:
@@ -255,7 +285,7 @@ class RabbitMqTransport(Transport):
         self,
         exchange: str,
         routing_key: str,
-        env: Envelope,
+        body: bytes,
         properties: Basic.Properties,
         which: bool | str,  # the publishing channel: with confirms or not, or REPLY
         timeout_s: float,
@@ -263,7 +293,6 @@ class RabbitMqTransport(Transport):
         """Publish on the current connection; while it is being recovered, wait for the
         new one and publish again there (with confirms: until one is confirmed), all
         within timeout_s."""
-        body = env.SerializeToString()
         try:
             async with asyncio.timeout(timeout_s):
                 while True:
@@ -316,3 +345,12 @@ class RabbitMqTransport(Transport):
             with contextlib.suppress(*AMQP_ERRORS):
                 await self._connection.close()
             self._connection = None
+
+
+_ENCODINGS = {content_type: name for name, content_type in codec.CONTENT_TYPES.items()}
+
+
+def _unpack(body: bytes, properties: Basic.Properties) -> Envelope:
+    """A message's envelope, by its content type and encoding (TransportError if not)."""
+    encoding = _ENCODINGS.get(properties.content_type or "", "protobuf")
+    return codec.decode(codec.decompress(body, properties.content_encoding or "none"), encoding)
