@@ -20,7 +20,7 @@ from hopbench.measure.recorder import Recorder
 from hopbench.proto.hopbench_pb2 import Envelope
 from hopbench.services.work import do_work
 from hopbench.transports.base import Transport, channel_of
-from hopbench.transports.codec import make_payload
+from hopbench.transports.codec import Payloads
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class ServiceRuntime:
                 channels.setdefault(channel_of(edge), edge)
         self.publish_out = tuple(channels.values())
         self.records_completion = topology.records_completion(service)
-        self.reply_payload = make_payload(payload_content, self.spec.reply_bytes)
+        self.reply_payloads = Payloads(payload_content, self.spec.reply_bytes)
         self._in_flight = 0
         # messages in the handlers integrated over time (message-ns), up to _changed_ns,
         # and that integral and its time at the last sample: the mean in flight between
@@ -257,7 +257,7 @@ class ServiceRuntime:
             trace_id=env.trace_id,
             warmup=env.warmup,
             run_id=env.run_id,
-            payload=self.reply_payload,
+            payload=self.reply_payloads.next(),
         )
         reply.hops.extend(env.hops)
         for sub in replies:

@@ -126,7 +126,16 @@ _TEXT = (
     "rating stock available reserved service request response latency message queue"
 )
 _WORDS = _TEXT.split(" ")
-_WEIGHTS = list(itertools.accumulate(1 / rank for rank in range(1, len(_WORDS) + 1)))
+# picked two words at a time: half the picks for the same text
+_PHRASES = [f"{first} {second}" for first in _WORDS for second in _WORDS]
+_WEIGHTS = list(
+    itertools.accumulate(
+        1 / (i + 1) / (j + 1) for i in range(len(_WORDS)) for j in range(len(_WORDS))
+    )
+)
+# More than a Kafka record batch holds by default (kafka_batch_bytes): no record of a
+# batch carries another's payload, so batch compression finds no repeat we made.
+POOL_BYTES = 1 << 20
 
 
 def make_payload(content: str, size: int) -> bytes:
@@ -136,10 +145,26 @@ def make_payload(content: str, size: int) -> bytes:
         return os.urandom(size)
     rng = random.Random(size)
     text = b""
-    while len(text) < size:  # words average over 3 characters with their space
-        words = rng.choices(_WORDS, cum_weights=_WEIGHTS, k=size // 3 + 1)
-        text += " ".join(words).encode() + b" "
+    while len(text) < size:  # a phrase averages over 10 characters with its space
+        phrases = rng.choices(_PHRASES, cum_weights=_WEIGHTS, k=size // 10 + 1)
+        text += " ".join(phrases).encode() + b" "
     return text[:size]
+
+
+class Payloads:
+    """Payloads of one size and content, a different one each time: slices of a pool
+    of about POOL_BYTES, in turn (a payload larger than half of it repeats)."""
+
+    def __init__(self, content: str, size: int) -> None:
+        self.size = size
+        self._count = max(1, POOL_BYTES // size) if size else 1
+        self._pool = make_payload(content, size * self._count)
+        self._next = 0
+
+    def next(self) -> bytes:
+        start = self._next * self.size
+        self._next = (self._next + 1) % self._count
+        return self._pool[start : start + self.size]
 
 
 @dataclass
