@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from hopbench.brokers.rabbitmq import RabbitMqBroker
 from hopbench.config.runspec import LoadSpec, RunSpec, Settings
 from hopbench.config.topology import LOADGEN, Topology
 from hopbench.loadgen.process import build_worker, schedule_for
+from hopbench.loadgen.worker import LoadWorker
 from hopbench.results.schema import ProcessResult, RunResult
 from hopbench.run import phases
 from hopbench.run.provision import allocate_endpoints
@@ -25,6 +26,15 @@ from hopbench.transports.context import TransportContext
 from hopbench.transports.inmemory import HUBS
 
 KafkaBroker = phases.KafkaAdmin  # Tansu, or a Kafka at an address (a testcontainer)
+
+
+@dataclass(frozen=True)
+class Live:
+    """A run in progress, as a ``during`` callback sees it."""
+
+    spec: RunSpec
+    services: list[ServiceRuntime]
+    workers: list[LoadWorker]
 
 
 @dataclass
@@ -44,9 +54,11 @@ async def run_in_process(
     settle_s: float = 0.2,
     linger_s: float = 0.0,
     inspect: Callable[[list[ServiceRuntime]], None] = lambda services: None,
+    during: Callable[[Live], Awaitable[None]] | None = None,
 ) -> RunResult:
     """settle_s: at most this long for the sinks to complete; linger_s: then this long
-    for stragglers (late replies); inspect: sees the services before they close.
+    for stragglers (late replies); inspect: sees the services before they close;
+    during: runs alongside the load (from its start; awaited before the drain).
 
     Provisioning, the load window, the drain and the result are the orchestrator's own
     phases (hopbench.run.phases); only the processes differ: runtimes in this loop."""
@@ -82,10 +94,14 @@ async def run_in_process(
             await worker.transport.start()
         window = phases.Window.after(load, delay_ns=10_000_000)
         for service in services:
-            service.recorder.start(window.origin_ns)
-        reports = await asyncio.gather(
+            service.begin(window.start_ns, window.origin_ns)
+        drives = asyncio.gather(
             *(w.drive(schedule_for(load, w.worker, window.start_ns)) for w in workers)
         )
+        if during is None:
+            reports = await drives
+        else:
+            reports, _ = await asyncio.gather(drives, during(Live(spec, services, workers)))
         recording = [RuntimeRecording(s) for s in services if s.records_completion]
         delivered = sum(r.summary().delivered for r in reports)
         await phases.drain(topology, recording, delivered, settle_s)
@@ -107,6 +123,8 @@ async def run_in_process(
                 errors=s.errors,
                 late_replies=s.late_replies,
                 wire=s.wire(),
+                rejected=s.rejected,
+                first_rejected=s.first_rejected,
             ),
             s.recorder.to_json(),
         )
@@ -117,6 +135,8 @@ async def run_in_process(
                 name=f"loadgen/{w.worker}",
                 late_replies=w.transport.late_replies,
                 wire=w.transport.wire.to_json(),
+                rejected=w.transport.rejected,
+                first_rejected=w.transport.admission.first,
             ),
             w.recorder.to_json(),
         )

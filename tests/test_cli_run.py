@@ -42,7 +42,7 @@ def leftovers(out: Path) -> list[str]:
 
 def runs(out: Path) -> list[dict[str, Any]]:
     data = json.loads((out / "results.json").read_text())
-    assert data["schema"] == "hopbench.results/2"
+    assert data["schema"] == "hopbench.results/3"
     result: list[dict[str, Any]] = data["runs"]
     return result
 

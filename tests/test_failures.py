@@ -22,7 +22,7 @@ from hopbench.results.build import Costs, cpu_ms_per_1000, process_result
 from hopbench.results.schema import Results
 from tests.conftest import TOPOLOGIES, reap
 
-SCHEMA = "hopbench.results/2"
+SCHEMA = "hopbench.results/3"
 
 
 def hopbench(*argv: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:

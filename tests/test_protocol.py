@@ -91,13 +91,21 @@ SAMPLES: dict[type[Message], list[Message]] = {
     ClockReply: [ClockReply(boot_id="b00t", wall_ns=1_700_000_000 * 10**9, t_ns=-5)],
     ServiceReport: [
         ServiceReport(
-            10, 1, FirstError("a->b: gRPC UNAVAILABLE: x", 5), 2, _recorder_json(), USAGE
+            10, 1, FirstError("a->b: gRPC UNAVAILABLE: x", 5), 2, 0, None, _recorder_json(), USAGE
         ),
-        ServiceReport(10, 0, None, 2, _recorder_json(), USAGE),
+        ServiceReport(10, 0, None, 2, 3, "a->b: an empty message", _recorder_json(), USAGE),
     ],
     WorkerReport: [
-        WorkerReport(sends=_sends(), first_error=None, late_replies=3, recorder={}, usage=USAGE),
-        WorkerReport(_sends(), FirstError("loadgen->a: HTTP 502", -1), 0, {}, USAGE),
+        WorkerReport(
+            sends=_sends(),
+            first_error=None,
+            late_replies=3,
+            rejected=1,
+            first_rejected="replies (hb-x-reply-loadgen-0[0]@4): an empty message",
+            recorder={},
+            usage=USAGE,
+        ),
+        WorkerReport(_sends(), FirstError("loadgen->a: HTTP 502", -1), 0, 0, None, {}, USAGE),
     ],
     Error: [Error(message="load worker failed: ValueError('ü')")],
 }
@@ -190,7 +198,8 @@ def test_message_values_are_frozen() -> None:
         ),
         (
             b'{"type": "service_report", "handled": 1, "errors": 0, "first_error": null, '
-            b'"late_replies": 0, "recorder": "x", "usage": {"cpu_s": 1, "peak_rss_mb": 2}}\n',
+            b'"late_replies": 0, "rejected": 0, "first_rejected": null, "recorder": "x", '
+            b'"usage": {"cpu_s": 1, "peak_rss_mb": 2}}\n',
             'service_report.recorder: expected an object, got a string: "x"',
         ),
     ],

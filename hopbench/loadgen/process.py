@@ -85,6 +85,8 @@ async def drive(channel: ChildChannel, context: TransportContext, load: LoadSpec
                 recorder=worker.recorder.to_json(),
                 late_replies=worker.transport.late_replies,
                 wire=worker.transport.wire.to_json(),
+                rejected=worker.transport.rejected,
+                first_rejected=worker.transport.admission.first,
                 usage=usage(),  # last: the report's own cost counts
             )
         )

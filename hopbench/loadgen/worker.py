@@ -103,7 +103,7 @@ class LoadWorker:
 
     async def run(self, schedule: OpenSchedule) -> WorkerReport:
         """Open loop: send on schedule, whatever the replies do."""
-        self._begin(schedule.measure_start_ns)
+        self._begin(schedule.start_ns, schedule.measure_start_ns)
         seq = 0
         ticker = Ticker()
         give_up_ns = schedule.end_ns + BEHIND_LIMIT_NS
@@ -130,7 +130,7 @@ class LoadWorker:
 
     async def run_closed(self, schedule: ClosedSchedule) -> WorkerReport:
         """Closed loop: each user waits for its reply (and thinks) before sending again."""
-        self._begin(schedule.measure_start_ns)
+        self._begin(schedule.start_ns, schedule.measure_start_ns)
         next_seq = 0
 
         async def user() -> None:
@@ -159,7 +159,8 @@ class LoadWorker:
             return 0
         return 1 + int((now_ns - due_ns) / self._gap_ns)
 
-    def _begin(self, measure_start_ns: int) -> None:
+    def _begin(self, start_ns: int, measure_start_ns: int) -> None:
+        self.transport.admission.open(start_ns)  # replies are held to the schedule
         self.report.measure_start_ns = measure_start_ns
         self.recorder.start(measure_start_ns)
         self._first_measured: int | None = None

@@ -170,7 +170,6 @@ class Recorder:
         self.callers = callers or {}
         self.request_reply = request_reply
         self.routes: dict[tuple[int, ...], RouteRecord] = {}
-        self.foreign = 0  # messages of another run: ignored, counted
         self.series = SecondSeries(origin_ns)
         self.late_after_ns: int | None = None  # set when the grace period runs out
 
@@ -218,6 +217,5 @@ class Recorder:
     def to_json(self) -> dict[str, Any]:
         return {
             "routes": {",".join(map(str, k)): v.to_json() for k, v in self.routes.items()},
-            "foreign": self.foreign,
             "series": self.series.to_json(),
         }

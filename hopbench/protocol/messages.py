@@ -202,6 +202,8 @@ class ServiceReport:
     errors: int
     first_error: FirstError | None  # the first of those errors, in words
     late_replies: int
+    rejected: int  # messages received and rejected: undecodable, foreign or impossible
+    first_rejected: str | None  # the first of them: where, and why
     recorder: dict[str, Any]  # Recorder.to_json(): encoded histograms and bitmaps
     usage: Usage
     # edge name -> what it wrote for that edge's messages (hopbench.transports.codec)
@@ -209,7 +211,12 @@ class ServiceReport:
 
     def counts(self) -> dict[str, int]:
         """The counts of this process's row in the results."""
-        return {"handled": self.handled, "errors": self.errors, "late_replies": self.late_replies}
+        return {
+            "handled": self.handled,
+            "errors": self.errors,
+            "late_replies": self.late_replies,
+            "rejected": self.rejected,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,13 +228,15 @@ class WorkerReport:
     sends: SendSummary
     first_error: FirstError | None  # the first failed send, in words
     late_replies: int
+    rejected: int  # replies received and rejected: undecodable, foreign or impossible
+    first_rejected: str | None  # the first of them: where, and why
     recorder: dict[str, Any]  # Recorder.to_json(): encoded histograms and bitmaps
     usage: Usage
     wire: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)  # as above
 
     def counts(self) -> dict[str, int]:
         """The counts of this process's row in the results."""
-        return {"late_replies": self.late_replies}
+        return {"late_replies": self.late_replies, "rejected": self.rejected}
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,7 +320,11 @@ def _hints(cls: type[Any]) -> dict[str, Any]:
 def _build(cls: type[Any], data: dict[str, Any], where: str) -> Any:
     fields = dataclasses.fields(cls)
     names = [f.name for f in fields]
-    optional = {f.name for f in fields if f.default is not dataclasses.MISSING}
+    optional = {
+        f.name
+        for f in fields
+        if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+    }
     missing = [n for n in names if n not in data and n not in optional]
     if missing:
         raise ProtocolError(f"{where}: missing field(s): {', '.join(missing)}")

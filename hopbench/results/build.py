@@ -59,6 +59,7 @@ def process_result(
     first_error: str | None = None,
     first_error_s: float | None = None,
     wire: dict[str, dict[str, int]] | None = None,
+    first_rejected: str | None = None,
     **counts: int,
 ) -> ProcessResult:
     """A process's row: its CPU inside the measured window and over the run."""
@@ -74,6 +75,7 @@ def process_result(
         first_error=first_error,
         first_error_s=first_error_s,
         wire=wire or {},
+        first_rejected=first_rejected,
         **counts,
     )
 
@@ -150,9 +152,9 @@ def build_result(
     in_window = sum(p.completed for p in timeline if 0 <= p.t_s < load.duration_s)
     window_messages = in_window / max(len(routes), 1)  # completed on every route
     completion_rate = round(window_messages / load.duration_s, 1)
-    foreign = sum(r.get("foreign", 0) for r in series)
-    if foreign:
-        notes.append(f"{foreign} messages of another run were received and ignored")
+    rejected = sum(p.rejected for p in processes)
+    if rejected:
+        notes.append(rejected_note(rejected, processes))
 
     result = RunResult(
         run_id=spec.run_id,
@@ -191,6 +193,7 @@ def build_result(
         out_of_order=sum(r.out_of_order for r in routes),
         late=sum(r.late for r in routes),
         late_replies=sum(p.late_replies for p in processes),
+        rejected=rejected,
         in_flight_waits=in_flight_waits,
         unsent=unsent,
         warmup=Warmup(
@@ -237,6 +240,17 @@ def build_result(
     result.notes += count_notes(result)
     judge(result)
     return result
+
+
+def rejected_note(rejected: int, processes: list[ProcessResult]) -> str:
+    """What was rejected, by whom, and the first reason: the run's counts exclude it."""
+    by = ", ".join(f"{p.name} {p.rejected}" for p in processes if p.rejected)
+    first = next((p.first_rejected for p in processes if p.first_rejected), None)
+    return (
+        f"{rejected} message(s) received were rejected ({by}): undecodable, of another "
+        "run, or impossible for this run's schedule; never recorded, dead-lettered where a "
+        "broker carried them (docs/results.md)" + (f"; the first: {first}" if first else "")
+    )
 
 
 def _hop_order(topology: Topology, route: RouteTotals) -> list[str]:

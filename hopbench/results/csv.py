@@ -14,7 +14,7 @@ CSV_COLUMNS = (
     "run_id", "cell", "status", "failure", "probe", "topology", "mode", "variant", "patterns",
     "measures", "target_rate", "achieved_rate", "completion_rate", "payload_bytes", "replicas",
     "workers", "sent", "expected", "completed", "lost", "duplicated", "errors", "unsent",
-    "late_replies", "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "mean_us",
+    "late_replies", "rejected", "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "mean_us",
     "service_p50_us", "service_p99_us", "send_lag_p99_us", "generator_limited", "slo_met",
     "cpu_s", "cpu_ms_per_1000", "started_at", "bottleneck",
 )  # fmt: skip
@@ -50,6 +50,7 @@ def csv_row(run: RunResult) -> dict[str, Any]:
         "errors": run.errors,
         "unsent": run.unsent,
         "late_replies": run.late_replies,
+        "rejected": run.rejected,
         "p50_us": lat.p50,
         "p90_us": lat.p90,
         "p99_us": lat.p99,

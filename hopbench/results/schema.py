@@ -17,7 +17,7 @@ from hopbench.config.runspec import LoadSpec
 from hopbench.errors import ConfigError
 from hopbench.results.sampled import Bottleneck, Samples
 
-SCHEMA = "hopbench.results/2"
+SCHEMA = "hopbench.results/3"
 # Beyond these, the generator and not the system was the limit (docs/measurement.md).
 SEND_LAG_P99_LIMIT_US = 1000
 ACHIEVED_RATE_FLOOR = 0.99
@@ -143,6 +143,9 @@ class ProcessResult(BaseModel):
     late_replies: int = 0  # replies that arrived after their caller gave up
     # per out-edge: messages and bytes this process wrote (hopbench.transports.codec)
     wire: dict[str, dict[str, int]] = {}
+    # messages it received and rejected (undecodable, foreign or impossible), the first
+    rejected: int = 0
+    first_rejected: str | None = None
     # CPU seconds (user + system) inside the measured window; None: not measured
     cpu_s: float | None = None
     cpu_run_s: float | None = None  # from ready to the end of the run (warm-up, grace too)
@@ -206,6 +209,9 @@ class RunResult(BaseModel):
     out_of_order: int
     late: int
     late_replies: int  # broker request-reply: replies after the caller's timeout, dropped
+    # received and rejected, every process: undecodable, of another run, or impossible
+    # for the schedule; never recorded (dead-lettered where a broker carried them)
+    rejected: int = 0
     in_flight_waits: int
     unsent: int  # due in the schedule but never sent: the load generator fell behind
     warmup: Warmup

@@ -176,6 +176,9 @@ def _counts(runs: list[RunResult]) -> str:
     total = {k: sum(getattr(r, k) for r in measured)
              for k in ("sent", "completed", "lost", "duplicated", "errors")}  # fmt: skip
     text = f"{len(measured)} run(s): " + ", ".join(f"{k} {v:,}" for k, v in total.items())
+    rejected = sum(r.rejected for r in measured)
+    if rejected:
+        text += f", rejected {rejected:,} (see the notes)"
     if total["completed"] > total["sent"]:
         text += " (a message completes once on each of its routes)"
     limited = [r for r in measured if r.generator_limited]

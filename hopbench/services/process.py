@@ -55,8 +55,8 @@ async def serve(channel: ChildChannel, context: TransportContext) -> None:
         channel.emit(Ready(usage=usage()))
         async for command in channel.commands():
             match command:
-                case Start(origin_ns=origin_ns):
-                    recorder.start(origin_ns)
+                case Start(start_ns=start_ns, origin_ns=origin_ns):
+                    runtime.begin(start_ns, origin_ns)
                 case LateAfter(t_ns=t_ns):
                     recorder.late_after_ns = t_ns
                 case Progress(second=second):
@@ -86,6 +86,8 @@ async def serve(channel: ChildChannel, context: TransportContext) -> None:
             first_error=runtime.first_error,
             late_replies=runtime.late_replies,
             wire=runtime.wire(),
+            rejected=runtime.rejected,
+            first_rejected=runtime.first_rejected,
             recorder=recorder.to_json(),
             usage=usage(),  # last: the report's own cost counts
         )

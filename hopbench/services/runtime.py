@@ -107,6 +107,13 @@ class ServiceRuntime:
         self._changed_ns = now_ns
         self._in_flight += change
 
+    def begin(self, start_ns: int, origin_ns: int) -> None:
+        """The load starts at start_ns, its measured window at origin_ns: the recorder's
+        series counts from origin_ns, and what arrives is held to the schedule."""
+        self.recorder.start(origin_ns)
+        for transport in self._distinct_transports():
+            transport.admission.open(start_ns)
+
     def wire(self) -> dict[str, dict[str, int]]:
         """Per edge: the messages and bytes this replica's transports wrote."""
         counts: dict[str, dict[str, int]] = {}
@@ -117,6 +124,17 @@ class ServiceRuntime:
     @property
     def late_replies(self) -> int:
         return sum(t.late_replies for t in self._distinct_transports())
+
+    @property
+    def rejected(self) -> int:
+        """Messages its transports rejected: undecodable, foreign or impossible."""
+        return sum(t.rejected for t in self._distinct_transports())
+
+    @property
+    def first_rejected(self) -> str | None:
+        return next(
+            (t.admission.first for t in self._distinct_transports() if t.admission.first), None
+        )
 
     @property
     def errors(self) -> int:
@@ -143,9 +161,6 @@ class ServiceRuntime:
 
     async def handle(self, edge: Edge, env: Envelope, arrived_ns: int) -> Envelope | None:
         """arrived_ns: when the transport had the message, before any wait for a handler."""
-        if env.run_id != self.run_id:
-            self.recorder.foreign += 1
-            raise TransportError(f"message of run {env.run_id!r} on {edge.name}: ignored")
         self._count(1, clock.now_ns())
         self._idle.clear()
         try:

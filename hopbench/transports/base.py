@@ -10,6 +10,11 @@ ones. Shutdown is two steps: ``stop_serving`` takes no new messages,
 then, once the process has nothing in flight, ``close`` closes connections. A
 transport never records latency: completion belongs to the service runtime and
 the load worker (one recorder for every mode).
+
+What a transport receives goes through ``receive`` first (hopbench.transports.
+admission): undecodable, foreign or impossible messages are counted as ``rejected``,
+handed to ``dead_letter`` (the broker modes keep them in the run's dead-letter queue
+or topic) and never reach a handler or a waiting caller.
 """
 
 from __future__ import annotations
@@ -25,11 +30,14 @@ from hopbench.config.topology import Edge
 from hopbench.errors import FirstError, TransportError
 from hopbench.proto.hopbench_pb2 import Envelope
 from hopbench.transports import codec
+from hopbench.transports.admission import Admission
 from hopbench.transports.context import TransportContext
 from hopbench.transports.replies import PendingReplies
 
 log = logging.getLogger(__name__)
 
+# a body -> its envelope, or TransportError (hopbench.transports.codec)
+Decoder = Callable[[bytes], Envelope]
 # (in-edge, message, arrived_ns) -> the reply for a request-reply edge, else None
 Handler = Callable[[Edge, Envelope, int], Coroutine[Any, Any, Envelope | None]]
 
@@ -48,6 +56,29 @@ class Transport(abc.ABC):
         self.first_error: FirstError | None = None
         # per out-edge: the messages this process wrote, and their bytes (codec.WireCounts)
         self.wire = codec.WireCounts()
+        # what this transport received and rejected (counted there)
+        self.admission = Admission(context.run_id, context.load)
+
+    async def receive(
+        self, body: bytes | None, where: str, decode: Decoder | None = None
+    ) -> Envelope | None:
+        """The envelope in body, or None when it is rejected (counted, dead-lettered).
+        decode: how the body is encoded (codec.decode's; default protobuf)."""
+        found = self.admission.screen(body, clock.now_ns(), where, decode)
+        if isinstance(found, Envelope):
+            return found
+        try:
+            await self.dead_letter(body or b"", where, found)
+        except Exception as exc:  # a garbage message must never stop a consumer
+            log.warning("%s: could not dead-letter a rejected message: %r", where, exc)
+        return None
+
+    async def dead_letter(self, body: bytes, where: str, why: str) -> None:  # noqa: B027
+        """Keep a rejected message where a user can read it (modes with a broker)."""
+
+    @property
+    def rejected(self) -> int:
+        return self.admission.rejected
 
     def failed(self, message: str) -> None:
         """Count a failure outside any handler; log the first (the rest only count)."""
@@ -87,6 +118,10 @@ class Transport(abc.ABC):
         """What pack made, back into the envelope (TransportError if it is not one)."""
         settings = self.settings_for(edge)
         return codec.decode(codec.decompress(body, settings.compression), settings.encoding)
+
+    def decoder(self, edge: Edge) -> Decoder:
+        """How receive decodes this edge's bodies."""
+        return lambda body: self.unpack(edge, body)
 
     def serve(self, edge: Edge, handler: Handler) -> None:
         """Receive the messages of one in-edge (call before start)."""

@@ -3,7 +3,8 @@
 A transport gets this, never the run spec: its process's identity (run, service or
 ``loadgen``, replica or load worker index), the resolved topology (for its in- and
 out-edges and their targets), the HTTP and gRPC endpoints, the brokers' addresses,
-and the run's settings. ``TransportContext.of`` builds it from a run spec.
+the run's settings and its load (to reject impossible envelopes).
+``TransportContext.of`` builds it from a run spec.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 
 from hopbench.config.runspec import RunSpec
 from hopbench.config.secrets import restore_password
-from hopbench.config.settings import Settings
+from hopbench.config.settings import LoadSpec, Settings
 from hopbench.config.topology import Edge, Topology
 
 # mode -> service -> one "host:port" per replica (http and grpc servers)
@@ -33,6 +34,7 @@ class TransportContext:
     listen: str | None = None  # host to bind servers to; None: the endpoint's own host
     ports: Mapping[str, int] | None = None  # an agent's own data port per mode, not the spec's
     brokers_wait_s: float = 0.0  # how long to wait for a broker before connecting (--brokers-wait)
+    load: LoadSpec | None = None  # the run's load: what a received envelope can be
     _edge_settings: dict[int, Settings] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -62,6 +64,7 @@ class TransportContext:
             listen=listen,
             ports=ports,
             brokers_wait_s=spec.brokers_wait_s,
+            load=spec.load,
         )
 
     def settings_for(self, edge: Edge) -> Settings:

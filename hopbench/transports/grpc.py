@@ -3,7 +3,9 @@ fire-and-forget as ``Relay.Cast``, acknowledged on arrival and handled afterward
 
 The in-edge travels as the ``hb-edge`` metadata key, so one server serves every
 gRPC in-edge of a replica. Callers keep ``grpc_channels`` channels per target
-replica and go round-robin over them.
+replica and go round-robin over them. A request that is not an envelope of this
+run is rejected (counted) and answered INVALID_ARGUMENT with why: there is no broker
+to keep it, so the sender is told.
 
 The envelope is protobuf, gRPC's own format (an edge with ``encoding: json`` is refused
 at validation); ``compression: gzip`` is grpcio's message compression, both ways. Bytes
@@ -29,39 +31,62 @@ from hopbench.transports.context import TransportContext
 
 EDGE_KEY = "hb-edge"
 COMPRESSION = {"none": grpc.Compression.NoCompression, "gzip": grpc.Compression.Gzip}
+SERVICE = "hopbench.Relay"
 
 
-class _Relay(hopbench_pb2_grpc.RelayServicer):  # type: ignore[misc]
+class _Relay:
+    """The Relay service over raw request bytes: each request is screened
+    (hopbench.transports.admission) before it is decoded for a handler."""
+
     def __init__(self, transport: GrpcTransport) -> None:
         self.transport = transport
         self.handlers = transport.handlers
         self.background: set[asyncio.Task[Envelope | None]] = set()
 
-    async def _entry(self, context: grpc.aio.ServicerContext) -> tuple[Edge, Handler]:
+    def add_to(self, server: grpc.aio.Server) -> None:
+        handlers = {
+            "Call": grpc.unary_unary_rpc_method_handler(
+                self.Call, response_serializer=Envelope.SerializeToString
+            ),
+            "Cast": grpc.unary_unary_rpc_method_handler(
+                self.Cast, response_serializer=Ack.SerializeToString
+            ),
+        }
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+
+    async def _entry(
+        self, body: bytes, context: grpc.aio.ServicerContext
+    ) -> tuple[Edge, Handler, Envelope]:
         index = -1
         for key, value in context.invocation_metadata() or ():
             if key == EDGE_KEY:
-                index = int(value)
+                index = int(value) if str(value).isdigit() else -1
         entry = self.handlers.get(index)
         if entry is None:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no edge {index} here")
             raise AssertionError("abort raises")
-        return entry
+        edge, handler = entry
+        env = await self.transport.receive(body, edge.name)
+        if env is None:
+            why = f"rejected: {self.transport.admission.last}"
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, why)
+            raise AssertionError("abort raises")
+        return edge, handler, env
 
-    async def Cast(self, request: Envelope, context: grpc.aio.ServicerContext) -> Ack:
+    async def Cast(self, request: bytes, context: grpc.aio.ServicerContext) -> Ack:
         """Fire-and-forget: acknowledge on arrival, do the work afterwards."""
         arrived_ns = clock.now_ns()
-        edge, handler = await self._entry(context)
-        task = asyncio.create_task(handler(edge, request, arrived_ns))
+        edge, handler, env = await self._entry(request, context)
+        task = asyncio.create_task(handler(edge, env, arrived_ns))
         self.background.add(task)
         task.add_done_callback(self.background.discard)
         return Ack()
 
-    async def Call(self, request: Envelope, context: grpc.aio.ServicerContext) -> Envelope:
+    async def Call(self, request: bytes, context: grpc.aio.ServicerContext) -> Envelope:
         arrived_ns = clock.now_ns()
-        edge, handler = await self._entry(context)
+        edge, handler, env = await self._entry(request, context)
         try:
-            reply = await handler(edge, request, arrived_ns)
+            reply = await handler(edge, env, arrived_ns)
         except TransportError as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
         reply = reply if reply is not None else Envelope()
@@ -87,7 +112,7 @@ class GrpcTransport(Transport):
         host, port = self.context.bind_address("grpc")
         address = f"{host}:{port}"
         self._server = grpc.aio.server()
-        hopbench_pb2_grpc.add_RelayServicer_to_server(_Relay(self), self._server)
+        _Relay(self).add_to(self._server)
         if self._server.add_insecure_port(address) == 0:
             raise TransportError(f"gRPC server could not bind {address}")
         await self._server.start()
@@ -106,6 +131,10 @@ class GrpcTransport(Transport):
 
     async def request(self, edge: Edge, env: Envelope) -> Envelope:
         reply: Envelope = await self._call(edge, "Call", env)
+        why = self.admission.check(reply, clock.now_ns())
+        if why is not None:
+            self.admission.reject(f"replies ({edge.name})", why)
+            raise TransportError(f"{edge.name}: the reply was rejected: {why}")
         return reply
 
     async def publish(self, edge: Edge, env: Envelope) -> None:

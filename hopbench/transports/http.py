@@ -7,6 +7,9 @@ Server: FastAPI on uvicorn (uvloop, httptools). Client: aiohttp with a pooled
 connector per process, round-robin over the target's replicas. aiohttp, not
 httpx: httpx's default transport reached 1/17 of aiohttp's rate with 32 requests in
 flight (docs/findings.md), which would measure httpx instead of HTTP.
+
+A body that is not an envelope of this run is rejected (counted) and answered 400
+with why: there is no broker to keep it, so the sender is told.
 """
 
 from __future__ import annotations
@@ -42,6 +45,11 @@ def _headers(transport: Transport, edge: Edge) -> dict[str, str]:
     if settings.compression != "none":
         headers["content-encoding"] = settings.compression
     return headers
+
+
+def _refused(transport: Transport) -> Response:
+    """A rejected message: 400, with why (the sender sees it; nothing is dead-lettered)."""
+    return Response(f"rejected: {transport.admission.last}", status_code=400)
 
 
 class HttpTransport(Transport):
@@ -98,8 +106,10 @@ class HttpTransport(Transport):
         headers = _headers(self, edge)
 
         async def hop(request: Request) -> Response:
+            env = await self.receive(await request.body(), edge.name, self.decoder(edge))
+            if env is None:
+                return _refused(self)
             try:
-                env = self.unpack(edge, await request.body())
                 reply = await handler(edge, env, clock.now_ns())
             except TransportError as exc:
                 return Response(str(exc), status_code=502)
@@ -115,10 +125,9 @@ class HttpTransport(Transport):
         background = self._background
 
         async def cast(request: Request) -> Response:
-            try:
-                env = self.unpack(edge, await request.body())
-            except TransportError as exc:
-                return Response(str(exc), status_code=400)
+            env = await self.receive(await request.body(), edge.name, self.decoder(edge))
+            if env is None:
+                return _refused(self)
             task = asyncio.create_task(handler(edge, env, clock.now_ns()))
             background.add(task)
             task.add_done_callback(background.discard)
@@ -152,7 +161,11 @@ class HttpTransport(Transport):
         return next(urls)
 
     async def request(self, edge: Edge, env: Envelope) -> Envelope:
-        return self.unpack(edge, await self._post(edge, env, 200))
+        body = await self._post(edge, env, 200)
+        reply = await self.receive(body, f"replies ({edge.name})", self.decoder(edge))
+        if reply is None:
+            raise TransportError(f"{edge.name}: the reply was rejected: {self.admission.last}")
+        return reply
 
     async def publish(self, edge: Edge, env: Envelope) -> None:
         await self._post(edge, env, 202)

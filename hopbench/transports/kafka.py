@@ -8,6 +8,11 @@ correlation id and the caller's reply topic in its headers; the callee produces 
 reply there. Each calling process reads its own one-partition reply topic by direct
 assignment (no group, so no rebalance wait).
 
+A record that is not an envelope of this run (hopbench.transports.admission), on an
+in-edge or a reply topic, is counted as rejected and produced, unchanged, to the
+run's dead-letter topic with headers saying where it came from and why; the poller
+goes on with the next record.
+
 A publish returns once the broker acknowledged it (per ``kafka_acks``), so a failed
 produce is an error, not a silent loss. Consumers hand each record to a handler
 task, at most ``prefetch`` at once, as RabbitMQ's prefetch does, so the two brokers
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from typing import Any
 
@@ -51,6 +57,10 @@ CORRELATION = "hb-correlation"
 REPLY_TO = "hb-reply-to"
 ENCODING = "hb-encoding"
 ProducerKey = tuple[int, int, int, str]  # acks, linger, batch bytes, compression
+# on a dead-lettered record: why it was rejected, where it was read, and by whom
+REJECTED = "hb-rejected"
+READ_FROM = "hb-read-from"
+READ_BY = "hb-read-by"
 
 
 def topic_name(run_id: str, edge: Edge) -> str:
@@ -70,12 +80,18 @@ def reply_topic(run_id: str, service: str, replica: int) -> str:
     return f"hb-{run_id}-reply-{service}-{replica}"
 
 
+def dead_letter_topic(run_id: str) -> str:
+    """Where the run's rejected records go (one partition), deleted with the run."""
+    return f"hb-{run_id}-dead-letters"
+
+
 def plan(spec: RunSpec) -> Provisioning:
     """Topic -> partitions: an edge's kafka_partitions, else enough for the largest
     subscriber group to share it; plus a one-partition reply topic for every
-    process that calls over Kafka (each replica, or each load worker)."""
+    process that calls over Kafka (each replica, or each load worker), and the run's
+    dead-letter topic."""
     topology = spec.resolved
-    partitions: dict[str, int] = {}
+    partitions: dict[str, int] = {dead_letter_topic(spec.run_id): 1}
     for edge in topology.edges:
         if edge.mode != "kafka":
             continue
@@ -173,14 +189,14 @@ class KafkaTransport(Transport):
 
     async def _poll(self, consumer: AIOKafkaConsumer, edge: Edge, handler: Handler) -> None:
         slots = asyncio.Semaphore(self.settings_for(edge).prefetch)
-        encoding = self.settings_for(edge).encoding
+        encoding = self.settings_for(edge).encoding  # Kafka's consumer decompresses
+
+        def decode(body: bytes) -> Envelope:
+            return codec.decode(body, encoding)
+
         async for record in consumer:
-            try:
-                env = codec.decode(record.value, encoding)
-            except TransportError as exc:  # not a hopbench envelope: never kill the poller
-                log.warning(
-                    "%s: undecodable record at offset %s: %s", edge.name, record.offset, exc
-                )
+            env = await self.receive(record.value, _where(edge.name, record), decode)
+            if env is None:
                 continue
             arrived_ns = clock.now_ns()
             await slots.acquire()
@@ -207,13 +223,13 @@ class KafkaTransport(Transport):
             log.exception("%s: handler failed", edge.name)
             reply = None
         try:
-            if edge.is_sync and reply is not None:
-                meta = dict(headers or ())
+            meta = dict(headers or ())
+            if edge.is_sync and reply is not None and REPLY_TO in meta:
                 settings = self._reply_settings(edge)
                 producer = await self._producer_for(settings)
-                topic = meta[REPLY_TO].decode()
+                topic = bytes(meta[REPLY_TO]).decode(errors="replace")
                 value = codec.encode(reply, settings.encoding)
-                reply_headers = [(CORRELATION, meta[CORRELATION])]
+                reply_headers = [(CORRELATION, meta.get(CORRELATION, b""))]
                 if settings.encoding != "protobuf":
                     reply_headers.append((ENCODING, settings.encoding.encode()))
                 self._topic_edges[topic] = (edge.name, True)
@@ -231,13 +247,23 @@ class KafkaTransport(Transport):
     async def _poll_replies(self, consumer: AIOKafkaConsumer) -> None:
         async for record in consumer:
             meta = dict(record.headers or ())
-            correlation = meta.get(CORRELATION, b"").decode()
-            try:
-                reply = codec.decode(record.value, meta.get(ENCODING, b"protobuf").decode())
-            except TransportError as exc:  # never kill the poller: the caller times out
-                self.failed(f"reply {correlation}: {exc}")
-                continue
-            self.calls.resolve(correlation, reply)
+            encoding = bytes(meta.get(ENCODING, b"protobuf")).decode(errors="replace")
+            decode = functools.partial(codec.decode, encoding=encoding)
+            reply = await self.receive(record.value, _where("replies", record), decode)
+            if reply is not None:
+                correlation = meta.get(CORRELATION, b"")
+                self.calls.resolve(bytes(correlation).decode(errors="replace"), reply)
+
+    async def dead_letter(self, body: bytes, where: str, why: str) -> None:
+        """Produce a rejected record, unchanged, to the run's dead-letter topic."""
+        producer = await self._producer_for(self.settings)
+        headers = [
+            (REJECTED, why.encode()),
+            (READ_FROM, where.encode()),
+            (READ_BY, self._client_id.encode()),
+        ]
+        ack = await producer.send(dead_letter_topic(self.context.run_id), body, headers=headers)
+        await ack
 
     def _reply_settings(self, edge: Edge) -> Settings:
         """Replies: the run's producer settings, the edge's encoding and compression."""
@@ -373,6 +399,11 @@ async def _stop(client: AIOKafkaConsumer | AIOKafkaProducer, what: str) -> None:
         log.warning("Kafka %s did not stop within %g s (broker gone?)", what, STOP_TIMEOUT_S)
     except KafkaError as exc:
         log.warning("Kafka %s stop failed: %s", what, _kafka_error(exc))
+
+
+def _where(what: str, record: Any) -> str:
+    """What a record was read as, and its place: topic, partition and offset."""
+    return f"{what} ({record.topic}[{record.partition}]@{record.offset})"
 
 
 def _kafka_error(exc: KafkaError) -> str:

@@ -23,6 +23,12 @@ timeout. With publisher confirms, a publish whose confirmation never came is sen
 again on the new connection (at least once: a copy may be counted as duplicated);
 without confirms, what was written into a connection that dropped is lost, and the
 results count it. Unacknowledged deliveries come back from the broker (redelivered).
+
+A message that is not an envelope of this run (hopbench.transports.admission), on
+an in-edge's queue or the reply path, is counted as rejected, published unchanged
+to the run's dead-letter exchange (a fanout exchange bound to the run's dead-letter
+queue, both provisioned with the run's plan and deleted with it) with headers saying
+where it came from and why, and acknowledged; consuming goes on.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ import logging
 import aiormq
 from aiormq.abc import AbstractChannel, AbstractConnection, DeliveredMessage
 from pamqp.commands import Basic
+from pamqp.common import FieldTable
 
 from hopbench import clock
 from hopbench.config.runspec import RunSpec
@@ -41,7 +48,7 @@ from hopbench.config.topology import Edge
 from hopbench.errors import TransportError
 from hopbench.proto.hopbench_pb2 import Envelope
 from hopbench.transports import codec
-from hopbench.transports.base import Handler, Transport
+from hopbench.transports.base import Decoder, Handler, Transport
 from hopbench.transports.context import TransportContext
 from hopbench.transports.plan import Provisioning
 from hopbench.transports.replies import PendingReplies
@@ -57,6 +64,10 @@ AMQP_ERRORS = (
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 RECONNECT_EVERY_S = 0.5
 REPLY = "reply"  # the channel requests go out on (and direct reply-to comes back on)
+# on a dead-lettered message: why it was rejected, where it was read, and by whom
+REJECTED = "hb-rejected"
+READ_FROM = "hb-read-from"
+READ_BY = "hb-read-by"
 
 
 def queue_name(run_id: str, edge: Edge) -> str:
@@ -70,11 +81,17 @@ def exchange_name(run_id: str, edge: Edge) -> str:
     return f"hb-{run_id}-{edge.source}"
 
 
+def dead_letter_name(run_id: str) -> str:
+    """The run's dead-letter exchange, and the queue bound to it: one name for both."""
+    return f"hb-{run_id}-dead-letters"
+
+
 def plan(spec: RunSpec) -> Provisioning:
     """Queue -> durable (per the edge's own setting), and fanout exchange -> the
-    subscriber queues bound to it."""
-    queues: dict[str, bool] = {}
-    bound: dict[str, tuple[str, ...]] = {}
+    subscriber queues bound to it; and the run's dead-letter exchange and queue."""
+    dead = dead_letter_name(spec.run_id)
+    queues: dict[str, bool] = {dead: False}
+    bound: dict[str, tuple[str, ...]] = {dead: (dead,)}
     for edge in spec.resolved.edges:
         if edge.mode != "rabbitmq":
             continue
@@ -104,10 +121,13 @@ class RabbitMqTransport(Transport):
         self._closed = False
         self._watcher: asyncio.Task[None] | None = None
         self.reconnects = 0
+        self._dead_channel: AbstractChannel | None = None  # opened at the first rejection
+        self._dead_lock = asyncio.Lock()
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self.calls = PendingReplies(f"{context.service}-{context.replica}")
+        self.calls_prefix = f"{context.service}-{context.replica}"
+        self.calls = PendingReplies(self.calls_prefix)
         self.replies = self.calls
         self._reply_to = DIRECT_REPLY_TO
 
@@ -183,11 +203,9 @@ class RabbitMqTransport(Transport):
             self._idle.clear()
             try:
                 properties = message.header.properties
-                try:
-                    env = _unpack(message.body, properties)
-                except TransportError as exc:  # not an envelope: counted, acked, dropped
-                    self.failed(f"{edge.name}: {exc}")
-                    return
+                env = await self.receive(message.body, edge.name, _decoder(properties))
+                if env is None:
+                    return  # rejected: dead-lettered; acknowledged below
                 reply = await handler(edge, env, clock.now_ns())
                 if edge.is_sync and reply is not None and properties.reply_to:
                     await self._reply(edge, reply, properties)
@@ -231,13 +249,25 @@ class RabbitMqTransport(Transport):
             self.failed(f"{edge.name}: the reply could not be sent: {exc}")
 
     async def _on_reply(self, message: DeliveredMessage) -> None:
-        correlation = message.header.properties.correlation_id or ""
-        try:
-            reply = _unpack(message.body, message.header.properties)
-        except TransportError as exc:  # the caller times out
-            self.failed(f"reply {correlation}: {exc}")
+        properties = message.header.properties
+        decode = _decoder(properties)
+        reply = await self.receive(message.body, f"replies ({self._reply_to})", decode)
+        if reply is not None:
+            self.calls.resolve(properties.correlation_id or "", reply)
+
+    async def dead_letter(self, body: bytes, where: str, why: str) -> None:
+        """Publish a rejected message, unchanged, to the run's dead-letter exchange."""
+        if self._connection is None:
             return
-        self.calls.resolve(correlation, reply)
+        async with self._dead_lock:
+            if self._dead_channel is None or self._dead_channel.is_closed:
+                self._dead_channel = await self._connection.channel(publisher_confirms=False)
+        headers: FieldTable = {REJECTED: why, READ_FROM: where, READ_BY: self.calls_prefix}
+        await self._dead_channel.basic_publish(
+            body,
+            exchange=dead_letter_name(self.context.run_id),
+            properties=Basic.Properties(headers=headers),
+        )
 
     async def request(self, edge: Edge, env: Envelope) -> Envelope:
         if self._reply_channel is None:
@@ -350,7 +380,8 @@ class RabbitMqTransport(Transport):
 _ENCODINGS = {content_type: name for name, content_type in codec.CONTENT_TYPES.items()}
 
 
-def _unpack(body: bytes, properties: Basic.Properties) -> Envelope:
-    """A message's envelope, by its content type and encoding (TransportError if not)."""
+def _decoder(properties: Basic.Properties) -> Decoder:
+    """How a message's body decodes: by its content type and encoding."""
     encoding = _ENCODINGS.get(properties.content_type or "", "protobuf")
-    return codec.decode(codec.decompress(body, properties.content_encoding or "none"), encoding)
+    compression = properties.content_encoding or "none"
+    return lambda body: codec.decode(codec.decompress(body, compression), encoding)
