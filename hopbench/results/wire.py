@@ -3,6 +3,7 @@ how a reader sees them (the terminal's block, a line per edge in the report)."""
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterable, Mapping, Sequence
 
 from hopbench.config.settings import Settings
@@ -67,10 +68,11 @@ def render_wire(runs: Sequence[RunResult]) -> str:
     )
     if not changed:
         return ""
-    lines = [
+    lines = textwrap.wrap(
         "bytes on the wire per message (the body as encoded, and as written after "
-        "compression; no protocol headers; n/m: not measured):"
-    ]
+        "compression; no protocol headers; n/m: not measured):",
+        100,
+    )
     for run in runs:
         if run.probe or run.failed:
             continue
