@@ -127,6 +127,7 @@ async def run_in_process(
                 handled=s.handled,
                 errors=s.errors,
                 late_replies=s.late_replies,
+                wire=s.wire(),
                 rejected=s.rejected,
                 first_rejected=s.first_rejected,
                 **s.connection_counts(),
@@ -142,6 +143,7 @@ async def run_in_process(
             ProcessResult(
                 name=f"loadgen/{w.worker}",
                 late_replies=w.transport.late_replies,
+                wire=w.transport.wire.to_json(),
                 rejected=w.transport.rejected,
                 first_rejected=w.transport.admission.first,
                 **connection_counts([w.transport]),

@@ -68,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     for topology in topologies:
         flags.check_load(topology, load)
         flags.check_levers(topology, settings)
+        topology.check_settings(settings)
         flags.check_pauses(topology, [Pause.parse(p) for p in args.pause])
         replicas = {name: svc.replicas for name, svc in topology.services.items()}
         check_faults(faults, replicas, topology.modes, load.duration_s, args.kafka_bootstrap)

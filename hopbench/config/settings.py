@@ -19,6 +19,9 @@ HttpClientName = Literal["aiohttp", "httpx", "pyreqwest"]
 RabbitMqClientName = Literal["aiormq", "pika"]
 # settings that choose something only one mode has: an edge of another mode cannot set them
 SETTING_MODES = {"http_client": "http", "rabbitmq_client": "rabbitmq"}
+Encoding = Literal["protobuf", "json"]
+Compression = Literal["none", "gzip", "zstd"]
+PayloadContent = Literal["random", "text"]
 
 
 class Settings(BaseModel):
@@ -80,6 +83,17 @@ class Settings(BaseModel):
     )
     prefetch: int = Field(
         100, ge=1, description="messages one broker consumer handles at once (Kafka and RabbitMQ)"
+    )
+    encoding: Encoding = Field(
+        "protobuf", description="the envelope on the wire: protobuf bytes or JSON text"
+    )
+    compression: Compression = Field(
+        "none",
+        description="per message: HTTP Content-Encoding, AMQP content-encoding, gRPC's "
+        "compression (gzip only), Kafka's batch compression type",
+    )
+    payload_content: PayloadContent = Field(
+        "random", description="payload bytes: random (incompressible) or English-like text"
     )
 
     @field_validator("kafka_acks")
@@ -143,8 +157,26 @@ EDGE_SETTINGS = frozenset(
         "rabbitmq_queue_type",
         "rabbitmq_client",
         "prefetch",
+        "encoding",
+        "compression",
     }
 )
+
+# What a mode cannot carry: (mode, setting, value) -> why, in a sentence.
+REFUSED: dict[tuple[str, str, str], str] = {
+    ("grpc", "encoding", "json"): "gRPC carries the envelope as protobuf, its own message "
+    "format; JSON is for http, kafka and rabbitmq edges",
+    ("grpc", "compression", "zstd"): "grpcio compresses with gzip or deflate, not zstd; use "
+    "compression gzip on a grpc edge",
+}
+
+
+def refusal(mode: str, settings: Settings) -> str | None:
+    """Why an edge of this mode cannot run with these settings, or None if it can."""
+    for (refused_mode, name, value), why in REFUSED.items():
+        if mode == refused_mode and getattr(settings, name) == value:
+            return f"{name} {value} over {mode} cannot be: {why}"
+    return None
 
 
 # Connection levers only the HTTP and gRPC modes carry: the sentence that says why,
@@ -169,12 +201,27 @@ def unsupported_lever(mode: str, settings: Settings) -> tuple[str, str] | None:
         why = _BROKER_CONNECTIONS.get((mode, name))
         if on and why is not None:
             return name, why
-        if on and mode == "http" and settings.http_client != "aiohttp":
-            return name, (
-                f"the connection levers (tls, keepalive) are carried by the aiohttp client, "
-                f"and this edge's http_client is {settings.http_client}: use aiohttp, or "
-                f"leave {name} at its default"
-            )
+    if mode == "rabbitmq" and settings.rabbitmq_client == "pika":
+        format_levers = {
+            "encoding": settings.encoding != "protobuf",
+            "compression": settings.compression != "none",
+        }
+        for name, on in format_levers.items():
+            if on:
+                return name, (
+                    "the pika client sends the protobuf envelope as it is: encoding and "
+                    "compression are carried by the aiormq client; use rabbitmq_client aiormq, "
+                    f"or leave {name} at its default"
+                )
+    if mode == "http" and settings.http_client != "aiohttp":
+        asked["compression"] = settings.compression != "none"
+        for name, on in asked.items():
+            if on:
+                return name, (
+                    "the connection and compression levers (tls, keepalive, compression) "
+                    f"are carried by the aiohttp client, and this edge's http_client is "
+                    f"{settings.http_client}: use aiohttp, or leave {name} at its default"
+                )
     return None
 
 

@@ -120,6 +120,10 @@ def load_suite(path: Path) -> tuple[SuiteSpec, list[Cell], Settings]:
             topology = load_topology(topology_path, overrides, mode, pattern)
         except ConfigError as exc:
             raise ConfigError(f"{path}: cell {variant}: {exc}") from None
+        try:
+            topology.check_settings(settings)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: cell {variant}: {exc}") from None
         shape = [variant, *([pattern] if pattern else []), f"{payload}B"]
         shape += [f"{svc}x{n}" for svc, n in combo.items()]
         rates: list[float | None] = [None] if matrix.find_max else list(matrix.rates)

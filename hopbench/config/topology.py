@@ -27,7 +27,13 @@ from pydantic_core import PydanticCustomError
 from hopbench.config.cache import CacheSpec
 from hopbench.config.db import DbSpec, DbWork
 from hopbench.config.locking import LockSpec
-from hopbench.config.settings import EDGE_SETTINGS, SETTING_MODES, Settings, unsupported_lever
+from hopbench.config.settings import (
+    EDGE_SETTINGS,
+    SETTING_MODES,
+    Settings,
+    refusal,
+    unsupported_lever,
+)
 from hopbench.config.yamlsource import Located
 from hopbench.errors import ConfigError
 
@@ -263,6 +269,16 @@ class Topology:
             return "round trip"
         return f"one-way to {self.edges[route[-1]].target}"
 
+    def check_settings(self, settings: Settings) -> None:
+        """ConfigError when a run's settings ask an edge for what its mode cannot carry."""
+        for edge in self.edges:
+            refused = refusal(edge.mode, settings.with_overrides(edge.settings))
+            if refused is not None:
+                raise ConfigError(
+                    f"{self.source}: edge {edge.name}: {refused} (set it on the other "
+                    "edges alone, in their settings)"
+                )
+
     @property
     def modes(self) -> set[str]:
         return {e.mode for e in self.edges}
@@ -326,6 +342,9 @@ def _edge_settings(e: EdgeSpec, i: int, fail: Any) -> tuple[tuple[str, Any], ...
         name, why = refused
         value = str(getattr(checked, name)).lower()
         raise fail(("edges", i, "settings", name), f"{name}: {value} on a {e.mode} edge: {why}")
+    refused_format = refusal(e.mode, checked)
+    if refused_format is not None:
+        raise fail(("edges", i, "settings"), refused_format)
     return tuple(sorted((k, getattr(checked, k)) for k in e.settings))
 
 

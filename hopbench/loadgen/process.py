@@ -50,6 +50,7 @@ def build_worker(
         transports[topology.entry_edge.mode],
         load.payload_bytes,
         load.max_in_flight,
+        context.settings.payload_content,
     )
 
 
@@ -84,6 +85,7 @@ async def drive(channel: ChildChannel, context: TransportContext, load: LoadSpec
                 first_error=worker.first_error,
                 recorder=worker.recorder.to_json(),
                 late_replies=worker.transport.late_replies,
+                wire=worker.transport.wire.to_json(),
                 rejected=worker.transport.rejected,
                 first_rejected=worker.transport.admission.first,
                 connections=connection_counts([worker.transport]),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from hopbench.measure.merge import SendSummary
 from hopbench.measure.recorder import Recorder, SeqBitmap
 from hopbench.proto.hopbench_pb2 import Envelope
 from hopbench.transports.base import Transport
+from hopbench.transports.codec import Payloads
 
 log = logging.getLogger(__name__)
 # A message due this soon is sent now: a wake-up costs about as much.
@@ -75,6 +75,7 @@ class LoadWorker:
         transport: Transport,
         payload_bytes: int,
         max_in_flight: int,
+        payload_content: str = "random",
     ) -> None:
         self.entry = topology.entry_edge
         self.records_replies = self.entry.is_sync and topology.records_completion(LOADGEN)
@@ -82,7 +83,7 @@ class LoadWorker:
         self.run_id = run_id
         self.worker = worker
         self.transport = transport
-        self.payload = os.urandom(payload_bytes)
+        self.payloads = Payloads(payload_content, payload_bytes)  # one differs from the next
         self.max_in_flight = max_in_flight
         self.recorder = Recorder(topology.callers, request_reply=topology.request_reply)
         self.report = WorkerReport(worker)
@@ -200,7 +201,7 @@ class LoadWorker:
             trace_id=random.getrandbits(64),
             warmup=warmup,
             run_id=self.run_id,
-            payload=self.payload,
+            payload=self.payloads.next(),
         )
         if not warmup:
             record(self.report.send_lag, (sent_ns - intended_ns) // 1000)

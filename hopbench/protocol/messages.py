@@ -213,6 +213,8 @@ class ServiceReport:
     db: dict[str, Any] | None = None  # work.db: its queries (hopbench.services.db report)
     lock_waits: int = 0  # pessimistic lock: messages that found their key held
     lock_retries: int = 0  # optimistic lock: work redone after a failed compare-and-set
+    # edge name -> what it wrote for that edge's messages (hopbench.transports.codec)
+    wire: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
 
     def counts(self) -> dict[str, Any]:
         """The counts of this process's row in the results."""
@@ -245,6 +247,7 @@ class WorkerReport:
     usage: Usage
     # connections_opened, tls_handshakes, tls_resumed (hopbench.transports.base)
     connections: dict[str, int] = dataclasses.field(default_factory=dict)
+    wire: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)  # as above
 
     def counts(self) -> dict[str, Any]:
         """The counts of this process's row in the results."""

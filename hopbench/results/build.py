@@ -30,6 +30,7 @@ from hopbench.results.schema import (
     Warmup,
 )
 from hopbench.results.status import count_notes, judge
+from hopbench.results.wire import wire_result
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ def process_result(
     machine: dict[str, Any] | None = None,
     first_error: str | None = None,
     first_error_s: float | None = None,
+    wire: dict[str, dict[str, int]] | None = None,
     first_rejected: str | None = None,
     **counts: Any,
 ) -> ProcessResult:
@@ -73,6 +75,7 @@ def process_result(
         machine=machine,
         first_error=first_error,
         first_error_s=first_error_s,
+        wire=wire or {},
         first_rejected=first_rejected,
         **counts,
     )
@@ -163,7 +166,13 @@ def build_result(
         mode=topology.mode_label,
         variant="+".join(dict.fromkeys(e.mode for e in topology.edges)),
         edges=[
-            EdgeResult(name=e.name, mode=e.mode, pattern=e.pattern, settings=dict(e.settings))
+            EdgeResult(
+                name=e.name,
+                mode=e.mode,
+                pattern=e.pattern,
+                settings=dict(e.settings),
+                wire=wire_result(spec.for_edge(e), [p.wire.get(e.name, {}) for p in processes]),
+            )
             for e in topology.edges
         ],
         replicas={name: svc.replicas for name, svc in topology.services.items()},

@@ -21,6 +21,7 @@ from hopbench.results.schema import (
 )
 from hopbench.results.summary import FIND_MAX, METRICS, SummaryRow
 from hopbench.results.terminal import group_title
+from hopbench.results.wire import wire_text
 
 UNITS = {"p50 ms": "ms", "p99 ms": "ms", "done/s": "messages/s", "CPU ms/1000": "ms CPU per 1,000"}
 WHAT = {"p50 ms": "p50", "p99 ms": "p99", "done/s": "throughput", "CPU ms/1000": "CPU"}
@@ -281,7 +282,9 @@ def config_section(run: RunResult) -> str:
 def _edge(run: RunResult, index: int) -> str:
     edge = run.edges[index]
     settings = ", ".join(f"{k} = {v}" for k, v in edge.settings.items())
-    return f"{edge.name}: {edge.mode}, {edge.pattern}" + (f" ({settings})" if settings else "")
+    wire = f"; per message {wire_text(edge)}" if edge.wire is not None else ""
+    text = f"{edge.name}: {edge.mode}, {edge.pattern}"
+    return text + (f" ({settings})" if settings else "") + wire
 
 
 def _load(run: RunResult) -> str:

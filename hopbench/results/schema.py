@@ -36,11 +36,35 @@ class Percentiles(BaseModel):
 NO_SAMPLES = Percentiles(count=0, p50=0, p90=0, p99=0, p999=0, max=0, mean=0)
 
 
+class WireResult(BaseModel):
+    """What the senders wrote for one edge's messages over the whole run, warm-up
+    included (docs/results.md, "Bytes on the wire"): the envelope's body as encoded,
+    and as written after compression; not the protocol's headers (HTTP, AMQP frames,
+    gRPC's, TCP/IP, TLS)."""
+
+    encoding: str
+    compression: str
+    messages: int  # requests or publishes sent (a publish-subscribe publish once)
+    encoded_bytes: int  # their encoded size, before compression
+    wire_messages: int  # of those, the ones whose written size was seen
+    wire_bytes: int  # what was written for them, after compression
+    replies: int = 0  # replies sent back over the edge
+    reply_encoded_bytes: int = 0
+    reply_wire_messages: int = 0
+    reply_wire_bytes: int = 0
+    encoded_per_message: float | None = None  # encoded_bytes / messages
+    # wire_bytes / wire_messages; None: not seen (gRPC compresses out of sight)
+    wire_per_message: float | None = None
+    reply_encoded_per_message: float | None = None
+    reply_wire_per_message: float | None = None
+
+
 class EdgeResult(BaseModel):
     name: str
     mode: str
     pattern: str
     settings: dict[str, Any] = {}  # this edge's own settings, on top of the run's
+    wire: WireResult | None = None  # bytes per message; None: nothing was counted
 
 
 class HopResult(BaseModel):
@@ -117,6 +141,8 @@ class ProcessResult(BaseModel):
     first_error_s: float | None = None
     died: str | None = None  # why it ended before its report, if it did
     late_replies: int = 0  # replies that arrived after their caller gave up
+    # per out-edge: messages and bytes this process wrote (hopbench.transports.codec)
+    wire: dict[str, dict[str, int]] = {}
     # messages it received and rejected (undecodable, foreign or impossible), the first
     rejected: int = 0
     first_rejected: str | None = None

@@ -21,6 +21,7 @@ from hopbench.results.numbers import number
 from hopbench.results.schema import Results, RunResult
 from hopbench.results.summary import FIND_MAX, METRICS, SummaryRow, metric_cell, summary
 from hopbench.results.table import render_breakdown
+from hopbench.results.wire import render_wire
 
 WIDTH = 100
 GAP = "  "
@@ -32,9 +33,9 @@ def terminal_summary(results: Results, paths: Sequence[str] = ()) -> str:
     """Everything the terminal shows about a command's runs, each row once."""
     rows = summary(results)
     parts = [_ranked(rows), _knees(rows, results), _failed(rows, results)]
-    parts += [_bottlenecks(results.runs), _breakdown(results.runs)]
-    parts += [render_caches([r for r in results.runs if not r.probe]), _counts(results.runs)]
-    parts += [render_db([r for r in results.runs if not r.probe]), _counts(results.runs)]
+    parts += [_bottlenecks(results.runs), _breakdown(results.runs), render_wire(results.runs)]
+    measured = [r for r in results.runs if not r.probe]
+    parts += [render_caches(measured), render_db(measured), _counts(results.runs)]
     if paths:
         parts.append("\n".join(paths))
     return "\n\n".join(p for p in parts if p)

@@ -367,6 +367,7 @@ def collect(
             machine=c.hello.machine if c.hello else None,
             first_error=first.message if first else None,
             first_error_s=round((first.t_ns - window.origin_ns) / 1e9, 3) if first else None,
+            wire=r.wire,
             first_rejected=r.first_rejected,
             **r.counts(),
         )

@@ -43,6 +43,7 @@ def build_service(context: TransportContext, transport: str | None = None) -> Se
         make_transports(context, edges, transport),
         context.redis_url,
         db_client(context),
+        context.settings.payload_content,
     )
 
 
@@ -114,6 +115,7 @@ async def serve(channel: ChildChannel, context: TransportContext) -> None:
             errors=runtime.errors,
             first_error=runtime.first_error,
             late_replies=runtime.late_replies,
+            wire=runtime.wire(),
             rejected=runtime.rejected,
             first_rejected=runtime.first_rejected,
             db=runtime.db.report() if runtime.db else None,

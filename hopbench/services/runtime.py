@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import os
 from collections.abc import Mapping
 
 from hopbench import clock
@@ -25,6 +24,7 @@ from hopbench.services.db import DbClient
 from hopbench.services.limits import WorkLimits
 from hopbench.services.work import do_work
 from hopbench.transports.base import Transport, channel_of, connection_counts
+from hopbench.transports.codec import Payloads
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ class ServiceRuntime:
         transports: Mapping[str, Transport],
         redis_url: str | None = None,
         db: DbClient | None = None,
+        payload_content: str = "random",
     ) -> None:
         self.spec = topology.services[service]
         cache = self.spec.cache
@@ -63,7 +64,7 @@ class ServiceRuntime:
                 channels.setdefault(channel_of(edge), edge)
         self.publish_out = tuple(channels.values())
         self.records_completion = topology.records_completion(service)
-        self.reply_payload = os.urandom(self.spec.reply_bytes)
+        self.reply_payloads = Payloads(payload_content, self.spec.reply_bytes)
         self._in_flight = 0
         # messages in the handlers integrated over time (message-ns), up to _changed_ns,
         # and that integral and its time at the last sample: the mean in flight between
@@ -134,6 +135,13 @@ class ServiceRuntime:
 
     def connection_counts(self) -> dict[str, int]:
         return connection_counts(self._distinct_transports())
+
+    def wire(self) -> dict[str, dict[str, int]]:
+        """Per edge: the messages and bytes this replica's transports wrote."""
+        counts: dict[str, dict[str, int]] = {}
+        for transport in self._distinct_transports():
+            counts.update(transport.wire.to_json())  # an edge has one mode: no overlap
+        return counts
 
     @property
     def late_replies(self) -> int:
@@ -294,7 +302,7 @@ class ServiceRuntime:
             trace_id=env.trace_id,
             warmup=env.warmup,
             run_id=env.run_id,
-            payload=self.reply_payload,
+            payload=self.reply_payloads.next(),
         )
         reply.hops.extend(env.hops)
         for sub in replies:

@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from google.protobuf.message import DecodeError
 
 from hopbench.config.settings import LoadSpec
+from hopbench.errors import TransportError
 from hopbench.proto.hopbench_pb2 import Envelope
 
 log = logging.getLogger(__name__)
@@ -76,18 +78,27 @@ class Admission:
         """The schedule starts at start_ns (the run's clock): hold times to it."""
         self.start_ns = start_ns
 
-    def screen(self, body: bytes | None, now_ns: int, where: str) -> Envelope | str:
-        """The envelope in body, or why it is rejected (then counted, the first logged)."""
+    def screen(
+        self,
+        body: bytes | None,
+        now_ns: int,
+        where: str,
+        decode: Callable[[bytes], Envelope] | None = None,
+    ) -> Envelope | str:
+        """The envelope in body, or why it is rejected (then counted, the first logged).
+        decode: the edge's encoding and compression (default: protobuf as it is)."""
         why: str | None
         env: Envelope | None = None
         if not body:
             why = "an empty message"
         else:
             try:
-                env = Envelope.FromString(body)
+                env = (decode or Envelope.FromString)(body)
                 why = self.check(env, now_ns)
             except DecodeError as exc:
                 why = f"not a hopbench envelope ({len(body)} bytes: {exc})"
+            except TransportError as exc:  # the codec's: not its encoding or compression
+                why = str(exc)
         if why is None and env is not None:
             return env
         why = why or "not a hopbench envelope"

@@ -29,12 +29,15 @@ from hopbench.config.settings import Settings
 from hopbench.config.topology import Edge
 from hopbench.errors import FirstError, TransportError
 from hopbench.proto.hopbench_pb2 import Envelope
+from hopbench.transports import codec
 from hopbench.transports.admission import Admission
 from hopbench.transports.context import TransportContext
 from hopbench.transports.replies import PendingReplies
 
 log = logging.getLogger(__name__)
 
+# a body -> its envelope, or TransportError (hopbench.transports.codec)
+Decoder = Callable[[bytes], Envelope]
 # (in-edge, message, arrived_ns) -> the reply for a request-reply edge, else None
 Handler = Callable[[Edge, Envelope, int], Coroutine[Any, Any, Envelope | None]]
 
@@ -51,13 +54,18 @@ class Transport(abc.ABC):
         # failures no handler saw (a reply that could not be sent back), and the first
         self.errors = 0
         self.first_error: FirstError | None = None
+        # per out-edge: the messages this process wrote, and their bytes (codec.WireCounts)
+        self.wire = codec.WireCounts()
         # what this transport received and rejected (counted there)
         self.admission = Admission(context.run_id, context.load)
         self.connections_opened = 0  # by this process's clients (HTTP and gRPC edges)
 
-    async def receive(self, body: bytes | None, where: str) -> Envelope | None:
-        """The envelope in body, or None when it is rejected (counted, dead-lettered)."""
-        found = self.admission.screen(body, clock.now_ns(), where)
+    async def receive(
+        self, body: bytes | None, where: str, decode: Decoder | None = None
+    ) -> Envelope | None:
+        """The envelope in body, or None when it is rejected (counted, dead-lettered).
+        decode: how the body is encoded (codec.decode's; default protobuf)."""
+        found = self.admission.screen(body, clock.now_ns(), where, decode)
         if isinstance(found, Envelope):
             return found
         try:
@@ -103,6 +111,24 @@ class Transport(abc.ABC):
     def settings_for(self, edge: Edge) -> Settings:
         """The run's settings with the edge's own on top."""
         return self.context.settings_for(edge)
+
+    def pack(self, edge: Edge, env: Envelope, *, reply: bool = False) -> bytes:
+        """The envelope as this edge carries it, encoded and compressed here (the modes
+        whose client does not compress), and counted as written."""
+        settings = self.settings_for(edge)
+        encoded = codec.encode(env, settings.encoding)
+        body = codec.compress(encoded, settings.compression)
+        self.wire.sent(edge.name, len(encoded), len(body), reply=reply)
+        return body
+
+    def unpack(self, edge: Edge, body: bytes) -> Envelope:
+        """What pack made, back into the envelope (TransportError if it is not one)."""
+        settings = self.settings_for(edge)
+        return codec.decode(codec.decompress(body, settings.compression), settings.encoding)
+
+    def decoder(self, edge: Edge) -> Decoder:
+        """How receive decodes this edge's bodies."""
+        return lambda body: self.unpack(edge, body)
 
     def serve(self, edge: Edge, handler: Handler) -> None:
         """Receive the messages of one in-edge (call before start)."""

@@ -14,6 +14,11 @@ it, and gRPC sends none to an IP address), and, unless
 so a new connection resumes an earlier session. A request that is not
 an envelope of this run is rejected (counted) and answered INVALID_ARGUMENT with
 why: there is no broker to keep it, so the sender is told.
+
+The envelope is protobuf, gRPC's own format (an edge with ``encoding: json`` is refused
+at validation); ``compression: gzip`` is grpcio's message compression, both ways. Bytes
+are counted as the message's serialized size; grpcio compresses inside its core and
+does not tell the compressed size, so a compressing edge's wire bytes are not known.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from hopbench.transports.tls import (
 )
 
 EDGE_KEY = "hb-edge"
+COMPRESSION = {"none": grpc.Compression.NoCompression, "gzip": grpc.Compression.Gzip}
 SERVICE = "hopbench.Relay"
 SESSION_CACHE_SIZE = 64  # TLS sessions kept per process (one per target is enough)
 
@@ -98,7 +104,12 @@ class _Relay:
             reply = await handler(edge, env, arrived_ns)
         except TransportError as exc:
             await context.abort(grpc.StatusCode.UNAVAILABLE, str(exc))
-        return reply if reply is not None else Envelope()
+        reply = reply if reply is not None else Envelope()
+        self.transport.count(edge, reply, reply=True)
+        compression = self.transport.settings_for(edge).compression
+        if compression != "none":
+            context.set_compression(COMPRESSION[compression])
+        return reply
 
 
 class GrpcTransport(Transport):
@@ -174,8 +185,15 @@ class GrpcTransport(Transport):
     async def publish(self, edge: Edge, env: Envelope) -> None:
         await self._call(edge, "Cast", env)
 
+    def count(self, edge: Edge, env: Envelope, *, reply: bool = False) -> None:
+        """The serialized size; the size after compression only when there is none."""
+        size = env.ByteSize()
+        compressed = self.settings_for(edge).compression != "none"
+        self.wire.sent(edge.name, size, None if compressed else size, reply=reply)
+
     async def _call(self, edge: Edge, method: str, env: Envelope) -> Any:
         settings = self.settings_for(edge)
+        self.count(edge, env)
         if settings.keepalive:
             return await self._invoke(edge, self._next_stub(edge), method, env)
         channel = self._channel(edge, self._next_address(edge))
@@ -187,11 +205,13 @@ class GrpcTransport(Transport):
     async def _invoke(
         self, edge: Edge, stub: hopbench_pb2_grpc.RelayStub, method: str, env: Envelope
     ) -> Any:
+        settings = self.settings_for(edge)
         try:
             return await getattr(stub, method)(
                 env,
-                timeout=self.settings_for(edge).request_timeout_s,
+                timeout=settings.request_timeout_s,
                 metadata=((EDGE_KEY, str(edge.index)),),
+                compression=COMPRESSION[settings.compression],
             )
         except grpc.aio.AioRpcError as exc:
             raise TransportError(f"{edge.name}: gRPC {exc.code().name}: {exc.details()}") from exc

@@ -1,5 +1,7 @@
 """HTTP: ``POST /edges/{index}`` with the envelope as the body. Request-reply answers
 200 with the reply; fire-and-forget answers 202 on arrival and does the work after.
+The body is the edge's encoding (Content-Type) and compression (Content-Encoding),
+the reply's too; both ends read them from the edge's settings.
 
 Server: FastAPI on uvicorn (uvloop, httptools). Client: the edge's ``http_client``
 (aiohttp by default, httpx or pyreqwest: hopbench.transports.httpclients), one client
@@ -30,8 +32,9 @@ from hopbench.config.topology import Edge
 from hopbench.errors import TransportError
 from hopbench.proto.hopbench_pb2 import Envelope
 from hopbench.transports.base import Handler, Transport
+from hopbench.transports.codec import CONTENT_TYPES
 from hopbench.transports.context import TransportContext
-from hopbench.transports.httpclients import CONTENT_TYPE, HttpClient, make_http_client
+from hopbench.transports.httpclients import HttpClient, make_http_client
 from hopbench.transports.tls import ResumingContext, client_context, server_context
 
 
@@ -41,21 +44,13 @@ class _Server(uvicorn.Server):
         yield  # the service process owns its signals
 
 
-def _endpoint(
-    transport: Transport, edge: Edge, handler: Handler
-) -> Callable[[Request], Awaitable[Response]]:
-    async def hop(request: Request) -> Response:
-        env = await transport.receive(await request.body(), edge.name)
-        if env is None:
-            return _refused(transport)
-        try:
-            reply = await handler(edge, env, clock.now_ns())
-        except TransportError as exc:
-            return Response(str(exc), status_code=502)
-        body = reply.SerializeToString() if reply is not None else b""
-        return Response(body, media_type=CONTENT_TYPE)
-
-    return hop
+def _headers(transport: Transport, edge: Edge) -> dict[str, str]:
+    """Content-Type, and Content-Encoding when the edge compresses."""
+    settings = transport.settings_for(edge)
+    headers = {"content-type": CONTENT_TYPES[settings.encoding]}
+    if settings.compression != "none":
+        headers["content-encoding"] = settings.compression
+    return headers
 
 
 def _refused(transport: Transport) -> Response:
@@ -74,6 +69,7 @@ class HttpTransport(Transport):
         self._serve_task: asyncio.Task[None] | None = None
         self._urls: dict[int, itertools.cycle[str]] = {}
         self._background: set[asyncio.Task[Envelope | None]] = set()
+        self._request_headers: dict[int, dict[str, str]] = {}
 
     async def start(self) -> None:
         if self.handlers:
@@ -86,7 +82,7 @@ class HttpTransport(Transport):
         # dependency-solving pass per request (measured with py-spy).
         for edge, handler in self.handlers.values():
             endpoint = (
-                _endpoint(self, edge, handler)
+                self._endpoint(edge, handler)
                 if edge.is_sync
                 else self._cast_endpoint(edge, handler)
             )
@@ -117,6 +113,22 @@ class HttpTransport(Transport):
                 raise TransportError(f"HTTP server on {host}:{port} did not start: {exc}")
             await asyncio.sleep(0.01)
 
+    def _endpoint(self, edge: Edge, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        headers = _headers(self, edge)
+
+        async def hop(request: Request) -> Response:
+            env = await self.receive(await request.body(), edge.name, self.decoder(edge))
+            if env is None:
+                return _refused(self)
+            try:
+                reply = await handler(edge, env, clock.now_ns())
+            except TransportError as exc:
+                return Response(str(exc), status_code=502)
+            body = self.pack(edge, reply, reply=True) if reply is not None else b""
+            return Response(body, headers=headers)
+
+        return hop
+
     def _cast_endpoint(
         self, edge: Edge, handler: Handler
     ) -> Callable[[Request], Awaitable[Response]]:
@@ -124,7 +136,7 @@ class HttpTransport(Transport):
         background = self._background
 
         async def cast(request: Request) -> Response:
-            env = await self.receive(await request.body(), edge.name)
+            env = await self.receive(await request.body(), edge.name, self.decoder(edge))
             if env is None:
                 return _refused(self)
             task = asyncio.create_task(handler(edge, env, clock.now_ns()))
@@ -176,7 +188,8 @@ class HttpTransport(Transport):
         return next(urls)
 
     async def request(self, edge: Edge, env: Envelope) -> Envelope:
-        reply = await self.receive(await self._post(edge, env, 200), f"replies ({edge.name})")
+        body = await self._post(edge, env, 200)
+        reply = await self.receive(body, f"replies ({edge.name})", self.decoder(edge))
         if reply is None:
             raise TransportError(f"{edge.name}: the reply was rejected: {self.admission.last}")
         return reply
@@ -186,8 +199,11 @@ class HttpTransport(Transport):
 
     async def _post(self, edge: Edge, env: Envelope, expected_status: int) -> bytes:
         client = self._client_for(edge)
+        headers = self._request_headers.get(edge.index)
+        if headers is None:
+            headers = self._request_headers[edge.index] = _headers(self, edge)
         try:
-            status, body = await client.post(self._next_url(edge), env.SerializeToString())
+            status, body = await client.post(self._next_url(edge), self.pack(edge, env), headers)
         except TransportError as exc:
             raise TransportError(f"{edge.name}: {exc}") from exc
         if status != expected_status:

@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import abc
 import ssl as _ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any, ClassVar
 
 from hopbench.config.settings import Settings
 from hopbench.errors import TransportError
-
-CONTENT_TYPE = "application/x-protobuf"
 
 
 class HttpClient(abc.ABC):
@@ -34,8 +32,9 @@ class HttpClient(abc.ABC):
         """A pool of settings.http_connections per target, settings.request_timeout_s."""
 
     @abc.abstractmethod
-    async def post(self, url: str, body: bytes) -> tuple[int, bytes]:
-        """The response's status and body; TransportError when there is no response."""
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
+        """The response's status and body as sent (not decompressed: the transport decodes
+        and counts it); TransportError when there is no response."""
 
     @abc.abstractmethod
     async def aclose(self) -> None:
@@ -75,13 +74,13 @@ class AiohttpClient(HttpClient):
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=settings.request_timeout_s),
-            headers={"content-type": CONTENT_TYPE},
+            auto_decompress=False,  # the reply is decoded (and its bytes counted) by the transport
             trace_configs=[traces],
         )
 
-    async def post(self, url: str, body: bytes) -> tuple[int, bytes]:
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
         try:
-            async with self._session.post(url, data=body) as resp:
+            async with self._session.post(url, data=body, headers=headers) as resp:
                 return resp.status, await resp.read()
         except self._errors as exc:
             raise _failed(exc) from exc
@@ -101,12 +100,11 @@ class HttpxClient(HttpClient):
         self._client = httpx.AsyncClient(
             limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
             timeout=httpx.Timeout(settings.request_timeout_s),
-            headers={"content-type": CONTENT_TYPE},
         )
 
-    async def post(self, url: str, body: bytes) -> tuple[int, bytes]:
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
         try:
-            resp = await self._client.post(url, content=body)
+            resp = await self._client.post(url, content=body, headers=headers)
         except self._errors as exc:
             raise _failed(exc) from exc
         return resp.status_code, resp.content
@@ -130,14 +128,14 @@ class PyreqwestClient(HttpClient):
             .max_connections(settings.http_connections)
             .pool_max_idle_per_host(settings.http_connections)
             .timeout(timedelta(seconds=settings.request_timeout_s))
-            .default_headers({"content-type": CONTENT_TYPE})
             .http1_only()
             .build()
         )
 
-    async def post(self, url: str, body: bytes) -> tuple[int, bytes]:
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> tuple[int, bytes]:
         try:
-            resp = await self._client.post(url).body_bytes(body).build().send()
+            request = self._client.post(url).headers(dict(headers)).body_bytes(body).build()
+            resp = await request.send()
             return int(resp.status), bytes(await resp.bytes())
         except self._errors as exc:
             raise _failed(exc) from exc

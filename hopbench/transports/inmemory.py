@@ -2,7 +2,8 @@
 
 It keeps each mode's delivery semantics — request-reply waits for the handler,
 fire-and-forget goes to one replica, publish-subscribe to one replica of every
-subscriber — and copies every message through protobuf bytes, as a wire would.
+subscriber — and copies every message through its edge's encoding and compression,
+as a wire would, counting the bytes.
 All processes of a run must live in one event loop; they meet in ``HUBS``.
 """
 
@@ -40,10 +41,6 @@ class _Hub:
 HUBS: dict[str, _Hub] = defaultdict(_Hub)
 
 
-def _copy(env: Envelope) -> Envelope:
-    return Envelope.FromString(env.SerializeToString())
-
-
 class InMemoryTransport(Transport):
     mode = "inmemory"
 
@@ -54,17 +51,18 @@ class InMemoryTransport(Transport):
 
     async def request(self, edge: Edge, env: Envelope) -> Envelope:
         handler = HUBS[self.context.run_id].pick(edge)
-        reply = await handler(edge, _copy(env), clock.now_ns())
+        reply = await handler(edge, self.unpack(edge, self.pack(edge, env)), clock.now_ns())
         if reply is None:
             raise TransportError(f"{edge.name} gave no reply")
-        return _copy(reply)
+        return self.unpack(edge, self.pack(edge, reply, reply=True))
 
     async def publish(self, edge: Edge, env: Envelope) -> None:
         hub = HUBS[self.context.run_id]
         channel = channel_of(edge)
+        body = self.pack(edge, env)  # one publish per channel, as a broker's
         for target in self.context.topology.edges:
             if target.source == edge.source and channel_of(target) == channel:
-                task = asyncio.create_task(self._deliver(hub, target, _copy(env)))
+                task = asyncio.create_task(self._deliver(hub, target, self.unpack(edge, body)))
                 hub.tasks.add(task)
                 task.add_done_callback(hub.tasks.discard)
 

@@ -18,12 +18,19 @@ produce is an error, not a silent loss. Consumers hand each record to a handler
 task, at most ``prefetch`` at once, as RabbitMQ's prefetch does, so the two brokers
 get the same consumer concurrency. A record has arrived when the consumer hands it
 over, decoded: a wait for one of those slots is the service's wait, not transit.
+
+A record's value is the envelope in its edge's encoding (a JSON reply says so in an
+``hb-encoding`` header, since one reply topic takes the replies of every edge a
+process calls on); compression is Kafka's own, per record batch (the producer's
+``compression_type``). The bytes on the wire are the record batches the producer
+wrote, after compression, counted as the sender takes them from the accumulator.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from typing import Any
 
@@ -37,6 +44,7 @@ from hopbench.config.settings import Settings
 from hopbench.config.topology import LOADGEN, Edge
 from hopbench.errors import TransportError
 from hopbench.proto.hopbench_pb2 import Envelope
+from hopbench.transports import codec
 from hopbench.transports.base import Handler, Transport
 from hopbench.transports.context import TransportContext
 from hopbench.transports.plan import Provisioning
@@ -47,6 +55,8 @@ ASSIGNMENT_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0  # a client whose broker is gone stops in retries: give up on it
 CORRELATION = "hb-correlation"
 REPLY_TO = "hb-reply-to"
+ENCODING = "hb-encoding"
+ProducerKey = tuple[int, int, int, str]  # acks, linger, batch bytes, compression
 # on a dead-lettered record: why it was rejected, where it was read, and by whom
 REJECTED = "hb-rejected"
 READ_FROM = "hb-read-from"
@@ -108,8 +118,10 @@ class KafkaTransport(Transport):
         if bootstrap is None:
             raise TransportError("a kafka edge needs a broker, and the run has none")
         self.bootstrap = bootstrap
-        # one producer per distinct (acks, linger, batch) among this process's edges
-        self._producers: dict[tuple[int, int, int], AIOKafkaProducer] = {}
+        # one producer per distinct (acks, linger, batch, compression) among its edges
+        self._producers: dict[ProducerKey, AIOKafkaProducer] = {}
+        # topic -> (edge name, reply?): whose bytes a drained record batch are
+        self._topic_edges: dict[str, tuple[str, bool]] = {}
         self._consumers: list[AIOKafkaConsumer] = []
         self._pollers: list[asyncio.Task[None]] = []
         self._handling: set[asyncio.Task[None]] = set()
@@ -126,8 +138,9 @@ class KafkaTransport(Transport):
         for edge in self.context.topology.out_edges(self.context.service):
             if edge.mode == self.mode:
                 await self._producer_for(self.settings_for(edge))
-        if any(edge.is_sync for edge, _ in self.handlers.values()):
-            await self._producer_for(self.settings)  # replies go out on the run's settings
+        for edge, _ in self.handlers.values():
+            if edge.is_sync:  # replies go out on the run's settings, compressed as the edge
+                await self._producer_for(self._reply_settings(edge))
         if self._calls():
             reply_consumer = self._consumer(None, self.settings)
             await self._connect(reply_consumer, self._reply_to)
@@ -176,8 +189,13 @@ class KafkaTransport(Transport):
 
     async def _poll(self, consumer: AIOKafkaConsumer, edge: Edge, handler: Handler) -> None:
         slots = asyncio.Semaphore(self.settings_for(edge).prefetch)
+        encoding = self.settings_for(edge).encoding  # Kafka's consumer decompresses
+
+        def decode(body: bytes) -> Envelope:
+            return codec.decode(body, encoding)
+
         async for record in consumer:
-            env = await self.receive(record.value, _where(edge.name, record))
+            env = await self.receive(record.value, _where(edge.name, record), decode)
             if env is None:
                 continue
             arrived_ns = clock.now_ns()
@@ -207,13 +225,17 @@ class KafkaTransport(Transport):
         try:
             meta = dict(headers or ())
             if edge.is_sync and reply is not None and REPLY_TO in meta:
-                producer = await self._producer_for(self.settings)
+                settings = self._reply_settings(edge)
+                producer = await self._producer_for(settings)
+                topic = bytes(meta[REPLY_TO]).decode(errors="replace")
+                value = codec.encode(reply, settings.encoding)
+                reply_headers = [(CORRELATION, meta.get(CORRELATION, b""))]
+                if settings.encoding != "protobuf":
+                    reply_headers.append((ENCODING, settings.encoding.encode()))
+                self._topic_edges[topic] = (edge.name, True)
+                self.wire.sent(edge.name, len(value), None, reply=True)
                 async with asyncio.timeout(self.settings.request_timeout_s):  # broker gone
-                    ack = await producer.send(
-                        bytes(meta[REPLY_TO]).decode(errors="replace"),
-                        reply.SerializeToString(),
-                        headers=[(CORRELATION, meta.get(CORRELATION, b""))],
-                    )
+                    ack = await producer.send(topic, value, headers=reply_headers)
                     await ack
         except KafkaError as exc:
             self.failed(f"{edge.name}: the reply could not be produced: {_kafka_error(exc)}")
@@ -224,9 +246,12 @@ class KafkaTransport(Transport):
 
     async def _poll_replies(self, consumer: AIOKafkaConsumer) -> None:
         async for record in consumer:
-            reply = await self.receive(record.value, _where("replies", record))
+            meta = dict(record.headers or ())
+            encoding = bytes(meta.get(ENCODING, b"protobuf")).decode(errors="replace")
+            decode = functools.partial(codec.decode, encoding=encoding)
+            reply = await self.receive(record.value, _where("replies", record), decode)
             if reply is not None:
-                correlation = dict(record.headers or ()).get(CORRELATION, b"")
+                correlation = meta.get(CORRELATION, b"")
                 self.calls.resolve(bytes(correlation).decode(errors="replace"), reply)
 
     async def dead_letter(self, body: bytes, where: str, why: str) -> None:
@@ -240,12 +265,19 @@ class KafkaTransport(Transport):
         ack = await producer.send(dead_letter_topic(self.context.run_id), body, headers=headers)
         await ack
 
-    def _key(self, edge: Edge) -> tuple[int, int, int]:
-        settings = self.settings_for(edge)
-        return (settings.kafka_acks, settings.kafka_linger_ms, settings.kafka_batch_bytes)
+    def _reply_settings(self, edge: Edge) -> Settings:
+        """Replies: the run's producer settings, the edge's encoding and compression."""
+        own = self.settings_for(edge)
+        return self.settings.with_overrides(
+            [("encoding", own.encoding), ("compression", own.compression)]
+        )
+
+    def _key(self, settings: Settings) -> ProducerKey:
+        return (settings.kafka_acks, settings.kafka_linger_ms, settings.kafka_batch_bytes,
+                settings.compression)  # fmt: skip
 
     async def _producer_for(self, settings: Settings) -> AIOKafkaProducer:
-        key = (settings.kafka_acks, settings.kafka_linger_ms, settings.kafka_batch_bytes)
+        key = self._key(settings)
         producer = self._producers.get(key)
         if producer is not None:
             return producer
@@ -256,7 +288,9 @@ class KafkaTransport(Transport):
             linger_ms=settings.kafka_linger_ms,
             max_batch_size=settings.kafka_batch_bytes,
             enable_idempotence=False,
+            compression_type=None if settings.compression == "none" else settings.compression,
         )
+        self._count_batches(producer)
         try:
             await producer.start()
         except KafkaError as exc:
@@ -266,6 +300,28 @@ class KafkaTransport(Transport):
             ) from exc
         self._producers[key] = producer
         return producer
+
+    def _count_batches(self, producer: AIOKafkaProducer) -> None:
+        """Count each record batch the producer's sender takes, as it takes it: its
+        bytes after compression (batch header and record framing included). aiokafka
+        has no public hook for this; without the private one, bytes stay uncounted."""
+        accumulator = getattr(producer, "_message_accumulator", None)
+        drain = getattr(accumulator, "drain_by_nodes", None)
+        if drain is None:
+            log.warning("this aiokafka has no drain_by_nodes: Kafka wire bytes not counted")
+            return
+
+        def drain_counted(*args: Any, **kwargs: Any) -> Any:
+            batches, unknown_leaders = drain(*args, **kwargs)
+            for node_batches in batches.values():
+                for tp, batch in node_batches.items():
+                    owner = self._topic_edges.get(tp.topic)
+                    if owner is not None:
+                        size = len(batch.get_data_buffer())
+                        self.wire.written(owner[0], batch.record_count, size, reply=owner[1])
+            return batches, unknown_leaders
+
+        accumulator.drain_by_nodes = drain_counted  # type: ignore[union-attr]
 
     async def request(self, edge: Edge, env: Envelope) -> Envelope:
         correlation, future = self.calls.open()
@@ -285,17 +341,20 @@ class KafkaTransport(Transport):
     async def _produce(
         self, edge: Edge, env: Envelope, headers: list[tuple[str, bytes]] | None
     ) -> None:
-        producer = self._producers.get(self._key(edge))
+        settings = self.settings_for(edge)
+        producer = self._producers.get(self._key(settings))
         if producer is None:
             raise TransportError(f"{edge.name}: the Kafka producer is not started")
+        topic = topic_name(self.context.run_id, edge)
+        value = codec.encode(env, settings.encoding)
+        self._topic_edges[topic] = (edge.name, False)
+        self.wire.sent(edge.name, len(value), None)
         # bounded by the edge's request timeout: with its broker gone, aiokafka waits
         # for metadata for up to 40 s, and the run must end on time
-        timeout_s = self.settings_for(edge).request_timeout_s
+        timeout_s = settings.request_timeout_s
         try:
             async with asyncio.timeout(timeout_s):
-                ack = await producer.send(
-                    topic_name(self.context.run_id, edge), env.SerializeToString(), headers=headers
-                )
+                ack = await producer.send(topic, value, headers=headers)
                 await ack
         except KafkaError as exc:
             raise TransportError(f"{edge.name}: Kafka produce failed: {_kafka_error(exc)}") from exc

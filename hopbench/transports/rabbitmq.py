@@ -48,7 +48,8 @@ from hopbench.config.runspec import RunSpec
 from hopbench.config.topology import Edge
 from hopbench.errors import TransportError
 from hopbench.proto.hopbench_pb2 import Envelope
-from hopbench.transports.base import Handler, Transport
+from hopbench.transports import codec
+from hopbench.transports.base import Decoder, Handler, Transport
 from hopbench.transports.confirms import ConfirmBatches
 from hopbench.transports.context import TransportContext
 from hopbench.transports.plan import Provisioning
@@ -211,11 +212,11 @@ class RabbitMqTransport(Transport):
             self._in_flight += 1
             self._idle.clear()
             try:
-                env = await self.receive(message.body, edge.name)
+                properties = message.header.properties
+                env = await self.receive(message.body, edge.name, _decoder(properties))
                 if env is None:
                     return  # rejected: dead-lettered; acknowledged below
                 reply = await handler(edge, env, clock.now_ns())
-                properties = message.header.properties
                 if edge.is_sync and reply is not None and properties.reply_to:
                     await self._reply(edge, reply, properties)
             except TransportError:
@@ -234,13 +235,23 @@ class RabbitMqTransport(Transport):
 
         return on_message
 
+    def _properties(self, edge: Edge, **fields: object) -> Basic.Properties:
+        """The edge's content type and encoding, and the given properties."""
+        settings = self.settings_for(edge)
+        encoding = settings.compression if settings.compression != "none" else None
+        return Basic.Properties(
+            content_type=codec.CONTENT_TYPES[settings.encoding],
+            content_encoding=encoding,
+            **fields,  # type: ignore[arg-type]
+        )
+
     async def _reply(self, edge: Edge, reply: Envelope, properties: Basic.Properties) -> None:
         try:
             await self._send(
                 "",
                 properties.reply_to or "",
-                reply,
-                Basic.Properties(correlation_id=properties.correlation_id),
+                self.pack(edge, reply, reply=True),
+                self._properties(edge, correlation_id=properties.correlation_id),
                 self.settings.rabbitmq_confirms,
                 self.settings.request_timeout_s,
             )
@@ -248,9 +259,11 @@ class RabbitMqTransport(Transport):
             self.failed(f"{edge.name}: the reply could not be sent: {exc}")
 
     async def _on_reply(self, message: DeliveredMessage) -> None:
-        reply = await self.receive(message.body, f"replies ({self._reply_to})")
+        properties = message.header.properties
+        decode = _decoder(properties)
+        reply = await self.receive(message.body, f"replies ({self._reply_to})", decode)
         if reply is not None:
-            self.calls.resolve(message.header.properties.correlation_id or "", reply)
+            self.calls.resolve(properties.correlation_id or "", reply)
 
     async def dead_letter(self, body: bytes, where: str, why: str) -> None:
         """Publish a rejected message, unchanged, to the run's dead-letter exchange."""
@@ -270,12 +283,17 @@ class RabbitMqTransport(Transport):
         if self._reply_channel is None:
             raise TransportError(f"{edge.name}: no RabbitMQ reply channel")
         correlation, future = self.calls.open()
-        properties = Basic.Properties(correlation_id=correlation, reply_to=self._reply_to)
+        properties = self._properties(
+            edge,
+            correlation_id=correlation,
+            reply_to=self._reply_to,
+            delivery_mode=self._delivery_mode(edge),
+        )
         timeout_s = self.settings_for(edge).request_timeout_s
+        body = self.pack(edge, env)
         try:
-            properties.delivery_mode = self._delivery_mode(edge)
             await self._send(
-                "", queue_name(self.context.run_id, edge), env, properties, REPLY, timeout_s
+                "", queue_name(self.context.run_id, edge), body, properties, REPLY, timeout_s
             )
         except TransportError:
             self.calls.discard(correlation)
@@ -286,19 +304,23 @@ class RabbitMqTransport(Transport):
 
     async def publish(self, edge: Edge, env: Envelope) -> None:
         settings = self.settings_for(edge)
-        properties = Basic.Properties(delivery_mode=self._delivery_mode(edge))
+        properties = self._properties(edge, delivery_mode=self._delivery_mode(edge))
         if edge.pattern == "publish-subscribe":
             exchange, key = exchange_name(self.context.run_id, edge), ""
         else:
             exchange, key = "", queue_name(self.context.run_id, edge)
         if settings.rabbitmq_confirms and settings.rabbitmq_confirm_batch > 1:
-            copy = Envelope()
-            copy.CopyFrom(env)  # the caller stamps env again before this publish runs
-            send = self._send(exchange, key, copy, properties, True, settings.request_timeout_s)
+            body = self.pack(edge, env)  # now: the caller stamps env again before it is sent
+            send = self._send(exchange, key, body, properties, True, settings.request_timeout_s)
             await self.batches.send(edge.name, settings.rabbitmq_confirm_batch, send)
             return
         await self._send(
-            exchange, key, env, properties, settings.rabbitmq_confirms, settings.request_timeout_s
+            exchange,
+            key,
+            self.pack(edge, env),
+            properties,
+            settings.rabbitmq_confirms,
+            settings.request_timeout_s,
         )
 
     def _delivery_mode(self, edge: Edge) -> int:
@@ -308,7 +330,7 @@ class RabbitMqTransport(Transport):
         self,
         exchange: str,
         routing_key: str,
-        env: Envelope,
+        body: bytes,
         properties: Basic.Properties,
         which: bool | str,  # the publishing channel: with confirms or not, or REPLY
         timeout_s: float,
@@ -316,7 +338,6 @@ class RabbitMqTransport(Transport):
         """Publish on the current connection; while it is being recovered, wait for the
         new one and publish again there (with confirms: until one is confirmed), all
         within timeout_s."""
-        body = env.SerializeToString()
         try:
             async with asyncio.timeout(timeout_s):
                 while True:
@@ -370,3 +391,13 @@ class RabbitMqTransport(Transport):
             with contextlib.suppress(*AMQP_ERRORS):
                 await self._connection.close()
             self._connection = None
+
+
+_ENCODINGS = {content_type: name for name, content_type in codec.CONTENT_TYPES.items()}
+
+
+def _decoder(properties: Basic.Properties) -> Decoder:
+    """How a message's body decodes: by its content type and encoding."""
+    encoding = _ENCODINGS.get(properties.content_type or "", "protobuf")
+    compression = properties.content_encoding or "none"
+    return lambda body: codec.decode(codec.decompress(body, compression), encoding)
