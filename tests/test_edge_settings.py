@@ -41,7 +41,8 @@ def test_each_edge_runs_with_its_own_settings(tmp_path: Path, brokers: Brokers) 
     spec = RunSpec(run_id="x", topology=topology.to_dict(), load=load)
     plan = provisioning(spec)
     assert plan.kafka_topics["hb-x-front-events"] == 3
-    assert plan.rabbitmq_queues == {"hb-x-front-jobs": True}
+    # the edge's queue, durable as it asked; the run's dead-letter queue is not
+    assert plan.rabbitmq_queues == {"hb-x-front-jobs": True, "hb-x-dead-letters": False}
     assert spec.for_edge(topology.edges[1]).kafka_acks == -1
     assert spec.for_edge(topology.edges[0]).kafka_acks == 1  # the run's default
     result = asyncio.run(run_in_process(topology, load, brokers, settle_s=5))
