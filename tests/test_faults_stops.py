@@ -225,7 +225,7 @@ def test_a_stopped_run_exits_128_plus_the_signal_and_leaves_nothing(
         # before: the run is under way, with its processes and broker objects
         assert len(before) == 6 + (1 if not case else 0), before  # 5 replicas, a worker, Tansu
         if "--mode" in case:
-            assert len(plan.rabbitmq_exchanges) == 2
+            assert len(plan.rabbitmq_exchanges) == 3  # two fanouts and the dead letters'
             assert sorted(asyncio.run(rabbit_objects(rabbitmq_url, plan))) == sorted(
                 [*plan.rabbitmq_queues, *plan.rabbitmq_exchanges]
             )
