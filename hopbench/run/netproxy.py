@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 CHUNK = 65536
 
 
-@dataclass
+@dataclass(eq=False)  # by identity: a member of a set
 class _Link:
     """One client connection and the proxy's connection to the broker for it."""
 
