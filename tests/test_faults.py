@@ -92,6 +92,11 @@ def test_the_fault_flag_is_checked_with_the_fix() -> None:
     assert done.returncode == 2
     assert done.stderr.startswith("hopbench: error: --fault kill:worker/3@1s: no such replica")
     assert "Traceback" not in done.stderr
+    done = hopbench("run", CHAIN, "--mode", "rabbitmq", "--agents", "{service}-{replica}:7070",
+                    "--fault", "drop:rabbitmq@1s", "--out", "/nonexistent/x")  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.startswith("hopbench: error: --fault drop:rabbitmq@1s: the connections")
+    assert "drop --agents and --worker-agents" in done.stderr
 
 
 @pytest.mark.integration
