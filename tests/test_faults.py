@@ -6,6 +6,7 @@ request-reply route, expected = completed + lost on a one-way one."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import pytest
 
 from hopbench.config.faults import Fault, check_faults
 from hopbench.errors import ConfigError
+from hopbench.run.netproxy import LinkProxy
 from tests.conftest import TOPOLOGIES, reap
 from tests.rabbitnode import rabbit_node
 
@@ -52,6 +54,10 @@ def failed_sends(run: dict[str, Any]) -> int:
 def test_the_fault_flag_is_checked_with_the_fix() -> None:
     assert Fault.parse("kill:worker/0@5s+restart") == Fault("kill", "worker/0", 5.0, True)
     assert Fault.parse("restart:kafka@500ms").at_s == 0.5
+    delay = Fault.parse("delay:rabbitmq@2:3s+0.2")
+    assert (delay.at_s, delay.for_s, delay.latency_s) == (2.0, 3.0, 0.2)
+    assert delay.text == "delay:rabbitmq@2s:3s+200ms"
+    assert Fault.parse("drop:rabbitmq@1s").text == "drop:rabbitmq@1s"
     cases = {
         "kill:worker/0": "expected kill:SERVICE/REPLICA@AT",
         "stop:worker/0@1": "expected kill:SERVICE/REPLICA@AT",
@@ -60,6 +66,9 @@ def test_the_fault_flag_is_checked_with_the_fix() -> None:
         "restart:worker/0@1": "kill it with +restart: kill:worker/0@1+restart",
         "kill:kafka@1+restart": "restart:kafka@AT",
         "kill:worker@1": "is not SERVICE/REPLICA",
+        "drop:kafka@1": "drop the connections to rabbitmq only, not 'kafka'",
+        "delay:rabbitmq@1s+200ms": "expected delay:rabbitmq@AT:FOR+LATENCY",
+        "delay:rabbitmq@1s:0s+200ms": "FOR and LATENCY must be over 0",
     }
     for text, expected in cases.items():
         with pytest.raises(ConfigError) as info:
@@ -71,6 +80,7 @@ def test_the_fault_flag_is_checked_with_the_fix() -> None:
         "kill:worker/2@1": "no such replica; there are gateway/0..0, worker/0..1",
         "kill:worker/0@9": "not inside the measured window (0 to 4 s)",
         "kill:kafka@1": "no edge of this topology uses kafka",
+        "drop:rabbitmq@1": "no edge of this topology uses rabbitmq",
     }
     for text, expected in checks.items():
         with pytest.raises(ConfigError) as info:
@@ -82,6 +92,11 @@ def test_the_fault_flag_is_checked_with_the_fix() -> None:
     assert done.returncode == 2
     assert done.stderr.startswith("hopbench: error: --fault kill:worker/3@1s: no such replica")
     assert "Traceback" not in done.stderr
+    done = hopbench("run", CHAIN, "--mode", "rabbitmq", "--agents", "{service}-{replica}:7070",
+                    "--fault", "drop:rabbitmq@1s", "--out", "/nonexistent/x")  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.startswith("hopbench: error: --fault drop:rabbitmq@1s: the connections")
+    assert "drop --agents and --worker-agents" in done.stderr
 
 
 @pytest.mark.integration
@@ -210,3 +225,87 @@ def test_a_rabbitmq_restart_loses_nothing_with_confirms_and_durable_queues(
         .joinpath("runs", next((tmp_path / "out" / "runs").iterdir()).name, "gateway-0.log")
         .read_text()
     )
+
+
+def test_the_proxy_delays_each_chunk_in_order_and_drops_every_connection() -> None:
+    async def scenario() -> None:
+        async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while data := await reader.read(100):
+                writer.write(data)
+                await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(echo, "127.0.0.1", 0)
+        proxy = LinkProxy("127.0.0.1", server.sockets[0].getsockname()[1])
+        await proxy.start()
+        try:
+            url = proxy.url_for("amqp://u:p@127.0.0.1:5672/vh?heartbeat=5")
+            assert url == f"amqp://u:p@127.0.0.1:{proxy.listen_port}/vh?heartbeat=5"
+            reader, writer = await asyncio.open_connection("127.0.0.1", proxy.listen_port)
+
+            async def round_trip(data: bytes) -> float:
+                started = time.monotonic()
+                writer.write(data)
+                assert await reader.readexactly(len(data)) == data
+                return time.monotonic() - started
+
+            assert await round_trip(b"a") < 0.1
+            proxy.latency_s = 0.1  # each way: 0.2 s a round trip
+            assert 0.2 <= await round_trip(b"bc") < 0.4
+            proxy.latency_s = 0.0
+            assert await round_trip(b"d") < 0.1
+            assert (proxy.opened, proxy.drop()) == (1, 1)
+            assert await reader.read(1) == b""  # the client sees its connection end
+            writer.close()
+            await proxy.await_opened(2, 0.05)  # nobody came back: it gives up on time
+            assert proxy.open_links == 0
+        finally:
+            await proxy.close()
+            server.close()
+            await server.wait_closed()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.integration
+def test_a_rabbitmq_connection_drop_with_confirms_loses_nothing(tmp_path: Path) -> None:
+    done = hopbench("run", CHAIN, "--mode", "rabbitmq", "--pattern", "fire-and-forget",
+                    "--rate", "100", "--duration", "4", "--warmup", "1", "--grace", "2",
+                    "--setting", "rabbitmq_confirms=true", "--fault", "drop:rabbitmq@2s",
+                    "--out", str(tmp_path))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    run = only_run(tmp_path)
+    assert (run["status"], run["failure"]) == ("ok", None)
+    dropped, again = run["faults"]
+    # three connections: the load worker's, the gateway's and the worker's
+    assert dropped["what"] == "every connection to RabbitMQ (3) was dropped at the proxy"
+    assert 2.0 <= dropped["t_s"] < 2.5
+    assert again["what"].startswith("3 of 3 connections to RabbitMQ opened again within ")
+    assert any(n.startswith(f"t={dropped['t_s']:.2f} s: every connection") for n in run["notes"])
+    # with confirms a publish is sent again until confirmed: nothing lost, none failed
+    assert run["sent"] == 400
+    assert (run["completed"], run["lost"], failed_sends(run)) == (400, 0, 0)
+    log = next((tmp_path / "runs").iterdir()).joinpath("gateway-0.log").read_text()
+    assert "RabbitMQ connection lost; reconnecting" in log
+    assert "RabbitMQ connection recovered (1)" in log
+
+
+@pytest.mark.integration
+def test_a_delay_on_rabbitmq_shows_in_the_seconds_it_covers_and_not_after(
+    tmp_path: Path,
+) -> None:
+    done = hopbench("run", CHAIN, "--mode", "rabbitmq", "--rate", "50", "--duration", "6",
+                    "--warmup", "1", "--grace", "2",
+                    "--fault", "delay:rabbitmq@2s:2s+100ms", "--out", str(tmp_path))  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    run = only_run(tmp_path)
+    began, ended = run["faults"]
+    assert began["what"] == "every chunk to and from RabbitMQ is held 100 ms (each way) for 2 s"
+    assert ended["what"] == "the delay on the connections to RabbitMQ ended"
+    assert 3.9 < ended["t_s"] < 4.5
+    assert (run["sent"], run["completed"], run["lost"]) == (300, 300, 0)
+    p50 = {p["t_s"]: p["p50_us"] for p in run["timeline"]}
+    # a round trip crosses the proxy 8 times (2 hops, each a request and a reply,
+    # each through the broker): 800 ms more; before and after, none of it
+    assert p50[3] > p50[0] + 600_000, p50
+    assert p50[5] < p50[0] + 200_000, p50

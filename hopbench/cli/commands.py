@@ -65,6 +65,13 @@ def run(args: argparse.Namespace) -> int:
     settings = flags.settings_from(args.setting)
     topologies = topologies_of(args)
     faults = [Fault.parse(f) for f in args.fault]
+    link = next((f for f in faults if f.on_link), None)
+    if link is not None and (args.agents or args.worker_agents):
+        raise ConfigError(
+            f"--fault {link.text}: the connections are faulted through a proxy on this "
+            "host's loopback, which agents on other hosts cannot reach; drop --agents "
+            "and --worker-agents"
+        )
     for topology in topologies:
         flags.check_load(topology, load)
         flags.check_levers(topology, settings)

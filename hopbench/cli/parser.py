@@ -180,7 +180,8 @@ def fault_args(p: argparse.ArgumentParser) -> None:
         default=[],
         metavar="ACTION:TARGET@AT",
         help="inject a fault at AT s of the measured window: kill:worker/0@5s, "
-        "kill:worker/0@5s+restart, kill:kafka@5s, restart:kafka@5s (docs/faults.md)",
+        "kill:worker/0@5s+restart, kill:kafka@5s, restart:kafka@5s, drop:rabbitmq@5s, "
+        "delay:rabbitmq@5s:2s+200ms (docs/faults.md)",
     )
 
 

@@ -33,10 +33,15 @@ class Pause:
 
 
 FAULT_SYNTAX = (
-    "expected kill:SERVICE/REPLICA@AT[+restart] or kill:kafka@AT or restart:kafka@AT "
+    "expected kill:SERVICE/REPLICA@AT[+restart], kill:kafka@AT, restart:kafka@AT, "
+    "drop:rabbitmq@AT or delay:rabbitmq@AT:FOR+LATENCY "
     "(AT in seconds of the measured window, e.g. 5, 5s or 500ms), e.g. kill:worker/0@5s+restart"
 )
 BROKERS = ("kafka",)  # brokers a run can kill or restart: only the one it starts itself
+# brokers whose connections a run can drop or delay: through a TCP proxy of the run's own
+LINKS = ("rabbitmq",)
+LINK_ACTIONS = ("drop", "delay")
+DELAY_SYNTAX = "expected delay:rabbitmq@AT:FOR+LATENCY, e.g. delay:rabbitmq@2s:3s+200ms"
 
 
 @dataclass(frozen=True)
@@ -48,10 +53,19 @@ class Fault:
     target: str  # "worker/0" or "kafka"
     at_s: float  # seconds after the measured window starts
     restart: bool = False  # kill:SERVICE/N@AT+restart: a new process takes its place
+    for_s: float = 0.0  # delay: how long the connections are slowed
+    latency_s: float = 0.0  # delay: added to every chunk forwarded, each way
 
     @property
     def text(self) -> str:
+        if self.action == "delay":
+            return f"delay:{self.target}@{self.at_s:g}s:{self.for_s:g}s+{self.latency_s * 1000:g}ms"
         return f"{self.action}:{self.target}@{self.at_s:g}s" + ("+restart" if self.restart else "")
+
+    @property
+    def on_link(self) -> bool:
+        """A fault on the connections to a broker (drop or delay), not on a process."""
+        return self.action in LINK_ACTIONS
 
     @property
     def on_broker(self) -> bool:
@@ -61,6 +75,8 @@ class Fault:
     def parse(cls, text: str) -> Fault:
         action, _, rest = text.strip().partition(":")
         target, _, when = rest.partition("@")
+        if action in LINK_ACTIONS:
+            return cls._parse_link(text, action, target, when)
         when, plus, extra = when.partition("+")
         if action not in ("kill", "restart") or not target or (plus and extra != "restart"):
             raise ConfigError(f"--fault {text}: {FAULT_SYNTAX}")
@@ -78,6 +94,26 @@ class Fault:
             )
         elif "/" not in target:
             raise ConfigError(f"--fault {text}: {target!r} is not SERVICE/REPLICA; {FAULT_SYNTAX}")
+        return fault
+
+    @classmethod
+    def _parse_link(cls, text: str, action: str, target: str, when: str) -> Fault:
+        """drop:rabbitmq@AT, delay:rabbitmq@AT:FOR+LATENCY."""
+        if target not in LINKS:
+            raise ConfigError(
+                f"--fault {text}: hopbench can {action} the connections to "
+                f"{', '.join(LINKS)} only, not {target!r}; {FAULT_SYNTAX}"
+            )
+        if action == "drop":
+            return cls(action, target, _seconds(text, when))
+        at, _, rest = when.partition(":")
+        length, plus, latency = rest.partition("+")
+        if not (at and length and plus and latency):
+            raise ConfigError(f"--fault {text}: {DELAY_SYNTAX}")
+        fault = cls(action, target, _seconds(text, at), for_s=_seconds(text, length),
+                    latency_s=_seconds(text, latency))  # fmt: skip
+        if fault.for_s <= 0 or fault.latency_s <= 0:
+            raise ConfigError(f"--fault {text}: FOR and LATENCY must be over 0; {DELAY_SYNTAX}")
         return fault
 
 
@@ -117,6 +153,10 @@ def check_faults(
         if fault.target in seen:
             raise ConfigError(f"{where}: one fault per target; {fault.target} has two")
         seen.add(fault.target)
+        if fault.on_link:
+            if fault.target not in modes:
+                raise ConfigError(f"{where}: no edge of this topology uses {fault.target}")
+            continue
         if fault.on_broker:
             _check_broker(where, fault, modes, kafka_bootstrap)
             continue

@@ -9,6 +9,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from hopbench.brokers.tansu import TansuBroker
 from hopbench.config.faults import Fault, Pause
@@ -18,6 +19,9 @@ from hopbench.protocol.messages import Ready
 from hopbench.results.schema import FaultEvent
 from hopbench.run.fleet import Fleet
 from hopbench.run.live import cancel
+from hopbench.run.netproxy import LinkProxy
+
+LINK_NAMES = {"rabbitmq": "RabbitMQ"}
 
 
 def check_pauses(pauses: list[Pause], services: list[Child]) -> None:
@@ -94,6 +98,8 @@ def check_faults_runnable(faults: list[Fault], services: list[Child], tansu: boo
     signal), and a broker fault finds the embedded broker."""
     by_name = {c.name: c for c in services}
     for fault in faults:
+        if fault.on_link:
+            continue  # start_links checked it
         if fault.on_broker:
             if not tansu:
                 raise ConfigError(f"--fault {fault.text}: this run has no embedded Kafka broker")
@@ -116,6 +122,7 @@ def start_faults(
     restart: Callable[[Child], Awaitable[Child]],
     reprovision: Callable[[], Awaitable[None]],
     stack: contextlib.AsyncExitStack,
+    links: dict[str, LinkProxy] | None = None,
 ) -> None:
     """Schedule every fault, and watch the embedded broker: if it dies without being
     asked to, that is named too, with its moment. The stack cancels them at the end."""
@@ -123,7 +130,9 @@ def start_faults(
     by_name = {c.name: c for c in fleet.services}
     tasks = []
     for fault in faults:
-        if fault.on_broker:
+        if fault.on_link:
+            tasks.append(_link_fault(fault, state, (links or {})[fault.target]))
+        elif fault.on_broker:
             assert tansu is not None
             tasks.append(_broker_fault(fault, state, tansu, reprovision))
         else:
@@ -194,3 +203,63 @@ async def _watch_broker(state: Faults, tansu: TansuBroker) -> None:
             state.record(None, "kafka", f"the Kafka broker (Tansu, pid {tansu.pid}) died ({how})")
             return
         await asyncio.sleep(0.1)
+
+
+async def start_links(
+    faults: list[Fault],
+    urls: dict[str, str | None],
+    agents: bool,
+    stack: contextlib.AsyncExitStack,
+) -> dict[str, LinkProxy]:
+    """A proxy in front of each broker whose connections a fault drops or delays (and
+    only then), by mode; the stack closes them."""
+    links: dict[str, LinkProxy] = {}
+    for fault in faults:
+        if not fault.on_link:
+            continue
+        url = urls.get(fault.target)
+        if url is None:
+            raise ConfigError(f"--fault {fault.text}: this run does not use {fault.target}")
+        if agents:
+            raise ConfigError(
+                f"--fault {fault.text}: the connections are faulted through a proxy on this "
+                "host's loopback, which agents on other hosts cannot reach; run without --agents"
+            )
+        parts = urlsplit(url)
+        proxy = LinkProxy(parts.hostname or "127.0.0.1", parts.port or DEFAULT_PORTS[parts.scheme])
+        await proxy.start()
+        stack.push_async_callback(proxy.close)
+        links[fault.target] = proxy
+    return links
+
+
+DEFAULT_PORTS = {"amqp": 5672, "amqps": 5671}
+RECONNECT_WATCH_S = 60.0  # how long a drop's reconnections are watched for
+
+
+async def _link_fault(fault: Fault, state: Faults, proxy: LinkProxy) -> None:
+    """Drop every connection to the broker at once, or hold what they carry for a while;
+    each is an event, and so is the moment the clients were connected again."""
+    await state.until(fault.at_s)
+    name = LINK_NAMES[fault.target]
+    if fault.action == "drop":
+        before, dropped = proxy.opened, proxy.drop()
+        what = f"every connection to {name} ({dropped}) was dropped at the proxy"
+        state.record(fault, fault.target, what)
+        start = time.monotonic()
+        await proxy.await_opened(before + dropped, RECONNECT_WATCH_S)
+        took = time.monotonic() - start
+        again = proxy.opened - before
+        state.record(fault, fault.target,
+                     f"{again} of {dropped} connections to {name} opened again within "
+                     f"{took:.2f} s of the drop")  # fmt: skip
+        return
+    proxy.latency_s = fault.latency_s
+    state.record(fault, fault.target,
+                 f"every chunk to and from {name} is held {fault.latency_s * 1000:g} ms "
+                 f"(each way) for {fault.for_s:g} s")  # fmt: skip
+    try:
+        await asyncio.sleep(fault.for_s)
+    finally:
+        proxy.latency_s = 0.0
+    state.record(fault, fault.target, f"the delay on the connections to {name} ended")

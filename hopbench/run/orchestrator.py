@@ -38,9 +38,10 @@ from hopbench.results.build import Costs, process_result
 from hopbench.results.schema import RunResult
 from hopbench.run import phases
 from hopbench.run.costs import WindowUsage, watch_window
-from hopbench.run.faults import Faults, start_faults, start_pauses
+from hopbench.run.faults import Faults, start_faults, start_links, start_pauses
 from hopbench.run.fleet import ChildRecording, Fleet
 from hopbench.run.live import cancel, live
+from hopbench.run.netproxy import LinkProxy
 from hopbench.run.phases import Brokers, Outcome, Window
 from hopbench.run.provision import allocate_endpoints
 from hopbench.run.sampling import INTERVAL_S, Sampler
@@ -95,6 +96,7 @@ class Run:
     notes: list[str] = field(default_factory=list)
     died: dict[str, str] = field(default_factory=dict)  # process -> why it ended early
     faults: Faults | None = None  # the faults of the run as they happened
+    links: dict[str, LinkProxy] = field(default_factory=dict)  # proxies of drop/delay faults
 
     @property
     def topology(self) -> Topology:
@@ -118,6 +120,13 @@ async def run_topology(request: RunRequest) -> RunResult:
         run = Run(request, run_id, run_dir, started_at, stack)
         brokers = await phases.start_brokers(
             topology, request.deployment, run_dir, run_id, stack, run.say, run.notes
+        )
+        placement = request.deployment.placement
+        run.links = await start_links(
+            request.faults,
+            {"rabbitmq": brokers.rabbitmq_url},
+            bool(placement.services or placement.workers),
+            stack,  # closed after every child is gone
         )
         stack.push_async_callback(run.fleet.kill_all)  # before the brokers stop
         await reach_service_agents(run, brokers)
@@ -184,9 +193,12 @@ def make_spec(run: Run, brokers: Brokers) -> RunSpec:
     """Everything a child needs: topology, settings, load, endpoints, broker addresses."""
     topology = run.topology
     agents = {name: run.fleet.agents_of(name) for name in topology.services}
-    password = password_of(brokers.rabbitmq_url or "")
+    rabbitmq_url = brokers.rabbitmq_url
+    password = password_of(rabbitmq_url or "")
     if password is not None:  # the spec holds none: local children get it this way
         run.fleet.child_env[PASSWORD_ENV] = password
+    if rabbitmq_url is not None and "rabbitmq" in run.links:  # a fault drops or delays it
+        rabbitmq_url = run.links["rabbitmq"].url_for(rabbitmq_url)
     endpoints = allocate_endpoints(topology, agents)
     postgres = brokers.postgres.url if brokers.postgres is not None else None
     postgres_password = password_of(postgres or "")
@@ -200,7 +212,7 @@ def make_spec(run: Run, brokers: Brokers) -> RunSpec:
         endpoints=endpoints,
         kafka_bootstrap=brokers.kafka_bootstrap,
         # no password: it stays in this process and its children's environment
-        rabbitmq_url=None if brokers.rabbitmq_url is None else redact(brokers.rabbitmq_url),
+        rabbitmq_url=None if rabbitmq_url is None else redact(rabbitmq_url),
         brokers_wait_s=run.request.deployment.brokers_wait_s,
         redis_url=run.request.deployment.redis_url,
         tls=tls_for(topology, run.request.settings, endpoints),
@@ -264,7 +276,14 @@ def start_load(run: Run, brokers: Brokers, spec: RunSpec) -> Window:
             await brokers.tansu.create_topics(provisioning(spec).kafka_topics, exist_ok=True)
 
     start_faults(
-        run.request.faults, run.faults, fleet, brokers.tansu, restart, reprovision, run.stack
+        run.request.faults,
+        run.faults,
+        fleet,
+        brokers.tansu,
+        restart,
+        reprovision,
+        run.stack,
+        run.links,
     )
     for child in fleet.children:
         child.send(start)
