@@ -30,8 +30,10 @@ from hopbench.run.provision import allocate_endpoints
 CONNECTIONS, SECONDS, ROUNDS = 32, 10, 2
 
 
-def lua_body(run_id: str) -> str:
-    body = Envelope(run_id=run_id, flow="one-hop", payload=b"x" * 100).SerializeToString()
+def lua_body(run_id: str, body: bytes | None = None) -> str:
+    """wrk's script: POST body (by default an envelope of the run with no times)."""
+    if body is None:
+        body = Envelope(run_id=run_id, flow="one-hop", payload=b"x" * 100).SerializeToString()
     escaped = "".join(f"\\{b:03d}" for b in body)
     return f'wrk.method = "POST"\nwrk.body = "{escaped}"\n' + (
         'wrk.headers["content-type"] = "application/x-protobuf"\n'
