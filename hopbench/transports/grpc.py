@@ -94,6 +94,8 @@ class GrpcTransport(Transport):
         self._server: grpc.aio.Server | None = None
         self._channels: list[grpc.aio.Channel] = []
         self._stubs: dict[int, itertools.cycle[hopbench_pb2_grpc.RelayStub]] = {}
+        # built once per edge: grpc converts a tuple into Metadata on every call otherwise
+        self._metadata: dict[int, grpc.aio.Metadata] = {}
 
     async def start(self) -> None:
         if not self.handlers:
@@ -131,11 +133,12 @@ class GrpcTransport(Transport):
 
     async def _call(self, edge: Edge, method: str, env: Envelope) -> Any:
         stub = self._next_stub(edge)
+        metadata = self._metadata.get(edge.index)
+        if metadata is None:
+            metadata = self._metadata[edge.index] = grpc.aio.Metadata((EDGE_KEY, str(edge.index)))
         try:
             return await getattr(stub, method)(
-                env,
-                timeout=self.settings_for(edge).request_timeout_s,
-                metadata=((EDGE_KEY, str(edge.index)),),
+                env, timeout=self.settings_for(edge).request_timeout_s, metadata=metadata
             )
         except grpc.aio.AioRpcError as exc:
             raise TransportError(f"{edge.name}: gRPC {exc.code().name}: {exc.details()}") from exc
