@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from hopbench.config.outdir import atomic_write_text
 from hopbench.config.runspec import LoadSpec
 from hopbench.errors import ConfigError
-from hopbench.results.sampled import Bottleneck, Samples
+from hopbench.results.sampled import Bottleneck, GeneratorLimit, Samples
 
 SCHEMA = "hopbench.results/3"
 # Beyond these, the generator and not the system was the limit (docs/measurement.md).
@@ -208,6 +208,8 @@ class RunResult(BaseModel):
     # once a second: queues, lag, in-flight, CPU per process, the host's run queue
     samples: Samples | None = None
     bottleneck: Bottleneck | None = None  # past the knee: the queue that grew, what ran out
+    # when generator_limited: whether the generator or the crowded host was the cause
+    generator_limit: GeneratorLimit | None = None
 
     @property
     def load_label(self) -> str:

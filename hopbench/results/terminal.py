@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from hopbench.results.cells import variant_label
 from hopbench.results.numbers import number
 from hopbench.results.schema import Results, RunResult
+from hopbench.results.selfcheck import flag
 from hopbench.results.summary import FIND_MAX, METRICS, SummaryRow, metric_cell, summary
 from hopbench.results.table import render_breakdown
 
@@ -179,11 +180,17 @@ def _counts(runs: list[RunResult]) -> str:
         text += f", rejected {rejected:,} (see the notes)"
     if total["completed"] > total["sent"]:
         text += " (a message completes once on each of its routes)"
-    limited = [r for r in measured if r.generator_limited]
+    limited = [r for r in measured if flag(r) == "!"]
+    crowded = [r for r in measured if flag(r) == "~"]
     if limited:
         text += (
             f"; the load generator, not the system, was the limit in {len(limited)} of them "
             "(see their notes)"
+        )
+    if crowded:
+        text += (
+            f"; the host's CPUs were saturated and the sends fell behind in {len(crowded)} "
+            "of them (see their notes)"
         )
     return "\n".join(_wrap(text))
 
