@@ -69,27 +69,32 @@ def limited(
 def test_a_load_worker_at_saturation_is_the_generator(one_run: RunResult) -> None:
     run = limited(one_run, worker(0.96, waited=0.3), host_cpu=0.99, run_queue=6)
     found = generator_check(run)
-    assert found is not None and found.cause == "generator"
+    assert found is not None
+    assert found.cause == "generator"
     assert "loadgen/0 at 96 % of a core" in found.detail
     assert flag(run.model_copy(update={"generator_limit": found})) == "!"
 
 
 def test_a_loop_that_never_slept_is_the_generator(one_run: RunResult) -> None:
     found = generator_check(limited(one_run, worker(0.5, sleeps=1.0)))
-    assert found is not None and found.cause == "generator"
+    assert found is not None
+    assert found.cause == "generator"
     assert "never waited for work" in found.detail
 
 
 def test_a_worker_waiting_for_a_cpu_is_the_host(one_run: RunResult) -> None:
     run = limited(one_run, worker(0.3, waited=0.2), host_cpu=0.7)
     found = generator_check(run)
-    assert found is not None and found.cause == "host"
+    assert found is not None
+    assert found.cause == "host"
     assert "waited for a CPU 20 % of the time" in found.detail
-    assert found.worker_waited == 0.2 and found.worker_cpu == 0.3
+    assert found.worker_waited == 0.2
+    assert found.worker_cpu == 0.3
     marked = run.model_copy(update={"generator_limit": found})
     assert flag(marked) == "~"
     table = render([marked])
-    assert "~" in table.splitlines()[2] and "~ the host's CPUs were saturated" in table
+    assert "~" in table.splitlines()[2]
+    assert "~ the host's CPUs were saturated" in table
 
 
 @pytest.mark.parametrize(
@@ -105,27 +110,32 @@ def test_a_crowded_host_without_schedstat_is_the_host(
 ) -> None:
     run = limited(one_run, worker(0.3), host_cpu=host_cpu, run_queue=run_queue, pressure=pressure)
     found = generator_check(run)
-    assert found is not None and found.cause == "host"
+    assert found is not None
+    assert found.cause == "host"
     assert words in found.detail
 
 
 def test_late_with_cpu_to_spare_is_the_generator(one_run: RunResult) -> None:
     found = generator_check(limited(one_run, worker(0.3, waited=0.01), host_cpu=0.5))
-    assert found is not None and found.cause == "generator"
-    assert "with CPU to spare" in found.detail and "host 50 % busy" in found.detail
+    assert found is not None
+    assert found.cause == "generator"
+    assert "with CPU to spare" in found.detail
+    assert "host 50 % busy" in found.detail
 
 
 def test_no_samples_is_unknown_and_flagged(one_run: RunResult) -> None:
     run = one_run.model_copy(update={"generator_limited": True, "samples": None})
     found = generator_check(run)
-    assert found is not None and found.cause == "unknown"
+    assert found is not None
+    assert found.cause == "unknown"
     assert flag(run.model_copy(update={"generator_limit": found})) == "!"
 
 
 def test_a_run_that_kept_its_schedule_has_no_check_and_no_flag(one_run: RunResult) -> None:
     run = limited(one_run, worker(0.99), generator_limited=False)
     assert generator_check(run) is None
-    assert flag(run) == "" and flag_legend([run]) == []
+    assert flag(run) == ""
+    assert flag_legend([run]) == []
 
 
 def test_the_sampler_reads_the_run_delay_of_a_real_process() -> None:
