@@ -7,9 +7,13 @@ measures. This bench puts a number on it, per mode, as ratios taken within one r
   once; then, in rounds, each generator keeps 32 requests in flight against it for
   SECONDS (after 1 s of warm-up): wrk (HTTP only, ``-t1 -c32``), each raw client
   library in a process of its own (bench/raw_callers.py: aiohttp, pyreqwest, httpx;
-  grpcio), and a hopbench load worker (closed loop, 32 users). The order within a
-  round rotates, so the machine's drift falls on every generator alike. CPU per
-  request: the generator process's CPU (every thread) over the requests it made.
+  grpcio), and a hopbench load worker (closed loop, 32 users) with each client
+  library it can use (``hopbench/aiohttp``; ``hopbench/pyreqwest`` where the
+  ``http_client`` setting exists). The order within a round rotates, so the
+  machine's drift falls on every generator alike. CPU per request: the generator
+  process's CPU (every thread) over the requests it made. Each load worker is set
+  against wrk and against its own library used raw; the raw HTTP libraries are also
+  set side by side against wrk, to choose the generator's client by.
 - **Kafka and RabbitMQ** (publish): the raw client (aiokafka; aiormq) paces an
   open-loop schedule at RATE/s with the same ticker, its consumer in another process
   (bench/baselines), and hopbench runs the same one hop at the same rate; CPU per
@@ -44,7 +48,7 @@ import uvloop
 from bench import baselines
 from bench.common import one_hop, run, write_section
 from bench.generator_capacity import lua_body
-from hopbench.config.runspec import LoadSpec, RunSpec
+from hopbench.config.runspec import LoadSpec, RunSpec, Settings
 from hopbench.config.topology import Topology
 from hopbench.control.child import Child
 from hopbench.proto.hopbench_pb2 import Envelope
@@ -192,15 +196,33 @@ def _raw_body(spec: RunSpec) -> bytes:
     ).SerializeToString()
 
 
+def hopbench_clients(mode: str) -> list[str]:
+    """The client libraries hopbench's load worker can use for the mode: each is run
+    (``hopbench/LIBRARY``); a version without the http_client setting has aiohttp only."""
+    if mode != "http" or "http_client" not in Settings.model_fields:
+        return [RAW_CLIENTS[mode][0]]
+    return ["aiohttp", "pyreqwest"]
+
+
+def _drive_spec(drive: RunSpec, mode: str, library: str) -> RunSpec:
+    if mode != "http" or "http_client" not in Settings.model_fields:
+        return drive
+    return drive.model_copy(update={"settings": Settings.model_validate({"http_client": library})})
+
+
 async def request_reply(mode: str, rounds: int, seconds: float) -> dict[str, Measured]:
     """Every generator of one request-reply mode against one service, rounds rotated."""
     serve, drive = _specs(one_hop(mode), seconds)
     address = serve.endpoints[mode]["echo"][0]
     measured: dict[str, Measured] = {}
     with tempfile.TemporaryDirectory(prefix="hopbench-bench-") as tmp:
-        serve_path, drive_path = Path(tmp) / "serve.json", Path(tmp) / "drive.json"
-        serve.write(serve_path)
-        drive.write(drive_path)
+        serve.write(Path(tmp) / "serve.json")
+        drives = {}
+        for library in hopbench_clients(mode):
+            spec = _drive_spec(drive, mode, library)
+            spec.write(Path(tmp) / f"drive-{library}.json")
+            drives[f"hopbench/{library}"] = (Path(tmp) / f"drive-{library}.json", spec)
+        serve_path = Path(tmp) / "serve.json"
         body, script = Path(tmp) / "body.bin", Path(tmp) / "post.lua"
         body.write_bytes(_raw_body(serve))
         script.write_text(lua_body(serve.run_id, _raw_body(serve)))
@@ -212,7 +234,7 @@ async def request_reply(mode: str, rounds: int, seconds: float) -> dict[str, Mea
         )
         try:
             await service.expect(Ready, 30)
-            names = (["wrk"] if mode == "http" else []) + [*RAW_CLIENTS[mode], "hopbench"]
+            names = (["wrk"] if mode == "http" else []) + [*RAW_CLIENTS[mode], *drives]
             for k in range(rounds):
                 for name in names[k % len(names) :] + names[: k % len(names)]:
                     print(f"{mode} round {k + 1}: {name}", flush=True)
@@ -221,8 +243,9 @@ async def request_reply(mode: str, rounds: int, seconds: float) -> dict[str, Mea
                         # wrk has no warm-up of its own: a second of it first, not counted
                         await wrk(f"http://{address}/edges/0", script, 1)
                         found.add(*await wrk(f"http://{address}/edges/0", script, seconds))
-                    elif name == "hopbench":
-                        found.add(*await hopbench_worker(drive_path, drive, Path(tmp) / "lg.log"))
+                    elif name in drives:
+                        path, spec = drives[name]
+                        found.add(*await hopbench_worker(path, spec, Path(tmp) / "lg.log"))
                     else:
                         raw = await raw_caller(mode, name, address, seconds, body)
                         found.add(
@@ -251,7 +274,7 @@ async def publish(mode: str, rounds: int, seconds: float) -> dict[str, Measured]
             if worker.cpu_run_s is None or result.errors or result.lost:
                 raise SystemExit(f"hopbench's {mode} run: {result.failure or 'no CPU measured'}")
             ours.add(worker.cpu_run_s, result.sent + result.warmup.sent, result.completion_rate)
-    return {ASYNC_RAW[mode]: raw, "hopbench": ours}
+    return {ASYNC_RAW[mode]: raw, f"hopbench/{ASYNC_RAW[mode]}": ours}
 
 
 async def highest_rates(mode: str, seconds: float) -> tuple[float, float]:
@@ -261,11 +284,34 @@ async def highest_rates(mode: str, seconds: float) -> tuple[float, float]:
     return await baselines.max_rate(mode, seconds, PAYLOAD), await hopbench_rate(mode)
 
 
-def _row(mode: str, name: str, base: Measured, ours: Measured, aim_cpu: str) -> str:
+def _row(mode: str, ours: str, base: str, found: dict[str, Measured]) -> str:
+    theirs, mine = found[base], found[ours]
+    aim = " (aim <= 2)" if base == "wrk" else ""
     return (
-        f"| {mode} | {name} | {base.cpu:,.0f} | {ours.cpu:,.0f} | **{ours.cpu / base.cpu:.2f}**"
-        f"{aim_cpu} | {base.msgs:,.0f} | {ours.msgs:,.0f} | **{ours.msgs / base.msgs:.2f}** |"
+        f"| {mode} | {ours} | {base} | {theirs.cpu:,.0f} | {mine.cpu:,.0f} "
+        f"| **{mine.cpu / theirs.cpu:.2f}**{aim} | {theirs.msgs:,.0f} | {mine.msgs:,.0f} "
+        f"| **{mine.msgs / theirs.msgs:.2f}** |"
     )
+
+
+def rows_of(mode: str, found: dict[str, Measured]) -> tuple[list[str], list[str]]:
+    """Each hopbench load worker against wrk and against its own library used raw; and,
+    for HTTP, the raw libraries side by side against wrk."""
+    ours = [name for name in found if name.startswith("hopbench/")]
+    rows = []
+    for name in ours:
+        library = name.split("/", 1)[1]
+        bases = ["wrk"] if "wrk" in found else []
+        bases += [library] if library in found else []
+        rows += [_row(mode, name, base, found) for base in bases]
+    side = []
+    if "wrk" in found:
+        wrk_cpu = found["wrk"].cpu
+        for name, got in found.items():
+            side.append(
+                f"| {name} | {got.cpu:,.0f} | **{got.cpu / wrk_cpu:.2f}** | {got.msgs:,.0f} |"
+            )
+    return rows, side
 
 
 def _args(argv: list[str]) -> tuple[list[str], int, float]:
@@ -280,18 +326,15 @@ async def main() -> None:
     if "http" in modes and shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: `apt-get install wrk` (Debian package)")
     load_before = os.getloadavg()
-    rows, rate_rows = [], []
+    rows: list[str] = []
+    side: list[str] = []
+    rate_rows: list[str] = []
     for mode in modes:
-        if mode in RAW_CLIENTS:
-            found = await request_reply(mode, rounds, seconds)
-            ours = found.pop("hopbench")
-            for name, base in found.items():
-                aim = " (aim <= 2)" if name == "wrk" else ""
-                rows.append(_row(mode, name, base, ours, aim))
-        else:
-            found = await publish(mode, rounds, seconds)
-            ours = found.pop("hopbench")
-            rows += [_row(mode, name, base, ours, "") for name, base in found.items()]
+        found = await (request_reply if mode in RAW_CLIENTS else publish)(mode, rounds, seconds)
+        more, clients = rows_of(mode, found)
+        rows += more
+        side += clients
+        if mode in ASYNC_RAW:
             raw_max, our_max = await highest_rates(mode, seconds)
             rate_rows.append(
                 f"| {mode} | {raw_max:,.0f} | {our_max:,.0f} | **{our_max / raw_max:.2f}** |"
@@ -300,7 +343,7 @@ async def main() -> None:
     load_after = os.getloadavg()
     write_section(
         "Generator cost (CPU per message)",
-        _section(rounds, seconds, rows, rate_rows, load_before, load_after),
+        _section(rounds, seconds, rows, side, rate_rows, (load_before[0], load_after[0])),
     )
 
 
@@ -308,10 +351,22 @@ def _section(
     rounds: int,
     seconds: float,
     rows: list[str],
+    side: list[str],
     rate_rows: list[str],
-    load_before: tuple[float, ...],
-    load_after: tuple[float, ...],
+    load: tuple[float, float],
 ) -> str:
+    clients = (
+        f"""
+The HTTP client libraries side by side (the same rounds; CPU µs per request of the
+caller's process, and against wrk's):
+
+| caller | µs/request | CPU vs wrk | requests/s |
+|---|---|---|---|
+{chr(10).join(side)}
+"""
+        if side
+        else ""
+    )
     rates = (
         f"""
 Highest rates of the publishing modes (bench/overhead.py's method, {seconds:g} s each):
@@ -324,19 +379,20 @@ Highest rates of the publishing modes (bench/overhead.py's method, {seconds:g} s
         else ""
     )
     return f"""
-{os.cpu_count()} cores; load average {load_before[0]:.1f} before, {load_after[0]:.1f} after
-(a crowded machine inflates every CPU figure; the ratios, taken in the same rounds,
-much less). Medians of {rounds} rounds of {seconds:g} s, {PAYLOAD} B payloads. HTTP and
-gRPC: one echo service, {IN_FLIGHT} requests in flight, every generator in turn against
-it; CPU µs per request of the generator's process (wrk: `-t1 -c{IN_FLIGHT}`; the raw
-clients: bench/raw_callers.py). Kafka and RabbitMQ: the raw publisher and hopbench at
-{RATE}/s open loop, CPU µs per message of the publishing process.
+{os.cpu_count()} cores; load average {load[0]:.1f} before, {load[1]:.1f} after (a crowded
+machine inflates every CPU figure; the ratios, taken in the same rounds, much less).
+Medians of {rounds} rounds of {seconds:g} s, {PAYLOAD} B payloads. HTTP and gRPC: one echo
+service, {IN_FLIGHT} requests in flight, every generator in turn against it; CPU µs per
+request of the generator's process (wrk: `-t1 -c{IN_FLIGHT}`; the raw clients:
+bench/raw_callers.py; `hopbench/LIBRARY`: a load worker with that client library).
+Kafka and RabbitMQ: the raw publisher and hopbench at {RATE}/s open loop, CPU µs per
+message of the publishing process.
 
-| mode | baseline | baseline µs/msg | hopbench µs/msg | ratio | baseline msgs/s | hopbench msgs/s \
-| rate ratio (aim >= 0.9) |
-|---|---|---|---|---|---|---|---|
+| mode | generator | baseline | baseline µs/msg | generator µs/msg | CPU ratio \
+| baseline msgs/s | generator msgs/s | rate ratio (aim >= 0.9) |
+|---|---|---|---|---|---|---|---|---|
 {chr(10).join(rows)}
-{rates}"""
+{clients}{rates}"""
 
 
 if __name__ == "__main__":
