@@ -14,6 +14,7 @@ import pytest
 from hopbench.config.load import load_topology
 from hopbench.config.runspec import LoadSpec
 from hopbench.measure.samplers import proc_stat
+from hopbench.results.csv import csv_row
 from hopbench.results.sampled import ProcessSeries, Samples
 from hopbench.results.schema import RunResult
 from hopbench.results.selfcheck import flag, flag_legend, generator_check
@@ -92,6 +93,7 @@ def test_a_worker_waiting_for_a_cpu_is_the_host(one_run: RunResult) -> None:
     assert found.worker_cpu == 0.3
     marked = run.model_copy(update={"generator_limit": found})
     assert flag(marked) == "~"
+    assert csv_row(marked)["generator_cause"] == "host"
     table = render([marked])
     assert "~" in table.splitlines()[2]
     assert "~ the host's CPUs were saturated" in table
