@@ -52,7 +52,14 @@ from hopbench.config.runspec import LoadSpec, RunSpec, Settings
 from hopbench.config.topology import Topology
 from hopbench.control.child import Child
 from hopbench.proto.hopbench_pb2 import Envelope
-from hopbench.protocol.messages import Ready, Start, Stop, WorkerReport
+from hopbench.protocol.messages import (
+    Progress,
+    ProgressReply,
+    Ready,
+    Start,
+    Stop,
+    WorkerReport,
+)
 from hopbench.run.provision import allocate_endpoints
 
 IN_FLIGHT, PAYLOAD, RATE = 32, 100, 1000
@@ -137,34 +144,35 @@ async def raw_caller(
 
 
 async def hopbench_worker(spec_path: Path, spec: RunSpec, log: Path) -> tuple[float, int, float]:
-    """One load worker, closed loop: (its CPU seconds from Ready to its report, messages
-    sent, measured-window completion rate)."""
+    """One load worker, closed loop: (its CPU seconds, requests completed, per second)
+    over the measured window, read from it at the window's start and end as the raw
+    callers read themselves: the warm-up, the connections and the report excluded."""
     from hopbench.results.build import build_result
 
-    worker = await Child.spawn(
-        "loadgen/0", "hopbench.loadgen", ["--worker", "0", "--spec", str(spec_path)], log
-    )
+    worker = await Child.spawn("loadgen/0", "hopbench.loadgen",
+                               ["--worker", "0", "--spec", str(spec_path)], log)  # fmt: skip
     try:
-        ready = await worker.expect(Ready, 30)
+        await worker.expect(Ready, 30)
         start_ns = time.monotonic_ns() + 100_000_000
-        worker.send(Start(start_ns=start_ns, origin_ns=start_ns + int(spec.load.warmup_s * 1e9)))
+        origin_ns = start_ns + int(spec.load.warmup_s * 1e9)
+        worker.send(Start(start_ns=start_ns, origin_ns=origin_ns))
+        marks = []
+        for at_ns in (origin_ns, origin_ns + int(spec.load.duration_s * 1e9) - 50_000_000):
+            await asyncio.sleep(max(0, at_ns - time.monotonic_ns()) / 1e9)
+            worker.send(Progress())
+            reply = await worker.expect(ProgressReply, 30)
+            marks.append((time.monotonic_ns(), reply.usage.cpu_s, reply.completed))
         report = await worker.expect(WorkerReport, spec.load.duration_s + 60)
         worker.send(Stop())
     finally:
         await worker.kill()
-    result = build_result(
-        spec,
-        started_at="",
-        workers=[report.sends],
-        recorders={"loadgen/0": report.recorder},
-        processes=[],
-        brokers={},
-        environment={},
-        notes=[],
-    )
+    result = build_result(spec, started_at="", workers=[report.sends],
+                          recorders={"loadgen/0": report.recorder}, processes=[],
+                          brokers={}, environment={}, notes=[])  # fmt: skip
     if result.errors or result.completed != result.sent:
         raise SystemExit(f"hopbench's load had errors: {result.errors}, {result.notes}")
-    return report.usage.cpu_s - ready.usage.cpu_s, report.sends.sent, result.completion_rate
+    (t0, cpu0, done0), (t1, cpu1, done1) = marks
+    return cpu1 - cpu0, done1 - done0, (done1 - done0) / ((t1 - t0) / 1e9)
 
 
 def _specs(topology: Topology, seconds: float) -> tuple[RunSpec, RunSpec]:
