@@ -31,6 +31,7 @@ figure is inflated, the ratios much less.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import re
@@ -204,6 +205,19 @@ def _raw_body(spec: RunSpec) -> bytes:
     ).SerializeToString()
 
 
+def installed(mode: str) -> list[str]:
+    """The raw client libraries of the mode that this environment has (the others are
+    named as skipped, never silently dropped)."""
+    found = []
+    for library in RAW_CLIENTS[mode]:
+        module = "grpc" if library == "grpcio" else library
+        if importlib.util.find_spec(module) is None:
+            print(f"{mode}: {library} is not installed: its raw figures are skipped", flush=True)
+        else:
+            found.append(library)
+    return found
+
+
 def hopbench_clients(mode: str) -> list[str]:
     """The client libraries hopbench's load worker can use for the mode: each is run
     (``hopbench/LIBRARY``); a version without the http_client setting has aiohttp only."""
@@ -242,7 +256,7 @@ async def request_reply(mode: str, rounds: int, seconds: float) -> dict[str, Mea
         )
         try:
             await service.expect(Ready, 30)
-            names = (["wrk"] if mode == "http" else []) + [*RAW_CLIENTS[mode], *drives]
+            names = (["wrk"] if mode == "http" else []) + [*installed(mode), *drives]
             for k in range(rounds):
                 for name in names[k % len(names) :] + names[: k % len(names)]:
                     print(f"{mode} round {k + 1}: {name}", flush=True)
