@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 
 import pytest
 import uvloop
@@ -81,3 +82,21 @@ def test_a_shifted_clock_is_converted_for_the_kernel(monkeypatch: pytest.MonkeyP
     lags = uvloop.run(_lags("timerfd", count=20))
     assert lags[0] >= 0
     assert lags[-1] < 1_000_000_000  # not 5 s late
+
+
+def test_an_abandoned_wait_does_not_wake_the_next_one_early() -> None:
+    async def abandoned() -> int:
+        ticker = _ticker("timerfd")
+        try:
+            first = asyncio.ensure_future(ticker.until(clock.now_ns() + 1_000_000))
+            await asyncio.sleep(0)  # armed
+            first.cancel()
+            await asyncio.sleep(0)  # the cancel is delivered
+            time.sleep(0.01)  # its expiry fires while the loop is not looking: pending
+            due = clock.now_ns() + 20_000_000
+            await ticker.until(due)
+            return clock.now_ns() - due
+        finally:
+            ticker.close()
+
+    assert uvloop.run(abandoned()) >= 0

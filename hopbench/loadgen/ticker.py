@@ -91,6 +91,7 @@ class _TimerFd:
         self._spec = _Itimerspec()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._due = 0  # kernel monotonic ns the armed timer is for
 
     @classmethod
     def make(cls) -> _TimerFd | None:
@@ -104,7 +105,7 @@ class _TimerFd:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
             self._loop.add_reader(self._fd, self._fired)
-        due = clock.kernel_ns(t_ns)  # the run's clock may be shifted from the kernel's
+        due = self._due = clock.kernel_ns(t_ns)  # the run's clock may be shifted
         value = self._spec.it_value
         value.tv_sec, value.tv_nsec = divmod(max(due, 1), 1_000_000_000)
         if self._libc.timerfd_settime(self._fd, _TFD_TIMER_ABSTIME, self._spec, None) != 0:
@@ -121,7 +122,8 @@ class _TimerFd:
         except BlockingIOError:
             return
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
+        # an expiry of an earlier, abandoned wait is not this one's: never wake early
+        if waiter is not None and not waiter.done() and time.monotonic_ns() >= self._due:
             waiter.set_result(None)
 
     def close(self) -> None:
