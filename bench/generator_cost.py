@@ -247,7 +247,7 @@ async def request_reply(mode: str, rounds: int, seconds: float) -> dict[str, Mea
         serve_path = Path(tmp) / "serve.json"
         body, script = Path(tmp) / "body.bin", Path(tmp) / "post.lua"
         body.write_bytes(_raw_body(serve))
-        script.write_text(lua_body(serve.run_id, _raw_body(serve)))
+        script.write_text(lua_body(_raw_body(serve)))
         service = await Child.spawn(
             "echo/0",
             "hopbench.services",
