@@ -50,6 +50,7 @@ test-slow: venv
 # Ratios against baselines measured in the same run; figures land in bench/RESULTS.md.
 # bench-memory alone takes about 12 minutes.
 bench: venv wrk
+	$(BIN)/python -m bench.generator_cost
 	$(BIN)/python -m bench.generator_capacity
 	$(BIN)/python -m bench.overhead
 	$(BIN)/python -m bench.coordinated_omission

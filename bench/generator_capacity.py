@@ -30,8 +30,8 @@ from hopbench.run.provision import allocate_endpoints
 CONNECTIONS, SECONDS, ROUNDS = 32, 10, 2
 
 
-def lua_body(run_id: str) -> str:
-    body = Envelope(run_id=run_id, flow="one-hop", payload=b"x" * 100).SerializeToString()
+def lua_body(body: bytes) -> str:
+    """wrk's script: POST body (an envelope the service admits)."""
     escaped = "".join(f"\\{b:03d}" for b in body)
     return f'wrk.method = "POST"\nwrk.body = "{escaped}"\n' + (
         'wrk.headers["content-type"] = "application/x-protobuf"\n'
@@ -80,14 +80,21 @@ async def main() -> None:
                     concurrency=CONNECTIONS)  # fmt: skip
     spec = RunSpec(run_id="capacity", topology=topology.to_dict(), load=load,
                    endpoints=allocate_endpoints(topology))  # fmt: skip
+    # the service's schedule is an hour long, so that wrk's body, stamped now, stays
+    # one its admission takes (hopbench.transports.admission) for every round
+    serve = spec.model_copy(update={"load": load.model_copy(update={"duration_s": 3600})})
+    now = time.monotonic_ns()
+    body = Envelope(run_id=spec.run_id, flow=topology.name, intended_ns=now, sent_ns=now,
+                    payload=b"x" * 100).SerializeToString()  # fmt: skip
     address = spec.endpoints["http"]["echo"][0]
     with tempfile.TemporaryDirectory(prefix="hopbench-bench-") as tmp:
         spec_path, script = Path(tmp) / "spec.json", Path(tmp) / "post.lua"
         spec.write(spec_path)
-        script.write_text(lua_body(spec.run_id))
+        serve.write(Path(tmp) / "serve.json")
+        script.write_text(lua_body(body))
         service = await Child.spawn(
             "echo/0", "hopbench.services",
-            ["--service", "echo", "--replica", "0", "--spec", str(spec_path)],
+            ["--service", "echo", "--replica", "0", "--spec", str(Path(tmp) / "serve.json")],
             Path(tmp) / "echo.log",
         )  # fmt: skip
         try:

@@ -33,6 +33,11 @@ def now_ns() -> int:
     return time.monotonic_ns() - _shift_ns
 
 
+def kernel_ns(t_ns: int) -> int:
+    """A time of the run's timebase on this host's kernel monotonic clock (a timer's)."""
+    return t_ns + _shift_ns
+
+
 def set_offset(offset_ns: int) -> None:
     """This host's monotonic clock minus the orchestrator's."""
     global _shift_ns

@@ -132,11 +132,12 @@ class LoadWorker:
         """Closed loop: each user waits for its reply (and thinks) before sending again."""
         self._begin(schedule.start_ns, schedule.measure_start_ns)
         next_seq = 0
+        end_ns = schedule.end_ns  # a property: computed once, not per message
 
         async def user() -> None:
             nonlocal next_seq
             await asyncio.sleep(max(0, schedule.start_ns - clock.now_ns()) / 1e9)
-            while (now := clock.now_ns()) < schedule.end_ns:
+            while (now := clock.now_ns()) < end_ns:
                 seq, next_seq = next_seq, next_seq + 1
                 await self._deliver(self._envelope(seq, now))
                 if schedule.think_s > 0:

@@ -6,6 +6,9 @@ per-second samples of a run (hopbench.run.sampling): pure readers, no run logic.
   and how often its main thread went to sleep (``voluntary_ctxt_switches`` in
   ``/proc/PID/status``): an event loop that never sleeps always had work waiting,
   whatever share of a core a crowded host gave it;
+- how long its main thread (the event loop) has waited, runnable, for a CPU
+  (``/proc/PID/schedstat``, the scheduler's ``run_delay``): a process that was late
+  for want of a CPU, not for work of its own, shows it here;
 - the host's CPU time busy and in total (``/proc/stat``), the entities runnable right
   now (``/proc/loadavg``: its ``running/total`` field) and, where the kernel has PSI,
   the share of the last 10 s in which some task waited for a CPU
@@ -34,6 +37,9 @@ class ProcStat:
     cpu_s: float  # user + system, every thread, since it started
     state: str  # R running, S sleeping, D waiting on I/O, T stopped, Z exited, ...
     sleeps: int  # times its main thread gave up the CPU to wait, since it started
+    # seconds its main thread was runnable but waiting for a CPU, since it started;
+    # None where the kernel keeps no schedstat
+    waited_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +66,18 @@ def proc_stat(pid: int, proc: Path = PROC) -> ProcStat | None:
         cpu_s=(int(fields[11]) + int(fields[12])) / _TICKS,
         state=fields[0],
         sleeps=int(rest.split(None, 1)[0]) if found else 0,
+        waited_s=run_delay_s(pid, proc),
     )
+
+
+def run_delay_s(pid: int, proc: Path = PROC) -> float | None:
+    """Seconds the process's main thread has spent runnable, waiting for a CPU
+    (``/proc/PID/schedstat``: on-CPU ns, run-queue ns, time slices); None if unread."""
+    try:
+        fields = (proc / str(pid) / "schedstat").read_text().split()
+        return int(fields[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def host_stat(proc: Path = PROC) -> HostStat:

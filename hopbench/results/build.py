@@ -145,7 +145,7 @@ def build_result(
         notes.append(f"{unsent} messages due in the schedule were never sent")
     if generator_limited:
         notes.append(
-            f"the load generator was the limit: send lag p99 {lag['p99']:.0f} µs, "
+            f"the load generator's sends fell behind: send lag p99 {lag['p99']:.0f} µs, "
             f"achieved {achieved:.0f}/s of {load.rate:.0f}/s"
         )
     series = list(recorders.values())

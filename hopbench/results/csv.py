@@ -15,7 +15,8 @@ CSV_COLUMNS = (
     "measures", "target_rate", "achieved_rate", "completion_rate", "payload_bytes", "replicas",
     "workers", "sent", "expected", "completed", "lost", "duplicated", "errors", "unsent",
     "late_replies", "rejected", "p50_us", "p90_us", "p99_us", "p999_us", "max_us", "mean_us",
-    "service_p50_us", "service_p99_us", "send_lag_p99_us", "generator_limited", "slo_met",
+    "service_p50_us", "service_p99_us", "send_lag_p99_us", "generator_limited",
+    "generator_cause", "slo_met",
     "cpu_s", "cpu_ms_per_1000", "started_at", "bottleneck",
 )  # fmt: skip
 
@@ -61,6 +62,7 @@ def csv_row(run: RunResult) -> dict[str, Any]:
         "service_p99_us": run.service_time_us.p99,
         "send_lag_p99_us": run.send_lag_us.p99,
         "generator_limited": run.generator_limited,
+        "generator_cause": run.generator_limit.cause if run.generator_limit else "",
         "slo_met": "" if run.slo_met is None else run.slo_met,
         "cpu_s": "" if cpu_s is None else cpu_s,
         "cpu_ms_per_1000": "" if run.cpu_ms_per_1000 is None else run.cpu_ms_per_1000,

@@ -19,6 +19,7 @@ from hopbench.results.schema import (
     RouteResult,
     RunResult,
 )
+from hopbench.results.selfcheck import flag
 from hopbench.results.summary import FIND_MAX, METRICS, SummaryRow
 from hopbench.results.terminal import group_title
 from hopbench.results.wire import wire_text
@@ -182,7 +183,7 @@ def runs_table(runs: list[RunResult]) -> str:
     rows = [[r.cell or variant_label(r), ("probe " if r.probe else "") + r.status, r.run_id,
              f"{r.sent:,}", f"{r.completed:,}", f"{r.lost:,}", f"{r.duplicated:,}",
              f"{r.errors:,}", ms(r.latency_us.p50), ms(r.latency_us.p99), ms(r.latency_us.max),
-             "yes" if r.generator_limited else ""] for r in runs]  # fmt: skip
+             {"!": "yes", "~": "host saturated"}.get(flag(r), "")] for r in runs]  # fmt: skip
     classes = [
         [("failed" if r.failed and j == 1 else "") for j in range(len(header))] for r in runs
     ]

@@ -46,6 +46,9 @@ class ProcessSeries(BaseModel):
     state: list[str]  # R running, S sleeping, T stopped, ...; "?" not read
     # times per second its main thread went to sleep (0: its event loop never ran dry)
     sleeps_per_s: list[float | None] = []
+    # share of the time its main thread was runnable but waiting for a CPU (schedstat's
+    # run delay; 0.1 = 100 ms a second): delayed by the host, not by its own work
+    waited: list[float | None] = []
 
 
 class Samples(BaseModel):
@@ -89,3 +92,19 @@ class Bottleneck(BaseModel):
     queue: Growth | None  # the queue that grew first; None: none grew measurably
     resource: Saturation
     text: str  # both in words, e.g. "busy/0 at 99 % CPU; its HTTP in-flight grew ..."
+
+
+class GeneratorLimit(BaseModel):
+    """Why an open loop's sends fell behind their schedule (``generator_limited``):
+    the load generator's own CPU, or a host too crowded to run it on time."""
+
+    # generator: a load worker was at saturation, or late with CPU to spare;
+    # host: the host's CPUs were saturated and the load workers waited for one;
+    # unknown: the run has no samples to tell
+    cause: Literal["generator", "host", "unknown"]
+    worker_cpu: float | None = None  # the busiest load worker's mean share of a core
+    worker_waited: float | None = None  # its main thread's share of time waiting for a CPU
+    host_cpu: float | None = None  # share of every core busy, mean over the window
+    run_queue: float | None = None  # tasks runnable on the host, mean
+    cpu_pressure: float | None = None  # PSI some avg10 %, mean; None: no PSI
+    detail: str

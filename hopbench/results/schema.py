@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from hopbench.config.outdir import atomic_write_text
 from hopbench.config.runspec import LoadSpec
 from hopbench.errors import ConfigError
-from hopbench.results.sampled import Bottleneck, Samples
+from hopbench.results.sampled import Bottleneck, GeneratorLimit, Samples
 
 SCHEMA = "hopbench.results/3"
 # Beyond these, the generator and not the system was the limit (docs/measurement.md).
@@ -265,6 +265,8 @@ class RunResult(BaseModel):
     samples: Samples | None = None
     bottleneck: Bottleneck | None = None  # past the knee: the queue that grew, what ran out
     caches: list[CacheResult] = []  # per service whose work has a cache
+    # when generator_limited: whether the generator or the crowded host was the cause
+    generator_limit: GeneratorLimit | None = None
 
     @property
     def load_label(self) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 from hopbench.results.cells import variant_label
 from hopbench.results.numbers import ms, number
 from hopbench.results.schema import HopShare, RunResult
+from hopbench.results.selfcheck import flag, flag_legend
 
 COLUMNS = (
     ("topology", "<"),
@@ -52,7 +53,7 @@ def row(run: RunResult) -> list[str]:
         _mode(run),
         _pattern(run),
         run.load_label,
-        number(run.achieved_rate) + ("!" if run.generator_limited else ""),
+        number(run.achieved_rate) + flag(run),
         str(run.sent),
         str(run.completed),
         str(run.lost),
@@ -105,10 +106,7 @@ def render(runs: Sequence[RunResult]) -> str:
         "a route ending in (reply) is a round trip back to the load generator; any other "
         "route is one-way, load generator to the service that completes it.",
     ]
-    if any(r.generator_limited for r in runs):
-        footer.append(
-            "! the load generator, not the system, was the limit in this run (see notes)."
-        )
+    footer += flag_legend(runs)
     breakdown = render_breakdown(runs)
     return "\n".join([*lines, "", *footer, *(["", breakdown] if breakdown else [])])
 

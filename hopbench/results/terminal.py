@@ -19,6 +19,7 @@ from hopbench.results.cells import variant_label
 from hopbench.results.dbtable import render_db
 from hopbench.results.numbers import number
 from hopbench.results.schema import Results, RunResult
+from hopbench.results.selfcheck import flag
 from hopbench.results.summary import FIND_MAX, METRICS, SummaryRow, metric_cell, summary
 from hopbench.results.table import render_breakdown
 from hopbench.results.wire import render_wire
@@ -187,11 +188,17 @@ def _counts(runs: list[RunResult]) -> str:
     locks = {k: sum(getattr(p, k) for r in measured for p in r.processes)
              for k in ("lock_waits", "lock_retries")}  # fmt: skip
     text += "".join(f", {k.replace('_', ' ')} {v:,}" for k, v in locks.items() if v)
-    limited = [r for r in measured if r.generator_limited]
+    limited = [r for r in measured if flag(r) == "!"]
+    crowded = [r for r in measured if flag(r) == "~"]
     if limited:
         text += (
             f"; the load generator, not the system, was the limit in {len(limited)} of them "
             "(see their notes)"
+        )
+    if crowded:
+        text += (
+            f"; the host's CPUs were saturated and the sends fell behind in {len(crowded)} "
+            "of them (see their notes)"
         )
     return "\n".join(_wrap(text))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.metadata
+import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +38,14 @@ from hopbench.protocol.messages import Ready, ServiceReport, Start, Stop, Worker
 from hopbench.results.build import Costs, process_result
 from hopbench.results.schema import RunResult
 from hopbench.run import phases
+from hopbench.run.cores import (
+    CorePlan,
+    available_cores,
+    narrow_self,
+    not_placed,
+    pin_workers,
+    plan_cores,
+)
 from hopbench.run.costs import WindowUsage, watch_window
 from hopbench.run.faults import Faults, start_faults, start_links, start_pauses
 from hopbench.run.fleet import ChildRecording, Fleet
@@ -118,14 +127,15 @@ async def run_topology(request: RunRequest) -> RunResult:
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     async with contextlib.AsyncExitStack() as stack:
         run = Run(request, run_id, run_dir, started_at, stack)
+        core_plan = confine(run)  # before any process starts: they inherit it
         brokers = await phases.start_brokers(
             topology, request.deployment, run_dir, run_id, stack, run.say, run.notes
         )
-        placement = request.deployment.placement
+        agents = request.deployment.placement
         run.links = await start_links(
             request.faults,
             {"rabbitmq": brokers.rabbitmq_url},
-            bool(placement.services or placement.workers),
+            bool(agents.services or agents.workers),
             stack,  # closed after every child is gone
         )
         stack.push_async_callback(run.fleet.kill_all)  # before the brokers stop
@@ -135,6 +145,7 @@ async def run_topology(request: RunRequest) -> RunResult:
         spec.write(run_dir / "spec.json")
         ready = await start_services(run, spec)
         ready += await start_workers(run, spec, brokers)
+        cores = place_workers(run, core_plan)
         readiness = {c.name: r for c, r in zip(run.fleet.children, ready, strict=True)}
         await run.fleet.read_clocks([c for c in run.fleet.children if not c.remote])
         broker_ready = brokers.usage()
@@ -167,7 +178,7 @@ async def run_topology(request: RunRequest) -> RunResult:
         worker_reports=[r.sends for r in worker_reports.values()],
         outcomes=outcomes,
         brokers=brokers.described,
-        environment=environment(),
+        environment={**environment(), "placement": cores},
         notes=[*run.notes, *run.fleet.clock_notes()],
         faults=faults.events,
     )
@@ -232,6 +243,36 @@ async def start_services(run: Run, spec: RunSpec) -> list[Ready]:
         )
         await fleet.spawn_services(spec, run.run_dir / "spec.json", run.run_dir)
     return list(await asyncio.gather(*(c.expect(Ready, READY_TIMEOUT_S) for c in fleet.services)))
+
+
+def confine(run: Run) -> CorePlan | None:
+    """With cores to spare, keep them for the local load workers (hopbench.run.cores):
+    this process, and so every process it starts, runs on the others until the run ends."""
+    local = 0 if run.request.deployment.placement.workers else run.load.workers
+    plan = plan_cores(available_cores(), local)
+    if plan is None:
+        return None
+    try:
+        before = narrow_self(plan)
+    except OSError as exc:
+        run.notes.append(f"the load workers share every core: setting affinity failed: {exc}")
+        return None
+    run.stack.callback(os.sched_setaffinity, 0, before)
+    return plan
+
+
+def place_workers(run: Run, plan: CorePlan | None) -> dict[str, Any]:
+    """Move each local load worker to its own core; the placement, for the result."""
+    if run.request.deployment.placement.workers:
+        return {"load_workers": "agents", "why": "load workers run as agents: placed by their host"}
+    if plan is None:
+        return not_placed(available_cores(), run.load.workers)
+    pids = {w: c.proc.pid for w, c in enumerate(run.fleet.workers) if c.proc is not None}
+    placement = pin_workers(plan, pids)
+    run.say(
+        f"placement: load workers on cores {placement['cores']}, the rest on {list(plan.shared)}"
+    )
+    return placement
 
 
 async def start_workers(run: Run, spec: RunSpec, brokers: Brokers) -> list[Ready]:

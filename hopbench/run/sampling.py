@@ -71,26 +71,42 @@ class _Process:
     cpu: list[float | None] = field(default_factory=list)
     state: list[str] = field(default_factory=list)
     sleeps: list[float | None] = field(default_factory=list)
-    # at the last tick that read it: monotonic ns, CPU seconds, sleeps so far
-    last: tuple[int, float, int | None] | None = None
+    waited: list[float | None] = field(default_factory=list)
+    # at the last tick that read it: monotonic ns, CPU seconds, sleeps, waited seconds
+    last: tuple[int, float, int | None, float | None] | None = None
 
-    def add(self, now_ns: int, cpu_s: float | None, state: str, sleeps: int | None) -> None:
-        share = per_s = None
+    def add(
+        self,
+        now_ns: int,
+        cpu_s: float | None,
+        state: str,
+        sleeps: int | None,
+        waited_s: float | None = None,
+    ) -> None:
+        share = per_s = waited = None
         if cpu_s is not None and self.last is not None:
             elapsed_s = (now_ns - self.last[0]) / 1e9
             share = round(cpu_share(self.last[1], cpu_s, elapsed_s), 3)
-            before = self.last[2]
+            before, waited_before = self.last[2], self.last[3]
             if sleeps is not None and before is not None:
                 per_s = round((sleeps - before) / elapsed_s, 1)
+            if waited_s is not None and waited_before is not None:
+                waited = round(cpu_share(waited_before, waited_s, elapsed_s), 3)
         if cpu_s is not None:
-            self.last = (now_ns, cpu_s, sleeps)
+            self.last = (now_ns, cpu_s, sleeps, waited_s)
         self.cpu.append(share)
         self.state.append(state)
         self.sleeps.append(per_s)
+        self.waited.append(waited)
 
     def series(self, name: str) -> ProcessSeries:
         return ProcessSeries(
-            name=name, pid=self.pid, cpu=self.cpu, state=self.state, sleeps_per_s=self.sleeps
+            name=name,
+            pid=self.pid,
+            cpu=self.cpu,
+            state=self.state,
+            sleeps_per_s=self.sleeps,
+            waited=self.waited,
         )
 
 
@@ -225,7 +241,7 @@ class Sampler:
                 if stat is None:
                     process.add(now_ns, None, "?", None)
                 else:
-                    process.add(now_ns, stat.cpu_s, stat.state, stat.sleeps)
+                    process.add(now_ns, stat.cpu_s, stat.state, stat.sleeps, stat.waited_s)
             else:
                 reply = remote.get(name)
                 process.add(now_ns, reply.cpu_s if reply else None, "?", None)

@@ -19,6 +19,7 @@ from hopbench.errors import HopbenchError, OutputError, RunError
 from hopbench.results.bottleneck import find_bottleneck
 from hopbench.results.csv import write_csv
 from hopbench.results.schema import Results, RunResult
+from hopbench.results.selfcheck import generator_check
 from hopbench.results.status import judge
 from hopbench.run.sweep import Knee, Probe, find_max, summarize_cells, verdict
 
@@ -141,6 +142,9 @@ class Session:
         A closed loop has no rate to keep up with: it slows down with the system."""
         if run.load.get("concurrency") is not None:
             return
+        run.generator_limit = generator_check(run)
+        if run.generator_limit is not None:
+            run.notes.append(f"why the sends fell behind: {run.generator_limit.detail}")
         slo = self.options.slo_p99_ms
         reason = verdict(run, slo * 1000 if slo is not None else None)
         if reason is None:

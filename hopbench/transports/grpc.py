@@ -122,6 +122,8 @@ class GrpcTransport(Transport):
         self._stubs: dict[int, itertools.cycle[hopbench_pb2_grpc.RelayStub]] = {}
         self._addresses: dict[int, itertools.cycle[str]] = {}
         self._session_cache: Any = None  # made on first use
+        # built once per edge: grpc converts a tuple into Metadata on every call otherwise
+        self._metadata: dict[int, grpc.aio.Metadata] = {}
 
     async def start(self) -> None:
         if not self.handlers:
@@ -206,11 +208,14 @@ class GrpcTransport(Transport):
         self, edge: Edge, stub: hopbench_pb2_grpc.RelayStub, method: str, env: Envelope
     ) -> Any:
         settings = self.settings_for(edge)
+        metadata = self._metadata.get(edge.index)
+        if metadata is None:
+            metadata = self._metadata[edge.index] = grpc.aio.Metadata((EDGE_KEY, str(edge.index)))
         try:
             return await getattr(stub, method)(
                 env,
                 timeout=settings.request_timeout_s,
-                metadata=((EDGE_KEY, str(edge.index)),),
+                metadata=metadata,
                 compression=COMPRESSION[settings.compression],
             )
         except grpc.aio.AioRpcError as exc:
