@@ -264,12 +264,13 @@ def test_one_handler_caps_throughput_near_one_over_the_work_time() -> None:
 
 @pytest.mark.integration
 def test_optimistic_locking_under_contention_counts_retries() -> None:
-    """Half the messages on key 0, 5 ms of I/O each: conflicts, every one redone. (All
-    of them on key 0 at 150/s starves some past max_retries: docs/findings.md.)"""
+    """Half the messages on key 0, 25 ms of I/O each, one every 10 ms: two or three at
+    once, so conflicts, every one redone. (All of them on key 0 at 150/s starves some
+    past max_retries: docs/findings.md.)"""
     lock = {"mode": "optimistic", "keys": 100, "hot": 0.5}
     load = LoadSpec(rate=100, duration_s=1.5, warmup_s=0.5, payload_bytes=100)
     run = asyncio.run(
-        run_in_process(one_service({"io_ms": 5, "lock": lock}), load, HTTP, settle_s=10)
+        run_in_process(one_service({"io_ms": 25, "lock": lock}), load, HTTP, settle_s=10)
     )
     row = worker_row(run)
     assert row.lock_retries > 0
@@ -278,7 +279,7 @@ def test_optimistic_locking_under_contention_counts_retries() -> None:
     assert any("optimistic-lock retries" in note for note in run.notes)
     cold = {**lock, "hot": 0.0, "keys": 100_000}
     calm = asyncio.run(
-        run_in_process(one_service({"io_ms": 5, "lock": cold}), load, HTTP, settle_s=10)
+        run_in_process(one_service({"io_ms": 25, "lock": cold}), load, HTTP, settle_s=10)
     )
     assert worker_row(calm).lock_retries < row.lock_retries / 5  # contention made them
 

@@ -356,7 +356,7 @@ def test_compose_and_k8s_run_a_postgres_for_a_db_topology_with_its_password_secr
     postgres = services["postgres"]
     assert postgres["image"].startswith("postgres:")
     assert postgres["environment"]["POSTGRES_PASSWORD"].startswith("${HOPBENCH_POSTGRES_PASSWORD")
-    assert "pg_isready" in postgres["healthcheck"]["test"]
+    assert postgres["healthcheck"]["test"] == ["CMD", "bash", "-c", "</dev/tcp/127.0.0.1/5432"]
     assert services["hopbench"]["depends_on"]["postgres"] == {"condition": "service_healthy"}
     for name in ("hopbench", "store-0", "gateway-0"):
         url = services[name]["environment"]["HOPBENCH_POSTGRES_URL"]

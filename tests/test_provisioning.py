@@ -11,7 +11,7 @@ from hopbench.transports import provisioning
 from hopbench.transports.context import TransportContext
 from hopbench.transports.kafka import group_name, reply_topic, topic_name
 from hopbench.transports.plan import Provisioning
-from hopbench.transports.rabbitmq import exchange_name, queue_name
+from hopbench.transports.rabbitmq import dead_letter_name, exchange_name, queue_name
 
 # Every pattern over both brokers: request-reply in from 2 load workers (Kafka),
 # publish-subscribe and fire-and-forget and request-reply out of a 2-replica
@@ -55,6 +55,7 @@ def test_the_plan_names_every_topic_queue_and_exchange(tmp_path: Path) -> None:
     plan = provisioning(every_pattern(tmp_path))
     assert plan == Provisioning(
         kafka_topics={
+            "hb-r1-dead-letters": 1,  # what a consumer rejects (transports.admission)
             "hb-r1-loadgen-front": 2,  # the callee's replicas
             "hb-r1-reply-loadgen-0": 1,  # one reply topic per load worker
             "hb-r1-reply-loadgen-1": 1,
@@ -65,12 +66,16 @@ def test_the_plan_names_every_topic_queue_and_exchange(tmp_path: Path) -> None:
             "hb-r1-reply-front-1": 1,
         },
         rabbitmq_queues={
+            "hb-r1-dead-letters": False,  # the run's dead letters, bound to their exchange
             "hb-r1-front-mail": True,  # the edge's own rabbitmq_durable
             "hb-r1-front-stock": False,
             "hb-r1-billing-log": False,
             "hb-r1-billing-metrics": False,
         },
-        rabbitmq_exchanges={"hb-r1-billing": ("hb-r1-billing-log", "hb-r1-billing-metrics")},
+        rabbitmq_exchanges={
+            "hb-r1-dead-letters": ("hb-r1-dead-letters",),
+            "hb-r1-billing": ("hb-r1-billing-log", "hb-r1-billing-metrics"),
+        },
     )
 
 
@@ -84,7 +89,8 @@ def test_the_transports_use_the_names_the_plan_provisions(tmp_path: Path) -> Non
     assert reply_topic(run_id, "front", 1) in plan.kafka_topics
     assert group_name(run_id, edges["front->audit"]) == "hb-r1-audit"
     rabbit = [e for e in edges.values() if e.mode == "rabbitmq"]
-    assert {queue_name(run_id, e) for e in rabbit} == set(plan.rabbitmq_queues)
+    queues = {queue_name(run_id, e) for e in rabbit}
+    assert queues | {dead_letter_name(run_id)} == set(plan.rabbitmq_queues)
     assert exchange_name(run_id, edges["billing->log"]) in plan.rabbitmq_exchanges
 
 
