@@ -25,8 +25,13 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# the tests that measure or list processes run alone first (tests/conftest.py, SERIAL);
+# then the rest on two workers; both always run, and either failing fails the target
 test: lint chromium
-	$(BIN)/python -m pytest -m "not slow and not compose"
+	@status=0; \
+	$(BIN)/python -m pytest -m "not slow and not compose and serial" || status=1; \
+	$(BIN)/python -m pytest -m "not slow and not compose and not serial" -n 2 || status=1; \
+	exit $$status
 
 # The committed docker-compose.yml under a real Docker engine: the one running, or
 # Debian's, installed and started in a network namespace of its own with local

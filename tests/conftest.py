@@ -105,3 +105,35 @@ def network(tmp_path: Path) -> Iterator[Network]:
         yield net
     finally:
         net.close()
+
+
+# `make test` runs these modules one test at a time, alone on the machine, and the rest
+# on two workers (pytest-xdist): these compare CPU or latency between runs, judge where
+# a queue builds, or list the machine's processes before and after, so a test running
+# beside them would move their numbers or show up in their lists.
+SERIAL = frozenset(
+    {
+        "test_agents",
+        "test_bottleneck",
+        "test_cli_run",
+        "test_compose_emulated",
+        "test_diff_runs",
+        "test_failures",
+        "test_faults",
+        "test_faults_agents",
+        "test_faults_stops",
+        "test_k8s_emulated",
+        "test_lever_conns",
+        "test_measurement",
+        "test_netns",
+        "test_processes",
+        "test_queues",
+        "test_selfcheck",
+    }
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.stem in SERIAL:
+            item.add_marker(pytest.mark.serial)
