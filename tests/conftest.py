@@ -110,14 +110,14 @@ def network(tmp_path: Path) -> Iterator[Network]:
 # `make test` runs these modules one test at a time, alone on the machine, and the rest
 # on two workers (pytest-xdist): these compare CPU or latency between runs, judge where
 # a queue builds, or list the machine's processes before and after, so a test running
-# beside them would move their numbers or show up in their lists.
+# beside them would move their numbers or show up in their lists; the namespace tests
+# start a dozen processes each and wait for them on a clock.
 SERIAL = frozenset(
     {
         "test_agents",
         "test_bottleneck",
         "test_cli_run",
         "test_compose_emulated",
-        "test_diff_runs",
         "test_failures",
         "test_faults",
         "test_faults_agents",

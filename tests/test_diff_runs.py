@@ -25,7 +25,8 @@ import pytest
 
 from tests.test_cli_run import leftovers
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+# 24 runs of a suite (about four minutes): a sweep, run by `make test-slow`
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 
 TOPOLOGY = """\
 name: one-hop
