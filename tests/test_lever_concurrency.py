@@ -286,10 +286,11 @@ def test_optimistic_locking_under_contention_counts_retries() -> None:
 
 @pytest.mark.integration
 def test_pessimistic_lock_on_a_hot_key_makes_messages_wait() -> None:
+    # 20 ms of I/O, one message every 6.7 ms (evenly paced): three at once on one key
     lock = {"mode": "pessimistic", "keys": 1}
     load = LoadSpec(rate=150, duration_s=1.5, warmup_s=0.5, payload_bytes=100)
     run = asyncio.run(
-        run_in_process(one_service({"io_ms": 5, "lock": lock}), load, HTTP, settle_s=10)
+        run_in_process(one_service({"io_ms": 20, "lock": lock}), load, HTTP, settle_s=10)
     )
     row = worker_row(run)
     assert row.lock_waits > 0
