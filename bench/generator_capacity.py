@@ -25,6 +25,7 @@ from hopbench.control.child import Child
 from hopbench.proto.hopbench_pb2 import Envelope
 from hopbench.protocol.messages import Ready, Start, Stop, WorkerReport
 from hopbench.results.build import build_result
+from hopbench.results.schema import RunResult
 from hopbench.run.provision import allocate_endpoints
 
 CONNECTIONS, SECONDS, ROUNDS = 32, 10, 2
@@ -64,12 +65,18 @@ async def hopbench_load(spec_path: Path, spec: RunSpec, log: Path) -> float:
         worker.send(Stop())
     finally:
         await worker.kill()
+    return checked_result(spec, report).completion_rate
+
+
+def checked_result(spec: RunSpec, report: WorkerReport) -> RunResult:
+    """One load worker's run as a result; a load that had errors or lost messages is
+    no baseline to compare against."""
     result = build_result(spec, started_at="", workers=[report.sends],
                           recorders={"loadgen/0": report.recorder}, processes=[],
                           brokers={}, environment={}, notes=[])  # fmt: skip
     if result.errors or result.completed != result.sent:
-        raise SystemExit(f"hopbench's load had errors: {result.errors}")
-    return result.completion_rate
+        raise SystemExit(f"hopbench's load had errors: {result.errors}, {result.notes}")
+    return result
 
 
 async def main() -> None:

@@ -48,7 +48,7 @@ import uvloop
 
 from bench import baselines
 from bench.common import one_hop, run, write_section
-from bench.generator_capacity import lua_body
+from bench.generator_capacity import checked_result, lua_body
 from hopbench.config.runspec import LoadSpec, RunSpec, Settings
 from hopbench.config.topology import Topology
 from hopbench.control.child import Child
@@ -148,7 +148,6 @@ async def hopbench_worker(spec_path: Path, spec: RunSpec, log: Path) -> tuple[fl
     """One load worker, closed loop: (its CPU seconds, requests completed, per second)
     over the measured window, read from it at the window's start and end as the raw
     callers read themselves: the warm-up, the connections and the report excluded."""
-    from hopbench.results.build import build_result
 
     worker = await Child.spawn("loadgen/0", "hopbench.loadgen",
                                ["--worker", "0", "--spec", str(spec_path)], log)  # fmt: skip
@@ -167,11 +166,7 @@ async def hopbench_worker(spec_path: Path, spec: RunSpec, log: Path) -> tuple[fl
         worker.send(Stop())
     finally:
         await worker.kill()
-    result = build_result(spec, started_at="", workers=[report.sends],
-                          recorders={"loadgen/0": report.recorder}, processes=[],
-                          brokers={}, environment={}, notes=[])  # fmt: skip
-    if result.errors or result.completed != result.sent:
-        raise SystemExit(f"hopbench's load had errors: {result.errors}, {result.notes}")
+    checked_result(spec, report)
     (t0, cpu0, done0), (t1, cpu1, done1) = marks
     return cpu1 - cpu0, done1 - done0, (done1 - done0) / ((t1 - t0) / 1e9)
 
