@@ -5,8 +5,8 @@ when one of them has no source distribution to build either.
 
 It asks pip to resolve each pinned file for that platform without installing
 (`pip install --dry-run --platform ... --only-binary :all:`), then the same with
-`--no-binary` for those that fail. It does not run an aarch64 build: that needs an
-arm64 machine or qemu with binfmt registered in the kernel.
+`--no-binary` for those that fail. It builds nothing: `make arm64-build`
+(tests/test_arm64_image.py) builds and runs the image for arm64 under emulation.
 """
 
 from __future__ import annotations

@@ -18,13 +18,22 @@ compose file uses:
 The project image is built from the Dockerfile as written; its pip reads the pinned
 packages from a local index served inside the namespace (the engine has no other
 network). The debootstrap folders and the downloaded packages are kept under
-.cache/compose (ignored by git); the engine, its images, containers, folder and
-namespace are removed at the end, whatever happened.
+~/.cache/hopbench/compose (``$XDG_CACHE_HOME`` if set); the engine, its images,
+containers, folder and namespace are removed at the end, whatever happened.
+
+``Engine(arch="arm64")`` does the same for another architecture (`make arm64-build`):
+the stand-ins are debootstrapped for it (``debootstrap --arch``; its second stage runs
+under qemu-user-static, which :func:`qemu_binfmt` registers with the kernel) and
+imported with that platform, and the index holds that platform's wheels, with the
+source of the packages that have none (built by the Dockerfile's build stage). Their
+cached files have the architecture in their names.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
+import json
 import os
 import re
 import secrets
@@ -32,6 +41,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from collections.abc import Iterator
@@ -40,7 +50,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CACHE = ROOT / ".cache" / "compose"
+# kept between runs and between clones (debootstrap takes minutes on a cold cache)
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hopbench" / "compose"
 SUITE = "bookworm"
 STANDIN = "hopbench-standin"
 # (stand-in name, the name the Dockerfile or compose file uses, Debian packages)
@@ -50,6 +61,15 @@ ROOTFS = {
     "python:3.11-slim": ("python:3.11-slim", PYTHON),
     "rabbitmq:3.13": ("rabbitmq:3.13", "rabbitmq-server"),
 }
+PYTHON_IMAGES = [name for name in ROOTFS if name.startswith("python")]
+# pip's platform tags for the wheels of a Debian architecture (tests/arm64_wheels.py)
+WHEEL_PLATFORMS = {
+    "arm64": ["manylinux2014_aarch64", "manylinux_2_28_aarch64", "manylinux_2_34_aarch64",
+              "linux_aarch64"],
+}  # fmt: skip
+# the qemu-user-static interpreter of a Debian architecture: its binfmt_misc entry
+QEMU = {"arm64": "qemu-aarch64"}
+BINFMT = Path("/proc/sys/fs/binfmt_misc")
 KAFKA_IMAGE = "apache/kafka:3.9.0"
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 KAFKA_STANDIN = f"""FROM hopbench:local
@@ -72,21 +92,18 @@ port=${listen##*:}
 trap 'kill -TERM $!' INT TERM
 wait $!; wait $!
 """
-RABBITMQ_ENTRY = """#!/bin/bash
-rabbitmq-server &
-trap 'kill -TERM $!' INT TERM
-wait $!; wait $!
-"""
+# RabbitMQ's own start script in the foreground, as the official image runs it: on
+# SIGTERM it stops the node with rabbitmqctl (a clean stop, about 1.3 s here)
 RABBITMQ_STANDIN = f"""FROM {STANDIN}/rootfs-rabbitmq:3.13
 ENV HOME=/var/lib/rabbitmq
-COPY rabbitmq-standin /usr/local/bin/rabbitmq-standin
-CMD ["/usr/local/bin/rabbitmq-standin"]
+USER rabbitmq
+CMD ["/usr/lib/rabbitmq/bin/rabbitmq-server"]
 LABEL org.opencontainers.image.description="{STANDIN}: Debian's rabbitmq-server"
 """
 
 
 def log(message: str) -> None:
-    print(f"[test-compose {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+    print(f"[engine {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def run(argv: list[str], timeout: float = 600, **kwargs: object) -> str:
@@ -120,17 +137,21 @@ def ensure_tools() -> None:
         run(["apt-get", "install", "-y", "-q", "--no-install-recommends", *missing], env=env)
 
 
-def rootfs_tar(name: str, packages: str) -> Path:
-    """A debootstrap of bookworm with these packages, as a tar kept in the cache."""
-    tar = CACHE / f"rootfs-{name.replace(':', '-')}.tar"
+def rootfs_tar(name: str, packages: str, arch: str | None = None) -> Path:
+    """A debootstrap of bookworm with these packages, as a tar kept in the cache;
+    for another Debian architecture than the machine's when ``arch`` says so."""
+    suffix = f"-{arch}" if arch else ""
+    tar = CACHE / f"rootfs-{name.replace(':', '-')}{suffix}.tar"
     if tar.exists():
         return tar
     CACHE.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
         target = Path(tmp) / "rootfs"
-        log(f"debootstrap {name} ({packages})")
-        run(["debootstrap", "--variant=minbase", f"--include={packages}", SUITE, str(target),
-             mirror()], timeout=900)  # fmt: skip
+        log(f"debootstrap {name}{suffix} ({packages})")
+        foreign = [f"--arch={arch}"] if arch else []
+        # a foreign second stage runs every maintainer script under qemu: slower
+        _debootstrap(["debootstrap", *foreign, "--variant=minbase", f"--include={packages}",
+                      SUITE, str(target), mirror()], timeout=2400 if arch else 900)  # fmt: skip
         shutil.rmtree(target / "var/cache/apt/archives", ignore_errors=True)
         for managed in target.glob("usr/lib/python3*/EXTERNALLY-MANAGED"):
             managed.unlink()
@@ -139,21 +160,55 @@ def rootfs_tar(name: str, packages: str) -> Path:
     return tar
 
 
-def package_index() -> Path:
-    """Every pinned package for this machine's platform, laid out as a simple index."""
-    index = CACHE / "simple"
+def _debootstrap(argv: list[str], timeout: float) -> None:
+    """debootstrap, and on failure or timeout its whole process group ended and the
+    filesystems it mounted in the target (proc, sys) unmounted before the folder goes."""
+    target = Path(argv[-2])
+    log_file = target.parent / "debootstrap.log"
+    with log_file.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=out, start_new_session=True)
+    try:
+        code = proc.wait(timeout)
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        raise
+    finally:
+        if proc.returncode != 0:
+            _unmount_under(target.parent)
+    if code != 0:
+        tail = log_file.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"{' '.join(argv[:3])} ... exit {code}: {tail}")
+
+
+def package_index(arch: str | None = None) -> Path:
+    """Every pinned package for this machine's platform, or for ``arch`` (a Debian
+    architecture), laid out as a simple index."""
+    home = CACHE / arch if arch else CACHE
+    index = home / "simple"
     stamp = index / ".lock"
     lock = (ROOT / "requirements.lock").read_text()
     if stamp.exists() and stamp.read_text() == lock:
         return index
     shutil.rmtree(index, ignore_errors=True)
-    files = CACHE / "files"
-    log("pip download the pinned packages")
+    files = home / "files"
+    log(f"pip download the pinned packages{f' for {arch}' if arch else ''}")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
     env["PIP_CONFIG_FILE"] = os.devnull  # PyPI alone, as the Dockerfile's pip sees it
     lock_file = str(ROOT / "requirements.lock")
     pip = [sys.executable, "-m", "pip", "download", "--require-hashes", "--no-deps"]
+    if arch:
+        # that platform's wheels, and the source where it has none (pip prefers a wheel)
+        platforms = [arg for tag in WHEEL_PLATFORMS[arch] for arg in ("--platform", tag)]
+        pip += ["--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
+                *platforms]  # fmt: skip
     run([*pip, "-r", lock_file, "-d", str(files)], env=env, timeout=900)
+    if arch and any(file.name.endswith(".tar.gz") for file in files.iterdir()):
+        # what pip's build isolation installs to build a setup.py project: setuptools
+        # (pinned in the lock) and, before pip 23.1 (Debian's venv has 23.0), wheel
+        free = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:"]
+        run([*free, "wheel", "-d", str(files)], env=env, timeout=300)
     for file in files.iterdir():
         project = re.sub(r"[-_.]+", "-", re.split(r"-\d", file.name, maxsplit=1)[0]).lower()
         (index / project).mkdir(parents=True, exist_ok=True)
@@ -162,11 +217,52 @@ def package_index() -> Path:
     return index
 
 
+@contextlib.contextmanager
+def qemu_binfmt(arch: str) -> Iterator[None]:
+    """The kernel runs ``arch``'s binaries through qemu-user-static while this lasts.
+
+    Installs Debian's qemu-user-static when missing and registers its entry with
+    binfmt_misc unless one is there already; it removes only an entry it registered.
+    Debian's entry has the F flag: the kernel opens the interpreter once, so it works
+    inside containers, whose filesystems do not have it.
+    """
+    name = QEMU[arch]
+    conf = Path(f"/usr/lib/binfmt.d/{name}.conf")
+    if not conf.exists():
+        log("apt-get install qemu-user-static")
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        run(["apt-get", "update", "-q"], env=env)
+        run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "qemu-user-static"],
+            env=env)  # fmt: skip
+    mounted = not (BINFMT / "status").exists()
+    if mounted:
+        run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT)])
+    entry = BINFMT / name
+    registered = not entry.exists()
+    try:
+        if registered:
+            (BINFMT / "register").write_text(conf.read_text().strip())
+            log(f"registered {name} with binfmt_misc ({conf})")
+        state = entry.read_text()
+        if not state.startswith("enabled") or not re.search(r"^flags: \w*F", state, re.M):
+            # without F the interpreter is looked up inside each container: not there
+            raise RuntimeError(f"{entry} must be enabled and have the F flag:\n{state}")
+        yield
+    finally:
+        if registered and entry.exists():
+            entry.write_text("-1")  # removes this entry only
+            log(f"unregistered {name}")
+        if mounted:
+            subprocess.run(["umount", str(BINFMT)], capture_output=True, timeout=30)
+
+
 @dataclass
 class Engine:
     """A dockerd of our own in a network namespace, or the one already running."""
 
     tmp: Path
+    # a Debian architecture other than the machine's (stand-ins, index, builds), or None
+    arch: str | None = None
     env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     private: bool = False
     netns: str = ""
@@ -186,7 +282,7 @@ class Engine:
             return
         ensure_tools()
         self.private = True
-        self.netns = f"hopbench-compose-{secrets.token_hex(3)}"
+        self.netns = f"hopbench-{self.arch or 'compose'}-{secrets.token_hex(3)}"
         run(["ip", "netns", "add", self.netns])
         run(["ip", "-n", self.netns, "link", "set", "lo", "up"])
         sock = self.tmp / "docker.sock"
@@ -207,36 +303,42 @@ class Engine:
         log(f"dockerd {self.docker('version', '-f', '{{.Server.Version}}').strip()} "
             f"in network namespace {self.netns}")  # fmt: skip
 
-    def build_standins(self) -> None:
+    @property
+    def platform(self) -> list[str]:
+        return ["--platform", f"linux/{self.arch}"] if self.arch else []
+
+    def build_standins(self, names: list[str] | None = None) -> None:
         """The stand-ins for the base and broker images (a private engine only)."""
-        with ThreadPoolExecutor(len(ROOTFS)) as pool:  # their downloads overlap
-            made = {name: pool.submit(rootfs_tar, name, pkgs) for name, (_, pkgs) in ROOTFS.items()}
-        for name, (target, _) in ROOTFS.items():
+        wanted = {name: ROOTFS[name] for name in names or ROOTFS}
+        with ThreadPoolExecutor(len(wanted)) as pool:  # their downloads overlap
+            made = {name: pool.submit(rootfs_tar, name, pkgs, self.arch)
+                    for name, (_, pkgs) in wanted.items()}  # fmt: skip
+        for name, (target, _) in wanted.items():
             tar = made[name].result()
             rootfs = f"{STANDIN}/rootfs-{name}"
             with tar.open("rb") as stream:
                 # an imported tree has no PATH, which the python images set
                 change = f"ENV PATH={SYSTEM_PATH}"
                 run(
-                    ["docker", "import", "--change", change, "-", rootfs],
+                    ["docker", "import", *self.platform, "--change", change, "-", rootfs],
                     env=self.env,
                     stdin=stream,
                 )
             if name.startswith("python"):
                 self.docker("tag", rootfs, f"{STANDIN}/{name}")
                 self.docker("tag", rootfs, target)
+        if "rabbitmq:3.13" not in wanted:
+            return
         context = self.tmp / "rabbitmq-standin"
         context.mkdir()
         (context / "Dockerfile").write_text(RABBITMQ_STANDIN)
-        (context / "rabbitmq-standin").write_text(RABBITMQ_ENTRY)
-        (context / "rabbitmq-standin").chmod(0o755)
         self.docker("build", "-q", "-t", f"{STANDIN}/rabbitmq:3.13", "-t", "rabbitmq:3.13",
                     str(context))  # fmt: skip
 
     @contextlib.contextmanager
     def index_server(self) -> Iterator[str]:
         """The pinned packages over HTTP inside the engine's namespace."""
-        index = package_index()
+        index = package_index(self.arch)
         port = 18000 + secrets.randbelow(1000)
         argv = [sys.executable, "-m", "http.server", "--bind", "127.0.0.1",
                 "--directory", str(index.parent), str(port)]  # fmt: skip
@@ -249,16 +351,53 @@ class Engine:
             proc.send_signal(signal.SIGTERM)
             proc.wait(10)
 
-    def build_images(self) -> None:
-        """hopbench:local from the Dockerfile, and the Kafka stand-in on top of it."""
+    def build_project(self, tag: str, timeout: float = 1200) -> float:
+        """The project's image from its Dockerfile as written; the seconds it took."""
         start = time.monotonic()
         if not self.private:
-            self.docker("build", "-q", "-t", "hopbench:local", str(ROOT), timeout=1200)
+            # the engine's own builder; for another platform, BuildKit pulls its images
+            env = {k: v for k, v in self.env.items() if k != "DOCKER_BUILDKIT" or not self.arch}
+            run(["docker", "build", "-q", *self.platform, "-t", tag, str(ROOT)],
+                timeout=timeout, env=env)  # fmt: skip
         else:
+            # Without --platform: the classic builder of dockerd 20.10 records the machine's
+            # platform on the image of each RUN step, and with --platform the step after it
+            # fails ("was found but does not match the specified platform"); BuildKit asks
+            # a registry for the base images. The bases here exist for self.arch only, so
+            # every step runs on it; the image's platform is set afterwards.
             with self.index_server() as index:
-                self.docker("build", "-q", "--network", "host", "--build-arg",
-                            f"PIP_INDEX_URL={index}", "-t", "hopbench:local", str(ROOT),
-                            timeout=1200)  # fmt: skip
+                args = ["--network", "host", "--build-arg", f"PIP_INDEX_URL={index}"]
+                self.docker("build", "-q", *args, "-t", tag, str(ROOT), timeout=timeout)
+            if self.arch:
+                self.set_platform(tag)
+        elapsed = time.monotonic() - start
+        log(f"built {tag} in {elapsed:.0f} s")
+        return elapsed
+
+    def set_platform(self, tag: str) -> None:
+        """Write self.arch as the platform in the image's config (docker save, load)."""
+        saved, fixed = self.tmp / "image.tar", self.tmp / "image-platform.tar"
+        self.docker("save", "-o", str(saved), tag, timeout=600)
+        with tarfile.open(saved) as source, tarfile.open(fixed, "w") as target:
+            manifest = json.load(source.extractfile("manifest.json"))  # type: ignore[arg-type]
+            config_name = manifest[0]["Config"]
+            for member in source.getmembers():
+                stream = source.extractfile(member) if member.isfile() else None
+                if member.name == config_name and stream is not None:
+                    config = json.load(stream)
+                    config.update(os="linux", architecture=self.arch)
+                    data = json.dumps(config).encode()
+                    member.size = len(data)
+                    stream = io.BytesIO(data)
+                target.addfile(member, stream)
+        saved.unlink()
+        self.docker("load", "-q", "-i", str(fixed), timeout=600)
+        fixed.unlink()
+
+    def build_images(self) -> None:
+        """hopbench:local from the Dockerfile, and the Kafka stand-in on top of it."""
+        self.build_project("hopbench:local")
+        if self.private:
             context = self.tmp / "kafka-standin"
             context.mkdir()
             (context / "Dockerfile").write_text(KAFKA_STANDIN)
@@ -266,7 +405,6 @@ class Engine:
             (context / "kafka-standin").chmod(0o755)
             self.docker("build", "-q", "-t", f"{STANDIN}/kafka:3.9.0", "-t", KAFKA_IMAGE,
                         str(context))  # fmt: skip
-        log(f"built hopbench:local in {time.monotonic() - start:.0f} s")
 
     def stop(self) -> None:
         """Everything this engine ran, then the engine and its namespace."""

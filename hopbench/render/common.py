@@ -85,7 +85,7 @@ class RenderRequest:
         args = ["run", TOPOLOGY_PATH, "--agents", agents]
         if worker_agents:
             args += ["--worker-agents", worker_agents]
-        args += ["--agents-wait", str(AGENTS_WAIT_S)]
+        args += ["--agents-wait", str(AGENTS_WAIT_S), "--brokers-wait", str(BROKERS_WAIT_S)]
         args += ["--kafka-bootstrap", self.kafka]
         if needs_redis(self.topology):
             args += ["--redis-url", f"redis://redis:{REDIS_PORT}/0"]
@@ -116,13 +116,6 @@ KAFKA_ENV = {
 }
 RABBITMQ_ENV = {"RABBITMQ_DEFAULT_USER": RABBITMQ_USER}  # and RABBITMQ_DEFAULT_PASS, a secret
 POSTGRES_ENV = {"POSTGRES_USER": POSTGRES_USER}  # and POSTGRES_PASSWORD, a secret
-
-
-def port_open(port: int) -> list[str]:
-    """A health check that costs a shell's fork and one connect, and has no space in any
-    argument (podman's Docker API splits arguments on spaces, podman#26519). It replaces
-    the brokers' own tools, which start a JVM or an Erlang VM (~0.5 CPU-s) per probe."""
-    return ["bash", "-c", f"</dev/tcp/127.0.0.1/{port}"]
 
 
 @dataclass(frozen=True)
@@ -157,6 +150,9 @@ def needs_redis(topology: Topology) -> bool:
 # The orchestrator waits this long for agents that do not answer yet (containers or
 # pods still starting): that wait replaces the agents' health checks.
 AGENTS_WAIT_S = 300
+# ... and this long for a broker still starting (it and every process it starts): that
+# wait replaces the brokers' health checks in compose, so no probe runs during a run
+BROKERS_WAIT_S = 300
 
 
 class _Dumper(yaml.SafeDumper):

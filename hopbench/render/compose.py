@@ -1,11 +1,13 @@
 """`hopbench render compose TOPOLOGY`: one container per service replica, each a
-`hopbench agent`, Apache Kafka (KRaft) and RabbitMQ with health checks, and the
-orchestrator, which runs the load workers itself and writes ./results.
+`hopbench agent`, Apache Kafka (KRaft) and RabbitMQ, and the orchestrator, which runs
+the load workers itself and writes ./results.
 
-Health checks cost next to nothing and run on every engine: only the brokers have
-one (a shell's connect to the port, no space in any argument); the orchestrator waits
-for the agents itself (--agents-wait), so no probe runs in them during a measurement.
-Every container stops on SIGINT (the image's STOPSIGNAL), within a second.
+No container has a health check. A probe is a process the engine starts in the
+container every interval, on the machine being measured, for as long as it runs (a
+broker's own tool starts a JVM or an Erlang VM: ~0.5 CPU-s each). The orchestrator
+waits instead, before anything is measured: for the brokers (--brokers-wait, it and
+every process it starts) and for the agents (--agents-wait). Every container stops on
+SIGINT (the image's STOPSIGNAL).
 
     docker compose up --build --exit-code-from hopbench
 
@@ -15,7 +17,10 @@ Its arguments can be changed without rendering again:
 The file holds no secret: the agents' token and RabbitMQ's password are
 ``${...}`` references that compose fills from ``.env`` beside the file, which
 ``hopbench render compose`` writes (mode 0600) with new random values when it is
-not there yet (``compose_secrets``).
+not there yet (``compose_secrets``). Without ``.env`` (a fresh clone's committed
+file) they fall back to fixed values (``COMPOSE_DEFAULTS``), so that ``docker
+compose up`` works as it is: the file publishes no port, so the agents and the
+brokers are reachable only from the project's network and this host.
 """
 
 from __future__ import annotations
@@ -39,15 +44,22 @@ from hopbench.render.common import (
     brokers_to_run,
     dump,
     new_token,
-    port_open,
 )
 
 REPO = Path(__file__).resolve().parents[2]  # where the Dockerfile is, in a source checkout
 ENV_FILE = ".env"  # compose reads it from the file's folder
 
 
+# what compose uses where .env (or the environment) does not set a secret
+COMPOSE_DEFAULTS = {
+    TOKEN_ENV: "compose-network-only-token",
+    PASSWORD_ENV: "hopbench",
+    POSTGRES_PASSWORD_ENV: "hopbench",
+}
+
+
 def _from_env(name: str) -> str:
-    return f"${{{name}:?is not set: hopbench render compose writes it into {ENV_FILE}}}"
+    return f"${{{name}:-{COMPOSE_DEFAULTS[name]}}}"
 
 
 def compose_secrets(request: RenderRequest) -> dict[str, str]:
@@ -76,17 +88,6 @@ def write_env_file(request: RenderRequest, folder: Path) -> tuple[Path, list[str
     return path, list(added)
 
 
-def _health(test: list[str]) -> dict[str, Any]:
-    # No start_interval: docker-compose 1.29 rejects it and engines before 25 ignore it.
-    return {
-        "test": ["CMD", *test],
-        "interval": "5s",
-        "timeout": "5s",
-        "retries": 30,
-        "start_period": "30s",
-    }
-
-
 def _relative(path: Path, base: Path) -> str:
     rel = os.path.relpath(path.resolve(), base.resolve())
     return rel if rel.startswith(".") else f"./{rel}"
@@ -104,8 +105,8 @@ def render_compose(request: RenderRequest, out: Path, command: str) -> str:
     if (REPO / "Dockerfile").exists():
         hopbench["build"] = _relative(REPO, base)
     services: dict[str, Any] = {}
-    brokers = [b.name for b in brokers_to_run(request)]
-    for broker in brokers_to_run(request):
+    brokers = brokers_to_run(request)
+    for broker in brokers:
         env = dict(broker.env)
         if broker.name == "rabbitmq":
             env["RABBITMQ_DEFAULT_PASS"] = _from_env(PASSWORD_ENV)
@@ -114,7 +115,6 @@ def render_compose(request: RenderRequest, out: Path, command: str) -> str:
         services[broker.name] = {
             "image": broker.image,
             "environment": env,
-            "healthcheck": _health(port_open(broker.port)),
         }
     agents = []
     for name, svc in request.topology.services.items():
@@ -132,15 +132,15 @@ def render_compose(request: RenderRequest, out: Path, command: str) -> str:
             f"./results:{RESULTS_PATH}",
         ],
         "depends_on": {
-            **{name: {"condition": "service_healthy"} for name in brokers},
-            **{name: {"condition": "service_started"} for name in agents},
+            name: {"condition": "service_started"} for name in [*(b.name for b in brokers), *agents]
         },
     }
     header = (
         f"# Rendered by `{command}`; a test fails when it differs.\n"
         "# Run: mkdir -p results && docker compose up --build --exit-code-from hopbench\n"
         "# (results in ./results, written as uid 1000: the image's user)\n"
-        f"# Secrets: {ENV_FILE} beside this file, written by the command above\n"
+        f"# Secrets: {ENV_FILE} beside this file (the command above writes new ones); without\n"
+        "# it, fixed defaults: no port is published, so only this host reaches the containers\n"
         '# Other arguments: HOPBENCH_ARGS="--mode kafka --rate 500" docker compose up ...\n'
     )
     return dump([{"services": services}], header)

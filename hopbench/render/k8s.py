@@ -177,6 +177,13 @@ def _network_policy() -> dict[str, Any]:
     }
 
 
+def _until_open(port: int) -> dict[str, Any]:
+    """Ready once the port accepts (a TCP connect by the kubelet, no process in the
+    container), tried every 2 s for up to 10 minutes. A startup probe stops at its first
+    success, and with no readiness probe nothing probes the pod during a measurement."""
+    return {"tcpSocket": {"port": port}, "periodSeconds": 2, "failureThreshold": 300}
+
+
 def _agent(request: RenderRequest, args: list[str]) -> dict[str, Any]:
     return {
         "name": "agent",
@@ -184,7 +191,7 @@ def _agent(request: RenderRequest, args: list[str]) -> dict[str, Any]:
         "args": args,
         "env": _secret_env(_hopbench_env(request)),
         "ports": _ports(AGENT_PORTS),
-        "readinessProbe": {"tcpSocket": {"port": CONTROL_PORT}, "periodSeconds": 2},
+        "startupProbe": _until_open(CONTROL_PORT),
     }
 
 
@@ -215,7 +222,7 @@ def render_k8s(request: RenderRequest, workers: int, command: str) -> str:
             "image": broker.image,
             "env": _env(broker.env) + _secret_env(_BROKER_SECRETS.get(broker.name, {})),
             "ports": _ports(ports),
-            "readinessProbe": {"tcpSocket": {"port": broker.port}, "periodSeconds": 5},
+            "startupProbe": _until_open(broker.port),
         }
         docs += [_deployment(broker.name, 1, container), _headless(broker.name, ports)]
     for name, svc in request.topology.services.items():
