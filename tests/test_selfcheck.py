@@ -15,7 +15,7 @@ from hopbench.config.load import load_topology
 from hopbench.config.runspec import LoadSpec
 from hopbench.measure.samplers import proc_stat
 from hopbench.results.csv import csv_row
-from hopbench.results.sampled import ProcessSeries, Samples
+from hopbench.results.sampled import LateSends, ProcessSeries, Samples
 from hopbench.results.schema import RunResult
 from hopbench.results.selfcheck import flag, flag_legend, generator_check
 from hopbench.results.table import render
@@ -63,7 +63,13 @@ def limited(
         processes=[loadgen],
         sampler_cpu_s=0.01,
     )
-    update = {"samples": samples, "duration_s": 4.0, "generator_limited": True, **changes}
+    update = {
+        "samples": samples,
+        "duration_s": 4.0,
+        "generator_limited": True,
+        "late_sends": None,  # the once-a-second samples decide, unless a test says
+        **changes,
+    }
     return run.model_copy(update=update)
 
 
@@ -96,7 +102,7 @@ def test_a_worker_waiting_for_a_cpu_is_the_host(one_run: RunResult) -> None:
     assert csv_row(marked)["generator_cause"] == "host"
     table = render([marked])
     assert "~" in table.splitlines()[2]
-    assert "~ the host's CPUs were saturated" in table
+    assert "~ the host was busy" in table
 
 
 @pytest.mark.parametrize(
@@ -123,6 +129,53 @@ def test_late_with_cpu_to_spare_is_the_generator(one_run: RunResult) -> None:
     assert found.cause == "generator"
     assert "with CPU to spare" in found.detail
     assert "host 50 % busy" in found.detail
+
+
+def test_an_open_loop_reports_its_late_sends(one_run: RunResult) -> None:
+    assert one_run.late_sends is not None
+    assert one_run.late_sends.waited_us is not None  # Linux: the run delay was read
+    assert one_run.late_sends.sends <= one_run.sent
+
+
+def test_late_sends_mostly_waiting_for_a_cpu_are_the_host(one_run: RunResult) -> None:
+    """The samples' averages look quiet (the worker waited 1 % of the time), but the
+    late sends were behind mostly while their loop waited for a CPU: the host."""
+    late = LateSends(sends=40, behind_us=20_000, waited_us=14_000, gc_us=1_000)
+    run = limited(one_run, worker(0.3, waited=0.01), late_sends=late)
+    found = generator_check(run)
+    assert found is not None
+    assert found.cause == "host"
+    assert (found.late_waited, found.late_gc) == (0.7, 0.05)
+    assert "40 sends over 1 ms late, 20.0 ms behind in all" in found.detail
+    assert "waiting for a CPU 70 % of it (run delay)" in found.detail
+    assert "the loop's own work 25 %" in found.detail
+    assert flag(run.model_copy(update={"generator_limit": found})) == "~"
+
+
+@pytest.mark.parametrize(
+    ("waited_us", "gc_us", "words"),
+    [(2_000, 12_000, "garbage collection 60 %"), (2_000, 0, "the loop's own work 90 %")],
+)
+def test_late_sends_not_waiting_for_a_cpu_are_the_generator(
+    one_run: RunResult, waited_us: float, gc_us: float, words: str
+) -> None:
+    """Even where the averages say the host was crowded: the late sends' own split
+    decides, when it was measured."""
+    late = LateSends(sends=40, behind_us=20_000, waited_us=waited_us, gc_us=gc_us)
+    run = limited(one_run, worker(0.3, waited=0.2), host_cpu=0.95, late_sends=late)
+    found = generator_check(run)
+    assert found is not None
+    assert found.cause == "generator"
+    assert words in found.detail
+    assert flag(run.model_copy(update={"generator_limit": found})) == "!"
+
+
+def test_late_sends_without_run_delay_fall_back_to_the_samples(one_run: RunResult) -> None:
+    late = LateSends(sends=40, behind_us=20_000, waited_us=None, gc_us=0)
+    found = generator_check(limited(one_run, worker(0.3, waited=0.2), late_sends=late))
+    assert found is not None
+    assert found.cause == "host"
+    assert found.late_waited is None
 
 
 def test_no_samples_is_unknown_and_flagged(one_run: RunResult) -> None:

@@ -94,12 +94,22 @@ class Bottleneck(BaseModel):
     text: str  # both in words, e.g. "busy/0 at 99 % CPU; its HTTP in-flight grew ..."
 
 
+class LateSends(BaseModel):
+    """The measured sends of an open loop over 1 ms behind schedule, every load worker,
+    and where the time the loops were behind went (hopbench/measure/lateness.py)."""
+
+    sends: int
+    behind_us: float  # the time the loops were behind on their account
+    waited_us: float | None  # of it: the loop runnable, waiting for a CPU; None: not read
+    gc_us: float  # of it: garbage collection in the load worker
+
+
 class GeneratorLimit(BaseModel):
     """Why an open loop's sends fell behind their schedule (``generator_limited``):
     the load generator's own CPU, or a host too crowded to run it on time."""
 
     # generator: a load worker was at saturation, or late with CPU to spare;
-    # host: the host's CPUs were saturated and the load workers waited for one;
+    # host: the host was busy and the load workers waited for a CPU;
     # unknown: the run has no samples to tell
     cause: Literal["generator", "host", "unknown"]
     worker_cpu: float | None = None  # the busiest load worker's mean share of a core
@@ -107,4 +117,8 @@ class GeneratorLimit(BaseModel):
     host_cpu: float | None = None  # share of every core busy, mean over the window
     run_queue: float | None = None  # tasks runnable on the host, mean
     cpu_pressure: float | None = None  # PSI some avg10 %, mean; None: no PSI
+    # shares of the time the late sends were behind (LateSends): waiting for a CPU, in
+    # garbage collection; None when not measured
+    late_waited: float | None = None
+    late_gc: float | None = None
     detail: str

@@ -2,17 +2,22 @@
 (``generator_limited``: send lag p99 over 1 ms, a rate short of the target, or
 messages never sent), was the load generator the limit, or the host it shares?
 
-The rules (docs/measurement.md, "Was it the generator?"), over the measured window's
-samples:
+The rules (docs/measurement.md, "Was it the generator?"):
 
-- **generator**: a load worker was at saturation: ≥ 90 % of a core, or its event loop
-  never went to sleep (under 5 times a second at ≥ 20 % of a core);
-- **host**: otherwise, when the host was crowded: a load worker's main thread waited,
-  runnable, for a CPU ≥ 5 % of the time (the scheduler's run delay), or the host's
-  CPUs were ≥ 90 % busy, or more tasks were runnable than it has cores, or some task
-  waited for a CPU ≥ 10 % of the time (PSI). The sends were late for want of a CPU
-  the system under test was using too;
-- **generator** again when neither: it was late with CPU to spare;
+- **generator**: a load worker was at saturation over the measured window: ≥ 90 % of
+  a core, or its event loop never went to sleep (under 5 times a second at ≥ 20 % of
+  a core);
+- otherwise, from the late sends themselves (``late_sends``: the time the loops were
+  over 1 ms behind, split at every send by the loop thread's run delay and the
+  process's garbage collection):
+  - **host** when the loop was runnable, waiting for a CPU, for ≥ 50 % of that time:
+    the sends were late for want of a CPU the system under test was using too;
+  - **generator** otherwise: garbage collection, or the loop's own work, named with
+    their shares;
+- without that split (no schedstat, older results), from the once-a-second samples:
+  **host** when a load worker's main thread waited for a CPU ≥ 5 % of the time, the
+  host's CPUs were ≥ 90 % busy, more tasks were runnable than it has cores, or some
+  task waited for a CPU ≥ 10 % of the time (PSI); **generator** otherwise;
 - **unknown** when the run has no samples.
 
 Only a generator cause is flagged ``!`` in the tables; a host cause is flagged ``~``.
@@ -23,11 +28,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from hopbench.results.bottleneck import BUSY_FLOOR, NEVER_SLEPT_PER_S, SATURATED
-from hopbench.results.sampled import GeneratorLimit, ProcessSeries, Samples
+from hopbench.results.sampled import GeneratorLimit, LateSends, ProcessSeries, Samples
 from hopbench.results.schema import RunResult
 
 WAITED = 0.05  # of the time: a load worker's loop this often runnable but not running
 PRESSURE_PCT = 10.0  # PSI some avg10: some task waited for a CPU this share of the time
+LATE_WAITED = 0.5  # of the late sends' time behind: the loop waiting for a CPU
 LOADGEN_PREFIX = "loadgen/"
 
 
@@ -50,14 +56,37 @@ def generator_check(run: RunResult) -> GeneratorLimit | None:
     why = next((s for p in workers if (s := _saturated(p, watch))), None)
     if why is not None:
         return GeneratorLimit(cause="generator", detail=f"the load generator: {why}", **found)
-    crowded = _crowded(samples, figures, waited)
     host = _host_words(samples, figures)
     own = _worker_words(worst.name if worst else "the load worker", cpu, waited)
+    late = _late(run.late_sends)
+    if late is not None:
+        late_waited, late_gc, words = late
+        shares = {"late_waited": late_waited, "late_gc": late_gc}
+        if late_waited >= LATE_WAITED:
+            detail = f"the host, not the load generator: {words}; {host}; {own}"
+            return GeneratorLimit(cause="host", detail=detail, **found, **shares)
+        detail = f"the load generator, with CPU to spare: {words}; {own}; {host}"
+        return GeneratorLimit(cause="generator", detail=detail, **found, **shares)
+    crowded = _crowded(samples, figures, waited)
     if crowded:
         detail = f"the host, not the load generator: {crowded}; {host}; {own}"
         return GeneratorLimit(cause="host", detail=detail, **found)
     detail = f"the load generator, with CPU to spare: {own}; {host}"
     return GeneratorLimit(cause="generator", detail=detail, **found)
+
+
+def _late(late: LateSends | None) -> tuple[float, float, str] | None:
+    """The shares of the late sends' time behind spent waiting for a CPU and in garbage
+    collection, and the split in words; None when it was not split (no run delay read)."""
+    if late is None or late.waited_us is None or late.sends == 0 or late.behind_us <= 0:
+        return None
+    waited, gc = late.waited_us / late.behind_us, late.gc_us / late.behind_us
+    words = (
+        f"{late.sends} sends over 1 ms late, {late.behind_us / 1000:.1f} ms behind in all: "
+        f"waiting for a CPU {_pct(waited)} of it (run delay), garbage collection "
+        f"{_pct(gc)}, the loop's own work {_pct(max(0.0, 1 - waited - gc))}"
+    )
+    return waited, gc, words
 
 
 def _host(samples: Samples, watch: Sequence[int]) -> dict[str, float | None]:
@@ -126,7 +155,7 @@ def _mean(values: Sequence[float | None]) -> float | None:
 
 
 def flag(run: RunResult) -> str:
-    """The mark after a run's achieved rate: "!" the generator was the limit (or the
+    """The mark after a run's achieved rate: "!" the generator's own doing (or the
     cause is unknown), "~" the crowded host was, "" the sends kept their schedule."""
     if not run.generator_limited:
         return ""
@@ -139,10 +168,13 @@ def flag_legend(runs: Sequence[RunResult]) -> list[str]:
     marks = {flag(r) for r in runs}
     lines = []
     if "!" in marks:
-        lines.append("! the load generator, not the system, was the limit in this run (see notes).")
+        lines.append(
+            "! the load generator's sends fell behind by its own doing, not the system's: "
+            "it was saturated, or late with CPU to spare (see notes)."
+        )
     if "~" in marks:
         lines.append(
-            "~ the host's CPUs were saturated: the load generator's sends fell behind for want "
-            "of a CPU the system under test used too (see notes)."
+            "~ the host was busy: the load generator's sends fell behind while it waited for "
+            "a CPU the system under test was using (see notes)."
         )
     return lines
