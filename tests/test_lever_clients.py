@@ -18,6 +18,7 @@ import yaml
 
 from hopbench.config.load import load_topology
 from hopbench.config.runspec import LoadSpec, Settings
+from hopbench.config.settings import http_library, unsupported_lever
 from hopbench.config.topology import Edge, Topology
 from hopbench.errors import ConfigError, TransportError
 from hopbench.proto.hopbench_pb2 import Envelope
@@ -55,7 +56,7 @@ def chain(tmp_path: Path, mode: str, setting: str) -> Path:
 
 @pytest.mark.parametrize(
     ("setting", "allowed"),
-    [("http_client: curl", "'aiohttp', 'httpx' or 'pyreqwest'"),
+    [("http_client: curl", "'auto', 'aiohttp', 'httpx' or 'pyreqwest'"),
      ("rabbitmq_client: kombu", "'aiormq' or 'pika'")],
 )  # fmt: skip
 def test_an_unknown_client_names_the_field_and_the_choices(
@@ -85,7 +86,7 @@ def test_an_unknown_client_on_the_command_line_is_an_error_not_a_traceback() -> 
     )  # fmt: skip
     assert done.returncode == 2
     assert "--setting http_client=curl: " in done.stderr
-    assert "'aiohttp', 'httpx' or 'pyreqwest'" in done.stderr
+    assert "'auto', 'aiohttp', 'httpx' or 'pyreqwest'" in done.stderr
     assert "Traceback" not in done.stderr
 
 
@@ -105,6 +106,55 @@ def test_one_factory_builds_the_library_an_edge_names(tmp_path: Path) -> None:
     assert {type(p) for p in split.parts.values()} == {PikaRabbitMqTransport, RabbitMqTransport}
     loadgen = make_transports(context(topology, "loadgen"), [topology.entry_edge])
     assert type(loadgen["rabbitmq"]) is PikaRabbitMqTransport  # the load worker's, unaware
+
+
+def test_by_default_http_runs_pyreqwest_unless_a_lever_needs_aiohttp() -> None:
+    assert http_library(Settings()) == "pyreqwest"
+    for lever in ({"tls": True}, {"keepalive": False}, {"compression": "gzip"}):
+        settings = Settings.model_validate(lever)
+        assert http_library(settings) == "aiohttp", lever
+        assert unsupported_lever("http", settings) is None, lever  # never a new refusal
+    for name in ("aiohttp", "httpx", "pyreqwest"):  # a library named is the one that runs
+        assert http_library(Settings.model_validate({"http_client": name})) == name
+    refused = unsupported_lever("http", Settings(http_client="pyreqwest", tls=True))
+    assert refused is not None
+    assert "use aiohttp or auto" in refused[1]
+
+
+def two_clients(tmp_path: Path) -> Topology:
+    """A chain over HTTP whose second edge opens a connection per request."""
+    path = tmp_path / "two.yaml"
+    path.write_text(
+        "name: two\nservices: {gateway: {}, worker: {}}\nedges:\n"
+        "  - {from: loadgen, to: gateway, mode: http}\n"
+        "  - {from: gateway, to: worker, mode: http, settings: {keepalive: false}}\n"
+    )
+    return load_topology(path)
+
+
+def test_each_edge_gets_its_own_choice_of_client(tmp_path: Path) -> None:
+    topology = two_clients(tmp_path)
+    plain, new_connections = topology.edges
+    ctx = context(topology, "gateway")
+
+    async def library(edge: Edge) -> str:
+        client = make_http_client(ctx.settings_for(edge))
+        await client.aclose()
+        return client.library
+
+    assert asyncio.run(library(plain)) == "pyreqwest"
+    assert asyncio.run(library(new_connections)) == "aiohttp"
+
+
+@pytest.mark.integration
+def test_the_client_each_edge_ran_is_recorded(tmp_path: Path) -> None:
+    load = LoadSpec(rate=100, duration_s=0.6, warmup_s=0.2, payload_bytes=50)
+    result = asyncio.run(run_in_process(two_clients(tmp_path), load, Brokers(real=True)))
+    assert result.sent > 0
+    assert result.completed == result.expected == result.sent
+    assert (result.lost, result.errors) == (0, 0)
+    assert [e.client for e in result.edges] == ["pyreqwest", "aiohttp"]
+    assert result.settings["http_client"] == "auto"
 
 
 def context(topology: Topology, service: str) -> TransportContext:
@@ -178,9 +228,9 @@ def test_the_clients_suite_runs_every_client_with_exact_counts(
     suite["topology"] = str(ROOT / "topologies" / "chain.yaml")
     suite["load"] = {"duration_s": 1, "warmup_s": 0.5, "grace_s": 3}
     suite["matrix"]["rates"] = [100]
-    # the defaults (aiohttp, aiormq) run in every other test: here the others, in processes
+    # the defaults (pyreqwest, aiormq) run in every other test: here the others, in processes
     assignments = suite["matrix"]["assignments"]
-    for default in ("http-aiohttp", "rabbitmq-aiormq"):
+    for default in ("http-pyreqwest", "rabbitmq-aiormq"):
         del assignments[default]
     small = tmp_path / "clients.yaml"
     small.write_text(yaml.safe_dump(suite))
@@ -200,6 +250,7 @@ def test_the_clients_suite_runs_every_client_with_exact_counts(
         library = run["variant"].split("-")[1]
         setting = "http_client" if run["variant"].startswith("http") else "rabbitmq_client"
         assert {e["settings"][setting] for e in run["edges"]} == {library}, run["variant"]
+        assert {e["client"] for e in run["edges"]} == {library}, run["variant"]  # what ran
 
 
 # --- a fault: pika's connection closed by the broker --------------------------------

@@ -15,7 +15,9 @@ from pydantic_core import PydanticCustomError
 
 Arrival = Literal["constant", "poisson"]
 # the client libraries a caller can use (hopbench.transports.httpclients, .rabbitmq_pika)
-HttpClientName = Literal["aiohttp", "httpx", "pyreqwest"]
+HttpLibrary = Literal["aiohttp", "httpx", "pyreqwest"]
+# "auto": chosen by http_library from the edge's other settings
+HttpClientName = Literal["auto", "aiohttp", "httpx", "pyreqwest"]
 RabbitMqClientName = Literal["aiormq", "pika"]
 # settings that choose something only one mode has: an edge of another mode cannot set them
 SETTING_MODES = {"http_client": "http", "rabbitmq_client": "rabbitmq"}
@@ -32,7 +34,9 @@ class Settings(BaseModel):
     request_timeout_s: float = Field(10.0, gt=0)
     http_connections: int = Field(32, ge=1, description="pooled connections per caller and target")
     http_client: HttpClientName = Field(
-        "aiohttp", description="the caller's HTTP library: aiohttp, httpx or pyreqwest (Rust)"
+        "auto",
+        description="the caller's HTTP library: aiohttp, httpx or pyreqwest (Rust); auto: "
+        "pyreqwest, or aiohttp when the edge sets a lever only aiohttp carries (http_library)",
     )
     grpc_channels: int = Field(1, ge=1, description="channels per caller and target replica")
     keepalive: bool = Field(
@@ -213,15 +217,43 @@ def unsupported_lever(mode: str, settings: Settings) -> tuple[str, str] | None:
                     "compression are carried by the aiormq client; use rabbitmq_client aiormq, "
                     f"or leave {name} at its default"
                 )
-    if mode == "http" and settings.http_client != "aiohttp":
-        asked["compression"] = settings.compression != "none"
-        for name, on in asked.items():
+    if mode == "http" and http_library(settings) != "aiohttp":
+        for name, on in _aiohttp_levers(settings).items():
             if on:
                 return name, (
                     "the connection and compression levers (tls, keepalive, compression) "
                     f"are carried by the aiohttp client, and this edge's http_client is "
-                    f"{settings.http_client}: use aiohttp, or leave {name} at its default"
+                    f"{settings.http_client}: use aiohttp or auto (which then chooses aiohttp), or "
+                    f"leave {name} at its default"
                 )
+    return None
+
+
+def _aiohttp_levers(settings: Settings) -> dict[str, bool]:
+    """The HTTP levers only the aiohttp client carries, and whether each is asked for."""
+    return {
+        "tls": settings.tls,
+        "keepalive": not settings.keepalive,
+        "compression": settings.compression != "none",
+    }
+
+
+def http_library(settings: Settings) -> HttpLibrary:
+    """The HTTP client library an edge with these settings runs: the one it names, or
+    for ``auto`` pyreqwest (the cheapest caller measured: bench/RESULTS.md, "Generator
+    cost"), unless a lever only aiohttp carries is asked for (tls, keepalive off,
+    compression): then aiohttp. The one place this is decided."""
+    if settings.http_client != "auto":
+        return settings.http_client
+    return "aiohttp" if any(_aiohttp_levers(settings).values()) else "pyreqwest"
+
+
+def client_library(mode: str, settings: Settings) -> str | None:
+    """The client library an edge of this mode runs, for a mode that has a choice."""
+    if mode == "http":
+        return http_library(settings)
+    if mode == "rabbitmq":
+        return settings.rabbitmq_client
     return None
 
 

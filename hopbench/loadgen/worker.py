@@ -4,11 +4,17 @@
 (``sent_ns``); for a request-reply entry the reply is the completion, recorded
 here, for an asynchronous entry the sinks record it. A failed send or request is
 an error, remembered by sequence number so that ``lost`` stays exact.
+
+A request is a task that awaits its reply. A publish is no task: the open loop hands
+it to the transport's ``send`` in its own turn and goes on; the transport reports the
+message's outcome (acknowledged, written, or why it failed) through a callback that
+carries its sequence number.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 from collections.abc import Coroutine
@@ -23,6 +29,7 @@ from hopbench.errors import FirstError, TransportError
 from hopbench.loadgen.schedule import ClosedSchedule, OpenSchedule
 from hopbench.loadgen.ticker import Ticker
 from hopbench.measure.histogram import new_histogram, record
+from hopbench.measure.lateness import Lateness, LateWatch
 from hopbench.measure.merge import SendSummary
 from hopbench.measure.recorder import Recorder, SeqBitmap
 from hopbench.proto.hopbench_pb2 import Envelope
@@ -50,6 +57,7 @@ class WorkerReport:
     unsent: int = 0  # due, but never sent: the worker fell too far behind its schedule
     # actual - intended send, µs, measured window only
     send_lag: HdrHistogram = field(default_factory=new_histogram)
+    lateness: Lateness = field(default_factory=Lateness)  # open loop, measured window
 
     def summary(self) -> SendSummary:
         """The plain value that crosses to the orchestrator (bitmap and histogram encoded)."""
@@ -63,6 +71,7 @@ class WorkerReport:
             in_flight_waits=self.in_flight_waits,
             unsent=self.unsent,
             send_lag=self.send_lag.encode().decode("ascii"),
+            lateness=self.lateness,
         )
 
 
@@ -95,6 +104,7 @@ class LoadWorker:
         self._gap_ns = 0.0
         self._slot_free = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._late_watch: LateWatch | None = None  # while an open loop runs
 
     async def drive(self, schedule: OpenSchedule | ClosedSchedule) -> WorkerReport:
         if isinstance(schedule, ClosedSchedule):
@@ -109,6 +119,8 @@ class LoadWorker:
         give_up_ns = schedule.end_ns + BEHIND_LIMIT_NS
         arrivals = schedule.arrivals()
         self._gap_ns = schedule.period_ns * schedule.workers
+        publishes = not self.entry.is_sync  # handed to the transport, no task each
+        self._late_watch = watch = LateWatch()
         try:
             for intended_ns in arrivals:
                 self._due_ns = intended_ns
@@ -118,14 +130,21 @@ class LoadWorker:
                     # hopelessly behind: what was never sent is counted, not sent late
                     self.report.unsent = 1 + sum(1 for _ in arrivals)
                     break
-                await self._wait_for_slot()
-                self._spawn(self._deliver(self._envelope(seq, intended_ns)))
+                if self._in_flight >= self.max_in_flight:
+                    await self._wait_for_slot()
+                if publishes:
+                    await self._hand_off(self._envelope(seq, intended_ns))
+                else:
+                    self._spawn(self._deliver(self._envelope(seq, intended_ns)))
                 seq += 1
                 if seq % 64 == 0:
                     await asyncio.sleep(0)  # let replies in when far behind schedule
         finally:
             self._due_ns = None
             ticker.close()
+            self._late_watch = None
+            watch.close()
+            self.report.lateness = watch.found
         return await self._finish(seq)
 
     async def run_closed(self, schedule: ClosedSchedule) -> WorkerReport:
@@ -173,6 +192,9 @@ class LoadWorker:
         )
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        while self._in_flight > 0:  # publishes not yet settled (each within its timeout)
+            self._slot_free.clear()
+            await self._slot_free.wait()
         return self.report
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
@@ -181,11 +203,10 @@ class LoadWorker:
         task.add_done_callback(self._tasks.discard)
 
     async def _wait_for_slot(self) -> None:
-        if self._in_flight >= self.max_in_flight:
-            self.report.in_flight_waits += 1
-            while self._in_flight >= self.max_in_flight:
-                self._slot_free.clear()
-                await self._slot_free.wait()
+        self.report.in_flight_waits += 1
+        while self._in_flight >= self.max_in_flight:
+            self._slot_free.clear()
+            await self._slot_free.wait()
 
     def _envelope(self, seq: int, intended_ns: int) -> Envelope:
         sent_ns = clock.now_ns()
@@ -205,16 +226,19 @@ class LoadWorker:
             payload=self.payloads.next(),
         )
         if not warmup:
-            record(self.report.send_lag, (sent_ns - intended_ns) // 1000)
+            lag_ns = sent_ns - intended_ns
+            record(self.report.send_lag, lag_ns // 1000)
+            if self._late_watch is not None:
+                self._late_watch.sent(intended_ns, sent_ns, lag_ns > LATE_NS)
         self.report.last_sent_ns = sent_ns
         self._in_flight += 1
         self.recorder.series.count("sent", sent_ns)
         self.recorder.series.maximum("in_flight", sent_ns, self._in_flight)
         return env
 
-    def _failed(self, env: Envelope, why: str) -> None:
+    def _failed(self, seq: int, why: str) -> None:
         now = clock.now_ns()
-        self.report.failed.add(env.seq)
+        self.report.failed.add(seq)
         self.recorder.series.count("errors", now)
         if self.first_error is None:
             self.first_error = FirstError(why, now)
@@ -229,10 +253,25 @@ class LoadWorker:
             else:
                 await self.transport.publish(self.entry, env)
         except TransportError as exc:
-            self._failed(env, str(exc))
+            self._failed(env.seq, str(exc))
         except Exception as exc:  # a transport bug: still an error, never a silent loss
             log.exception("unexpected error sending %s", self.entry.name)
-            self._failed(env, f"{self.entry.name}: {type(exc).__name__}: {exc}")
+            self._failed(env.seq, f"{self.entry.name}: {type(exc).__name__}: {exc}")
         finally:
             self._in_flight -= 1
             self._slot_free.set()
+
+    async def _hand_off(self, env: Envelope) -> None:
+        """Publish without waiting: the transport reports each message's outcome."""
+        settled = functools.partial(self._settled, env.seq)
+        try:
+            await self.transport.send(self.entry, env, settled)
+        except Exception as exc:  # a transport bug: still an error, never a silent loss
+            log.exception("unexpected error sending %s", self.entry.name)
+            settled(f"{self.entry.name}: {type(exc).__name__}: {exc}")
+
+    def _settled(self, seq: int, why: str | None) -> None:
+        if why is not None:
+            self._failed(seq, why)
+        self._in_flight -= 1
+        self._slot_free.set()

@@ -21,7 +21,7 @@ from hopbench.config.db import DbWork
 from hopbench.config.secrets import redact
 from hopbench.config.topology import Topology
 from hopbench.errors import TransportError
-from hopbench.measure.histogram import new_histogram, record
+from hopbench.measure.histogram import mean, new_histogram, record
 
 QUERY_TIMEOUT_S = 30.0
 
@@ -131,7 +131,7 @@ def _percentiles(histogram: Any) -> dict[str, float]:
     if histogram.get_total_count() == 0:
         return {"mean": 0.0, "p50": 0.0, "p99": 0.0, "max": 0.0}
     return {
-        "mean": round(histogram.get_mean_value() / 1000, 3),
+        "mean": round(mean(histogram) / 1000, 3),
         "p50": round(histogram.get_value_at_percentile(50) / 1000, 3),
         "p99": round(histogram.get_value_at_percentile(99) / 1000, 3),
         "max": round(histogram.get_max_value() / 1000, 3),

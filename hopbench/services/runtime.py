@@ -79,12 +79,22 @@ class ServiceRuntime:
         limit = self.spec.concurrency
         self._handlers = asyncio.Semaphore(limit) if limit is not None else None
         self.limits = WorkLimits(self.spec, replica)  # CPU on the loop or a pool; key locks
+        spec = self.spec
+        # work to call: a cache lookup, a query, a delay, CPU, a lock around it
+        self._works = bool(self.cache or db or spec.io_ms > 0 or spec.cpu_us or spec.lock)
+        # handling a message may wait: for its work's I/O, a pool's thread, a free
+        # handler, or what it sends on. If not, the transports may run it without a task
+        self._waits = bool(
+            self.cache or db or spec.io_ms > 0 or spec.cpu_threads or spec.lock
+            or limit is not None or out_edges
+        )  # fmt: skip
 
     async def start(self) -> None:
         if self.db is not None:  # before serving: the first message may query
             await self.db.start()
         for edge in self.in_edges:
-            self.transports[edge.mode].serve(edge, self.handle)
+            at_once = not (self._waits or edge.is_sync)  # a reply is sent: that waits
+            self.transports[edge.mode].serve(edge, self.handle, at_once=at_once)
         for transport in self._distinct_transports():
             await transport.start()
 
@@ -201,14 +211,16 @@ class ServiceRuntime:
                 self._idle.set()
 
     async def _handle(self, edge: Edge, env: Envelope, arrived_ns: int) -> Envelope | None:
-        hop = env.hops.add(
+        hops = env.hops  # each read of a repeated field costs: read once
+        hop = hops.add(
             edge=edge.index,
             service=self.spec.name,
             replica=self.replica,
             arrived_ns=arrived_ns,
             received_ns=clock.now_ns(),
         )
-        await self.limits.run(functools.partial(self._work, not env.warmup))
+        if self._works:
+            await self.limits.run(functools.partial(self._work, not env.warmup))
         hop.forwarded_ns = clock.now_ns()
         replies: list[Envelope] = []
         if self.sync_out:
@@ -224,10 +236,11 @@ class ServiceRuntime:
         self.handled += 1
         if not edge.is_sync:
             if self.records_completion:
-                route = tuple(h.edge for h in env.hops)
-                known = len(env.hops)  # the callees' hops too, for the time's parts
-                for sub in replies:
-                    env.hops.extend(sub.hops[known:])
+                known = len(hops)
+                # the route: the edges that brought the message here (usually just one)
+                route = (edge.index,) if known == 1 else tuple(h.edge for h in hops)
+                for sub in replies:  # the callees' hops too, for the time's parts
+                    hops.extend(sub.hops[known:])
                 self.recorder.complete(route, env, clock.now_ns())
             return None
         return self._reply(env, replies)

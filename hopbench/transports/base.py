@@ -6,8 +6,13 @@ Server side: ``serve(edge, handler)`` for each in-edge of that mode, before
 ``start``; the transport calls the handler with the time the message arrived (it had
 the message, decoded, before any wait for a handler slot: the wait counts from there).
 Client side: ``request`` for request-reply edges, ``publish`` for the asynchronous
-ones. Shutdown is two steps: ``stop_serving`` takes no new messages,
-then, once the process has nothing in flight, ``close`` closes connections. A
+ones, which returns once the message is acknowledged (or written, where nothing
+acknowledges). ``send`` is the publish of a caller that does not wait: it returns once
+the transport holds the message (the moment it counts as sent) and reports the outcome
+later, once per message, to a callback (the load worker's path; the broker modes publish
+through it too, so there is one path). Shutdown is two steps: ``stop_serving`` takes
+no new messages, then, once the process has nothing in flight, ``close`` closes
+connections. A
 transport never records latency: completion belongs to the service runtime and
 the load worker (one recorder for every mode).
 
@@ -20,6 +25,7 @@ or topic) and never reach a handler or a waiting caller.
 from __future__ import annotations
 
 import abc
+import asyncio
 import logging
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, ClassVar
@@ -40,6 +46,9 @@ log = logging.getLogger(__name__)
 Decoder = Callable[[bytes], Envelope]
 # (in-edge, message, arrived_ns) -> the reply for a request-reply edge, else None
 Handler = Callable[[Edge, Envelope, int], Coroutine[Any, Any, Envelope | None]]
+# called once per message handed to send: None once the transport is done with it
+# (acknowledged, or written where nothing acknowledges), else why it failed, in words
+Settled = Callable[[str | None], None]
 
 
 class Transport(abc.ABC):
@@ -59,20 +68,35 @@ class Transport(abc.ABC):
         # what this transport received and rejected (counted there)
         self.admission = Admission(context.run_id, context.load)
         self.connections_opened = 0  # by this process's clients (HTTP and gRPC edges)
+        self._decoders: dict[int, Decoder] = {}  # per edge: made once, used per message
+        self._sending: set[asyncio.Task[None]] = set()  # send's default: a task each
+        # in-edges whose handler never waits (serve's at_once): run in the receiver's turn
+        self.at_once: set[int] = set()
 
     async def receive(
         self, body: bytes | None, where: str, decode: Decoder | None = None
     ) -> Envelope | None:
         """The envelope in body, or None when it is rejected (counted, dead-lettered).
         decode: how the body is encoded (codec.decode's; default protobuf)."""
-        found = self.admission.screen(body, clock.now_ns(), where, decode)
+        found = self.admit(body, where, decode)
         if isinstance(found, Envelope):
             return found
+        await self.reject(body, where, found)
+        return None
+
+    def admit(
+        self, body: bytes | None, where: str, decode: Decoder | None = None
+    ) -> Envelope | str:
+        """receive's screening alone, without a coroutine: the envelope, or why it was
+        rejected (counted; the caller then awaits reject)."""
+        return self.admission.screen(body, clock.now_ns(), where, decode)
+
+    async def reject(self, body: bytes | None, where: str, found: str) -> None:
+        """Dead-letter a message admit rejected."""
         try:
             await self.dead_letter(body or b"", where, found)
         except Exception as exc:  # a garbage message must never stop a consumer
             log.warning("%s: could not dead-letter a rejected message: %r", where, exc)
-        return None
 
     async def dead_letter(self, body: bytes, where: str, why: str) -> None:  # noqa: B027
         """Keep a rejected message where a user can read it (modes with a broker)."""
@@ -127,12 +151,26 @@ class Transport(abc.ABC):
         return codec.decode(codec.decompress(body, settings.compression), settings.encoding)
 
     def decoder(self, edge: Edge) -> Decoder:
-        """How receive decodes this edge's bodies."""
-        return lambda body: self.unpack(edge, body)
+        """How receive decodes this edge's bodies (unpack's, with the edge's settings
+        read once)."""
+        found = self._decoders.get(edge.index)
+        if found is None:
+            settings = self.settings_for(edge)
+            compression, encoding = settings.compression, settings.encoding
 
-    def serve(self, edge: Edge, handler: Handler) -> None:
-        """Receive the messages of one in-edge (call before start)."""
+            def decode(body: bytes) -> Envelope:
+                return codec.decode(codec.decompress(body, compression), encoding)
+
+            found = self._decoders[edge.index] = decode
+        return found
+
+    def serve(self, edge: Edge, handler: Handler, *, at_once: bool = False) -> None:
+        """Receive the messages of one in-edge (call before start). at_once: the handler
+        never waits (no I/O, nothing to send): a mode may run it in its receiver's turn,
+        not in a task of its own (hopbench.transports.eager)."""
         self.handlers[edge.index] = (edge, handler)
+        if at_once:
+            self.at_once.add(edge.index)
 
     @abc.abstractmethod
     async def start(self) -> None:
@@ -143,6 +181,38 @@ class Transport(abc.ABC):
 
     async def publish(self, edge: Edge, env: Envelope) -> None:
         raise TransportError(f"{self.mode} does not carry {edge.pattern} ({edge.name})")
+
+    async def send(self, edge: Edge, env: Envelope, settled: Settled) -> None:
+        """Hand env over for an asynchronous edge; return once the transport holds it,
+        and call settled once with the outcome (maybe before returning). The caller
+        must not change env afterwards. Default: publish in a task of its own."""
+        task = asyncio.create_task(self._publish_settled(edge, env, settled))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _publish_settled(self, edge: Edge, env: Envelope, settled: Settled) -> None:
+        try:
+            await self.publish(edge, env)
+        except TransportError as exc:
+            settled(str(exc))
+        except Exception as exc:  # a transport bug: still a failure, never a silent loss
+            log.exception("unexpected error publishing on %s", edge.name)
+            settled(f"{edge.name}: {type(exc).__name__}: {exc}")
+        else:
+            settled(None)
+
+    async def publish_by_send(self, edge: Edge, env: Envelope) -> None:
+        """publish for a mode whose primitive is send: hand over, await the outcome."""
+        outcome: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+
+        def settled(why: str | None) -> None:
+            if not outcome.done():  # this caller may have been cancelled meanwhile
+                outcome.set_result(why)
+
+        await self.send(edge, env, settled)
+        why = await outcome
+        if why is not None:
+            raise TransportError(why)
 
     async def stop_serving(self) -> None:  # noqa: B027 - optional hook, most modes need it
         """Take no new messages from the in-edges (in-flight ones may finish)."""

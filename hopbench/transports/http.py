@@ -4,8 +4,9 @@ The body is the edge's encoding (Content-Type) and compression (Content-Encoding
 the reply's too; both ends read them from the edge's settings.
 
 Server: FastAPI on uvicorn (uvloop, httptools). Client: the edge's ``http_client``
-(aiohttp by default, httpx or pyreqwest: hopbench.transports.httpclients), one client
-per process and distinct connection settings, round-robin over the target's replicas.
+(pyreqwest by default, aiohttp on an edge with a lever only it carries, or httpx:
+hopbench.transports.httpclients), one client per process and distinct connection
+settings, round-robin over the target's replicas.
 What each library costs is measured (docs/findings.md, "Lever: clients"). Connections
 per edge (hopbench.config.settings): ``http_connections`` pooled ones, or with
 ``keepalive`` off a new TCP connection per request (closed after its response); with
@@ -22,16 +23,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Awaitable, Callable, Generator, Iterator
+from dataclasses import dataclass
 
 import uvicorn
 from fastapi import FastAPI, Request, Response
 
 from hopbench import clock
+from hopbench.config.settings import http_library
 from hopbench.config.topology import Edge
 from hopbench.errors import TransportError
 from hopbench.proto.hopbench_pb2 import Envelope
-from hopbench.transports.base import Handler, Transport
+from hopbench.transports.base import Decoder, Handler, Transport
 from hopbench.transports.codec import CONTENT_TYPES
 from hopbench.transports.context import TransportContext
 from hopbench.transports.httpclients import HttpClient, make_http_client
@@ -53,6 +56,17 @@ def _headers(transport: Transport, edge: Edge) -> dict[str, str]:
     return headers
 
 
+@dataclass(frozen=True, slots=True)
+class _Calls:
+    """What a call over one out-edge needs, looked up once per edge, not per message."""
+
+    client: HttpClient
+    urls: Iterator[str]  # round-robin over the target's replicas
+    headers: dict[str, str]
+    replies: str  # where a rejected reply is said to have been received
+    decode: Decoder
+
+
 def _refused(transport: Transport) -> Response:
     """A rejected message: 400, with why (the sender sees it; nothing is dead-lettered)."""
     return Response(f"rejected: {transport.admission.last}", status_code=400)
@@ -67,9 +81,8 @@ class HttpTransport(Transport):
         self._client_tls: list[ResumingContext] = []
         self._server: _Server | None = None
         self._serve_task: asyncio.Task[None] | None = None
-        self._urls: dict[int, itertools.cycle[str]] = {}
+        self._calls: dict[int, _Calls] = {}
         self._background: set[asyncio.Task[Envelope | None]] = set()
-        self._request_headers: dict[int, dict[str, str]] = {}
 
     async def start(self) -> None:
         if self.handlers:
@@ -151,7 +164,7 @@ class HttpTransport(Transport):
         pooled (``http_connections``) or one connection per request (``keepalive``
         off), plain or TLS."""
         settings = self.settings_for(edge)
-        key = (settings.http_client, settings.http_connections, settings.request_timeout_s,
+        key = (http_library(settings), settings.http_connections, settings.request_timeout_s,
                settings.keepalive, settings.tls, settings.tls_resumption)  # fmt: skip
         client = self._clients.get(key)
         if client is None:
@@ -177,33 +190,36 @@ class HttpTransport(Transport):
             sum(c.resumed for c in self._client_tls),
         )
 
-    def _next_url(self, edge: Edge) -> str:
-        urls = self._urls.get(edge.index)
-        if urls is None:
+    def _calls_for(self, edge: Edge) -> _Calls:
+        calls = self._calls.get(edge.index)
+        if calls is None:
             replicas = self.context.endpoints["http"][edge.target]
             scheme = "https" if self.settings_for(edge).tls else "http"
-            urls = self._urls[edge.index] = itertools.cycle(
-                [f"{scheme}://{hp}/edges/{edge.index}" for hp in replicas]
+            calls = self._calls[edge.index] = _Calls(
+                client=self._client_for(edge),
+                urls=itertools.cycle([f"{scheme}://{hp}/edges/{edge.index}" for hp in replicas]),
+                headers=_headers(self, edge),
+                replies=f"replies ({edge.name})",
+                decode=self.decoder(edge),
             )
-        return next(urls)
+        return calls
 
     async def request(self, edge: Edge, env: Envelope) -> Envelope:
-        body = await self._post(edge, env, 200)
-        reply = await self.receive(body, f"replies ({edge.name})", self.decoder(edge))
+        calls = self._calls_for(edge)
+        body = await self._post(edge, calls, env, 200)
+        reply = await self.receive(body, calls.replies, calls.decode)
         if reply is None:
             raise TransportError(f"{edge.name}: the reply was rejected: {self.admission.last}")
         return reply
 
     async def publish(self, edge: Edge, env: Envelope) -> None:
-        await self._post(edge, env, 202)
+        await self._post(edge, self._calls_for(edge), env, 202)
 
-    async def _post(self, edge: Edge, env: Envelope, expected_status: int) -> bytes:
-        client = self._client_for(edge)
-        headers = self._request_headers.get(edge.index)
-        if headers is None:
-            headers = self._request_headers[edge.index] = _headers(self, edge)
+    async def _post(self, edge: Edge, calls: _Calls, env: Envelope, expected_status: int) -> bytes:
         try:
-            status, body = await client.post(self._next_url(edge), self.pack(edge, env), headers)
+            status, body = await calls.client.post(
+                next(calls.urls), self.pack(edge, env), calls.headers
+            )
         except TransportError as exc:
             raise TransportError(f"{edge.name}: {exc}") from exc
         if status != expected_status:

@@ -1,8 +1,10 @@
 """The HTTP client libraries a caller can use, behind one small interface.
 
-The edge setting ``http_client`` chooses one: ``aiohttp`` (the default), ``httpx``
-(its default asyncio transport, httpcore on anyio) or ``pyreqwest`` (Rust's reqwest and
-hyper on a Tokio runtime of its own, with a hand-off to the event loop per request).
+The edge setting ``http_client`` chooses one: ``aiohttp``, ``httpx`` (its default
+asyncio transport, httpcore on anyio) or ``pyreqwest`` (Rust's reqwest and hyper on a
+Tokio runtime of its own, with a hand-off to the event loop per request); by default
+(``auto``) pyreqwest, or aiohttp on an edge that sets one of the levers only aiohttp
+carries (hopbench.config.settings.http_library decides).
 ``make_http_client`` is the one place a client is built, for the service replicas and
 the load workers alike: the library, its pool of ``http_connections`` per target, and
 the request timeout. Each library's own errors become ``TransportError`` here, so the
@@ -18,7 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any, ClassVar
 
-from hopbench.config.settings import Settings
+from hopbench.config.settings import Settings, http_library
 from hopbench.errors import TransportError
 
 
@@ -152,9 +154,10 @@ HTTP_CLIENTS: dict[str, type[HttpClient]] = {
 def make_http_client(
     settings: Settings, *, ssl: _ssl.SSLContext | None = None, on_open: OnOpen | None = None
 ) -> HttpClient:
-    """The one place an HTTP client is built: the edge's library, pool size and timeout;
-    with aiohttp, its connection levers too (the topology's checks refuse them with
-    another library: unsupported_lever)."""
-    if settings.http_client == "aiohttp":
+    """The one place an HTTP client is built: the edge's library (http_library), pool
+    size and timeout; with aiohttp, its connection levers too (the topology's checks
+    refuse them with another library: unsupported_lever)."""
+    library = http_library(settings)
+    if library == "aiohttp":
         return AiohttpClient(settings, ssl, on_open)
-    return HTTP_CLIENTS[settings.http_client](settings)
+    return HTTP_CLIENTS[library](settings)

@@ -14,10 +14,19 @@ run's dead-letter topic with headers saying where it came from and why; the poll
 goes on with the next record.
 
 A publish returns once the broker acknowledged it (per ``kafka_acks``), so a failed
-produce is an error, not a silent loss. Consumers hand each record to a handler
+produce is an error, not a silent loss. ``send`` (the load worker's publish, and the
+path ``publish`` takes too) returns once the record is in the producer's batch and
+reports the acknowledgement, or its failure, through a callback on the record's future:
+no task per message. Only a hand-off that has to wait (the partition's batch full, the
+topic's metadata missing) goes on in a task of its own (hopbench.transports.eager). Both
+are bounded by the edge's ``request_timeout_s`` from the hand-off
+(hopbench.transports.deadlines). Consumers hand each record to a handler
 task, at most ``prefetch`` at once, as RabbitMQ's prefetch does, so the two brokers
-get the same consumer concurrency. A record has arrived when the consumer hands it
-over, decoded: a wait for one of those slots is the service's wait, not transit.
+get the same consumer concurrency. A handler that never waits (``serve``'s
+``at_once``: a service with no I/O and nothing to send on, on an edge without replies)
+needs no task: every record of a fetch is handled in the poller's turn, one after the
+other. A record has arrived when the consumer hands it over, decoded: a wait for one of
+those slots is the service's wait, not transit.
 
 A record's value is the envelope in its edge's encoding (a JSON reply says so in an
 ``hb-encoding`` header, since one reply topic takes the replies of every edge a
@@ -32,6 +41,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -44,15 +54,17 @@ from hopbench.config.settings import Settings
 from hopbench.config.topology import LOADGEN, Edge
 from hopbench.errors import TransportError
 from hopbench.proto.hopbench_pb2 import Envelope
-from hopbench.transports import codec
-from hopbench.transports.base import Handler, Transport
+from hopbench.transports import codec, eager
+from hopbench.transports.base import Decoder, Handler, Settled, Transport
 from hopbench.transports.context import TransportContext
+from hopbench.transports.deadlines import Deadlines
 from hopbench.transports.plan import Provisioning
 from hopbench.transports.replies import PendingReplies
 
 log = logging.getLogger(__name__)
 ASSIGNMENT_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0  # a client whose broker is gone stops in retries: give up on it
+FETCH_WAIT_MS = 500  # how long one fetch waits for records when none are buffered
 CORRELATION = "hb-correlation"
 REPLY_TO = "hb-reply-to"
 ENCODING = "hb-encoding"
@@ -61,6 +73,17 @@ ProducerKey = tuple[int, int, int, str]  # acks, linger, batch bytes, compressio
 REJECTED = "hb-rejected"
 READ_FROM = "hb-read-from"
 READ_BY = "hb-read-by"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where one out-edge's records go, worked out once per edge, not per message."""
+
+    edge: str
+    producer: AIOKafkaProducer
+    topic: str
+    encoding: str
+    timeout_s: float
 
 
 def topic_name(run_id: str, edge: Edge) -> str:
@@ -124,11 +147,14 @@ class KafkaTransport(Transport):
         self._topic_edges: dict[str, tuple[str, bool]] = {}
         self._consumers: list[AIOKafkaConsumer] = []
         self._pollers: list[asyncio.Task[None]] = []
-        self._handling: set[asyncio.Task[None]] = set()
+        self._handling: set[asyncio.Task[Any]] = set()
         self._client_id = f"{context.service}-{context.replica}"
         self._reply_to = reply_topic(context.run_id, context.service, context.replica)
         self.calls = PendingReplies(self._client_id)
         self.replies = self.calls
+        self._routes: dict[int, Route] = {}  # by out-edge index
+        self._deadlines = Deadlines()  # of the records sent and not yet acknowledged
+        self._handing: set[asyncio.Task[Any]] = set()  # hand-offs that had to wait
 
     def _calls(self) -> bool:
         outs = self.context.topology.out_edges(self.context.service)
@@ -194,26 +220,67 @@ class KafkaTransport(Transport):
         def decode(body: bytes) -> Envelope:
             return codec.decode(body, encoding)
 
+        if edge.index in self.at_once:
+            await self._poll_at_once(consumer, edge, handler, slots, decode)
+            return
         async for record in consumer:
             env = await self.receive(record.value, _where(edge.name, record), decode)
             if env is None:
                 continue
             arrived_ns = clock.now_ns()
             await slots.acquire()
-            task = asyncio.create_task(
-                self._handle(env, arrived_ns, record.headers, edge, handler, slots)
-            )
-            self._handling.add(task)
-            task.add_done_callback(self._handling.discard)
+            task = asyncio.create_task(self._handle(env, arrived_ns, record.headers, edge, handler))
+            self._handling_in(task, slots)
 
-    async def _handle(
+    async def _poll_at_once(
         self,
-        env: Envelope,
-        arrived_ns: int,
-        headers: Any,
+        consumer: AIOKafkaConsumer,
         edge: Edge,
         handler: Handler,
         slots: asyncio.Semaphore,
+        decode: Decoder,
+    ) -> None:
+        """A handler that never waits: every record of a fetch handled in this turn, no
+        task each (one that waits after all goes on in a task, holding a slot)."""
+        while True:
+            fetched = await consumer.getmany(timeout_ms=FETCH_WAIT_MS)
+            for records in fetched.values():
+                for record in records:
+                    where = _where(edge.name, record)
+                    env = self.admit(record.value, where, decode)
+                    if not isinstance(env, Envelope):
+                        await self.reject(record.value, where, env)
+                        continue
+                    arrived_ns = clock.now_ns()
+                    if slots.locked():  # handlers that waited hold every slot
+                        await slots.acquire()
+                        slots.release()
+                    try:  # no reply to send: the handler alone, no wrapper around it
+                        handed = eager.start(handler(edge, env, arrived_ns))
+                    except Exception:  # a bug in a handler: never kill the poller
+                        log.exception("%s: handler failed", edge.name)
+                        continue
+                    if not isinstance(handed, eager.Done):
+                        await slots.acquire()  # free: nothing ran since the check
+                        self._handling_in(handed, slots, edge)
+
+    def _handling_in(
+        self, task: asyncio.Task[Any], slots: asyncio.Semaphore, edge: Edge | None = None
+    ) -> None:
+        """A handler's task, holding one of its edge's slots until it is done (edge:
+        log what it raised; else the task catches its own)."""
+        self._handling.add(task)
+
+        def done(task: asyncio.Task[Any]) -> None:
+            self._handling.discard(task)
+            slots.release()
+            if edge is not None and not task.cancelled() and task.exception() is not None:
+                log.error("%s: handler failed", edge.name, exc_info=task.exception())
+
+        task.add_done_callback(done)
+
+    async def _handle(
+        self, env: Envelope, arrived_ns: int, headers: Any, edge: Edge, handler: Handler
     ) -> None:
         try:
             reply = await handler(edge, env, arrived_ns)
@@ -222,9 +289,11 @@ class KafkaTransport(Transport):
         except Exception:  # a bug in a handler: never kill the poller
             log.exception("%s: handler failed", edge.name)
             reply = None
+        if not edge.is_sync or reply is None:
+            return
         try:
             meta = dict(headers or ())
-            if edge.is_sync and reply is not None and REPLY_TO in meta:
+            if REPLY_TO in meta:
                 settings = self._reply_settings(edge)
                 producer = await self._producer_for(settings)
                 topic = bytes(meta[REPLY_TO]).decode(errors="replace")
@@ -241,8 +310,6 @@ class KafkaTransport(Transport):
             self.failed(f"{edge.name}: the reply could not be produced: {_kafka_error(exc)}")
         except TimeoutError:
             self.failed(f"{edge.name}: the reply was not acknowledged (is the broker up?)")
-        finally:
-            slots.release()
 
     async def _poll_replies(self, consumer: AIOKafkaConsumer) -> None:
         async for record in consumer:
@@ -336,7 +403,71 @@ class KafkaTransport(Transport):
         )
 
     async def publish(self, edge: Edge, env: Envelope) -> None:
-        await self._produce(edge, env, None)
+        await self.publish_by_send(edge, env)
+
+    async def send(self, edge: Edge, env: Envelope, settled: Settled) -> None:
+        try:
+            route = self._routes.get(edge.index) or self._route(edge)
+        except TransportError as exc:
+            settled(str(exc))
+            return
+        value = codec.encode(env, route.encoding)
+        self.wire.sent(route.edge, len(value), None)
+        started = asyncio.get_running_loop().time()
+        try:
+            handed = eager.start(route.producer.send(route.topic, value))
+        except KafkaError as exc:
+            settled(f"{route.edge}: Kafka produce failed: {_kafka_error(exc)}")
+            return
+        if isinstance(handed, eager.Done):
+            self._await_ack(handed.value, route, started, settled)
+            return
+        # the hand-off waits (a full batch, missing metadata): the rest in its task
+        self._handing.add(handed)
+        self._deadlines.watch(handed, route.timeout_s, started)
+        handed.add_done_callback(functools.partial(self._handed, route, started, settled))
+
+    def _route(self, edge: Edge) -> Route:
+        settings = self.settings_for(edge)
+        producer = self._producers.get(self._key(settings))
+        if producer is None:
+            raise TransportError(f"{edge.name}: the Kafka producer is not started")
+        topic = topic_name(self.context.run_id, edge)
+        self._topic_edges[topic] = (edge.name, False)
+        route = Route(edge.name, producer, topic, settings.encoding, settings.request_timeout_s)
+        self._routes[edge.index] = route
+        return route
+
+    def _handed(
+        self, route: Route, started: float, settled: Settled, handed: asyncio.Task[Any]
+    ) -> None:
+        self._handing.discard(handed)
+        if handed.cancelled():
+            settled(self._unacknowledged(route))
+        elif (exc := handed.exception()) is not None:
+            settled(f"{route.edge}: Kafka produce failed: {_any_error(exc)}")
+        else:
+            self._await_ack(handed.result(), route, started, settled)
+
+    def _await_ack(
+        self, ack: asyncio.Future[Any], route: Route, started: float, settled: Settled
+    ) -> None:
+        self._deadlines.watch(ack, route.timeout_s, started)
+        ack.add_done_callback(functools.partial(self._acked, route, settled))
+
+    def _acked(self, route: Route, settled: Settled, ack: asyncio.Future[Any]) -> None:
+        if ack.cancelled():
+            settled(self._unacknowledged(route))
+        elif (exc := ack.exception()) is not None:
+            settled(f"{route.edge}: Kafka produce failed: {_any_error(exc)}")
+        else:
+            settled(None)
+
+    def _unacknowledged(self, route: Route) -> str:
+        return (
+            f"{route.edge}: Kafka produce not acknowledged within {route.timeout_s:g} s "
+            f"(is the broker at {self.bootstrap} up?)"
+        )
 
     async def _produce(
         self, edge: Edge, env: Envelope, headers: list[tuple[str, bytes]] | None
@@ -381,6 +512,8 @@ class KafkaTransport(Transport):
         for producer in self._producers.values():
             await _stop(producer, "producer")
         self._producers.clear()
+        self._routes.clear()
+        self._deadlines.close()
 
 
 async def _stop(client: AIOKafkaConsumer | AIOKafkaProducer, what: str) -> None:
@@ -404,6 +537,10 @@ async def _stop(client: AIOKafkaConsumer | AIOKafkaProducer, what: str) -> None:
 def _where(what: str, record: Any) -> str:
     """What a record was read as, and its place: topic, partition and offset."""
     return f"{what} ({record.topic}[{record.partition}]@{record.offset})"
+
+
+def _any_error(exc: BaseException) -> str:
+    return _kafka_error(exc) if isinstance(exc, KafkaError) else f"{type(exc).__name__}: {exc}"
 
 
 def _kafka_error(exc: KafkaError) -> str:

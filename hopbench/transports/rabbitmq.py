@@ -17,12 +17,21 @@ written into the results; with ``rabbitmq_confirm_batch`` N a publish waits only
 every Nth message, for the whole batch (hopbench.transports.confirms). Consumers ack
 after the handler finishes, with at most ``prefetch`` messages in flight.
 
+Without confirms, the publishes handed over in one turn of the event loop are written
+together, by one task: each handed to aiormq without waiting for its write, the last
+one waiting until the connection has written it (frames go out in order: then every
+one of them has been written), and each publisher is told that outcome (``send``: a
+callback per message; ``publish``: awaits it). One write per batch, not one task and
+one write each. With confirms, each publish is its own task, waiting for its confirm.
+
 Recovery: when the connection drops (a broker restart, a network fault), a watcher
 opens a new connection with the same channels and consumers, trying again every
 ``RECONNECT_EVERY_S``. A send meanwhile waits for it, within the edge's request
 timeout. With publisher confirms, a publish whose confirmation never came is sent
 again on the new connection (at least once: a copy may be counted as duplicated);
-without confirms, what was written into a connection that dropped is lost, and the
+without confirms, a batch whose write failed with the connection is written again
+whole on the new one (its messages that had gone out arrive twice, counted as
+duplicated), and what was written into a connection that dropped is lost, and the
 results count it. Unacknowledged deliveries come back from the broker (redelivered).
 
 A message that is not an envelope of this run (hopbench.transports.admission), on
@@ -36,7 +45,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
+from dataclasses import dataclass
+from typing import cast
 
 import aiormq
 from aiormq.abc import AbstractChannel, AbstractConnection, DeliveredMessage
@@ -49,7 +61,7 @@ from hopbench.config.topology import Edge
 from hopbench.errors import TransportError
 from hopbench.proto.hopbench_pb2 import Envelope
 from hopbench.transports import codec
-from hopbench.transports.base import Decoder, Handler, Transport
+from hopbench.transports.base import Decoder, Handler, Settled, Transport
 from hopbench.transports.confirms import ConfirmBatches
 from hopbench.transports.context import TransportContext
 from hopbench.transports.plan import Provisioning
@@ -70,6 +82,28 @@ REPLY = "reply"  # the channel requests go out on (and direct reply-to comes bac
 REJECTED = "hb-rejected"
 READ_FROM = "hb-read-from"
 READ_BY = "hb-read-by"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where one out-edge's publishes go and how, worked out once per edge."""
+
+    edge: str
+    exchange: str
+    routing_key: str
+    content_type: str
+    content_encoding: str | None
+    delivery_mode: int
+    confirms: bool
+    timeout_s: float
+
+    def properties(self) -> Basic.Properties:
+        """A message's own (aiormq writes a message id into them)."""
+        return Basic.Properties(
+            content_type=self.content_type,
+            content_encoding=self.content_encoding,
+            delivery_mode=self.delivery_mode,
+        )
 
 
 def queue_name(run_id: str, edge: Edge) -> str:
@@ -138,6 +172,10 @@ class RabbitMqTransport(Transport):
         self.replies = self.calls
         self._reply_to = DIRECT_REPLY_TO
         self.batches = ConfirmBatches(self.failed)  # rabbitmq_confirm_batch > 1
+        self._routes: dict[int, Route] = {}  # by out-edge index
+        # publishes without confirms handed over and not yet written, and their writer
+        self._unwritten: list[tuple[Route, bytes, Settled]] = []
+        self._writing: asyncio.Task[None] | None = None
 
     def _mine(self, edge: Edge) -> bool:
         """An edge of this mode that uses this library (rabbitmq_client), not pika."""
@@ -213,9 +251,10 @@ class RabbitMqTransport(Transport):
             self._idle.clear()
             try:
                 properties = message.header.properties
-                env = await self.receive(message.body, edge.name, _decoder(properties))
-                if env is None:
-                    return  # rejected: dead-lettered; acknowledged below
+                env = self.admit(message.body, edge.name, _decoder(properties))
+                if not isinstance(env, Envelope):  # rejected: dead-lettered, then acked
+                    await self.reject(message.body, edge.name, env)
+                    return
                 reply = await handler(edge, env, clock.now_ns())
                 if edge.is_sync and reply is not None and properties.reply_to:
                     await self._reply(edge, reply, properties)
@@ -302,26 +341,100 @@ class RabbitMqTransport(Transport):
             correlation, future, self.settings_for(edge).request_timeout_s, edge.name
         )
 
-    async def publish(self, edge: Edge, env: Envelope) -> None:
+    def _route(self, edge: Edge) -> Route:
         settings = self.settings_for(edge)
-        properties = self._properties(edge, delivery_mode=self._delivery_mode(edge))
         if edge.pattern == "publish-subscribe":
             exchange, key = exchange_name(self.context.run_id, edge), ""
         else:
             exchange, key = "", queue_name(self.context.run_id, edge)
-        if settings.rabbitmq_confirms and settings.rabbitmq_confirm_batch > 1:
+        route = Route(
+            edge=edge.name,
+            exchange=exchange,
+            routing_key=key,
+            content_type=codec.CONTENT_TYPES[settings.encoding],
+            content_encoding=settings.compression if settings.compression != "none" else None,
+            delivery_mode=self._delivery_mode(edge),
+            confirms=settings.rabbitmq_confirms,
+            timeout_s=settings.request_timeout_s,
+        )
+        self._routes[edge.index] = route
+        return route
+
+    async def send(self, edge: Edge, env: Envelope, settled: Settled) -> None:
+        route = self._routes.get(edge.index) or self._route(edge)
+        if route.confirms:
+            await super().send(edge, env, settled)  # a task each, awaiting its confirm
+            return
+        self._unwritten.append((route, self.pack(edge, env), settled))
+        if self._writing is None:  # the first of this turn's batch starts its writer
+            self._writing = asyncio.create_task(self._write())
+
+    async def publish(self, edge: Edge, env: Envelope) -> None:
+        route = self._routes.get(edge.index) or self._route(edge)
+        if not route.confirms:
+            await self.publish_by_send(edge, env)  # written with the turn's batch
+            return
+        settings = self.settings_for(edge)
+        properties = route.properties()
+        exchange, key = route.exchange, route.routing_key
+        if settings.rabbitmq_confirm_batch > 1:
             body = self.pack(edge, env)  # now: the caller stamps env again before it is sent
-            send = self._send(exchange, key, body, properties, True, settings.request_timeout_s)
+            send = self._send(exchange, key, body, properties, True, route.timeout_s)
             await self.batches.send(edge.name, settings.rabbitmq_confirm_batch, send)
             return
-        await self._send(
-            exchange,
-            key,
-            self.pack(edge, env),
-            properties,
-            settings.rabbitmq_confirms,
-            settings.request_timeout_s,
-        )
+        await self._send(exchange, key, self.pack(edge, env), properties, True, route.timeout_s)
+
+    async def _write(self) -> None:
+        """Write the publishes handed over so far, a batch at a time, until none is left;
+        tell each its batch's outcome."""
+        try:
+            while self._unwritten:
+                batch, self._unwritten = self._unwritten, []
+                why: str | None = None
+                try:
+                    await self._write_batch(batch)
+                except TransportError as exc:
+                    why = str(exc)
+                except Exception as exc:  # a bug: still each message's failure
+                    log.exception("writing %d RabbitMQ publishes", len(batch))
+                    why = f"RabbitMQ publish failed: {exc!r}"
+                for _, _, settled in batch:
+                    settled(why)
+        finally:
+            self._writing = None
+
+    async def _write_batch(self, batch: list[tuple[Route, bytes, Settled]]) -> None:
+        """Hand every message to aiormq, waiting only for the last one's write; with the
+        connection dropped, the whole batch again on the new one, within the timeout."""
+        timeout_s = min(route.timeout_s for route, _, _ in batch)
+        last = len(batch) - 1
+        try:
+            async with asyncio.timeout(timeout_s):
+                while True:
+                    await self._connected.wait()
+                    found = self._publish_channels.get(False)
+                    if found is None:
+                        where = batch[0][0].edge
+                        raise TransportError(f"no RabbitMQ channel to publish on {where}")
+                    # the channel's class: its basic_publish takes wait (aiormq >= 6.8)
+                    channel = cast(aiormq.Channel, found)
+                    try:
+                        for i, (route, body, _) in enumerate(batch):
+                            await channel.basic_publish(
+                                body,
+                                exchange=route.exchange,
+                                routing_key=route.routing_key,
+                                properties=route.properties(),
+                                wait=i == last,
+                            )
+                        return
+                    except AMQP_ERRORS as exc:
+                        self._publish_failed(exc)
+        except TimeoutError:
+            where = batch[0][0].edge
+            raise TransportError(
+                f"RabbitMQ publish on {where}: not written within {timeout_s:g} s"
+            ) from None
 
     def _delivery_mode(self, edge: Edge) -> int:
         return 2 if self.settings_for(edge).rabbitmq_durable else 1  # 2: persistent
@@ -354,9 +467,7 @@ class RabbitMqTransport(Transport):
                         )
                         break
                     except AMQP_ERRORS as exc:
-                        if self._closed or not self._dropped():
-                            raise TransportError(f"RabbitMQ publish failed: {exc!r}") from exc
-                        self._connected.clear()  # the watcher sets it again once recovered
+                        self._publish_failed(exc)
         except TimeoutError:
             raise TransportError(
                 f"RabbitMQ publish to {exchange or routing_key}: the connection was not "
@@ -364,6 +475,13 @@ class RabbitMqTransport(Transport):
             ) from None
         if isinstance(confirmation, Basic.Nack):
             raise TransportError(f"RabbitMQ refused the message to {exchange or routing_key}")
+
+    def _publish_failed(self, exc: BaseException) -> None:
+        """A publish failed: TransportError, unless the connection dropped; then wait
+        for the watcher to recover it (it sets _connected again) and publish there."""
+        if self._closed or not self._dropped():
+            raise TransportError(f"RabbitMQ publish failed: {exc!r}") from exc
+        self._connected.clear()
 
     def _dropped(self) -> bool:
         """The connection is gone (the broker restarted, the network failed)."""
@@ -382,6 +500,8 @@ class RabbitMqTransport(Transport):
     async def close(self) -> None:
         await self.stop_serving()
         await self.batches.flush()
+        if self._writing is not None:  # each write is bounded by its timeout
+            await asyncio.gather(self._writing, return_exceptions=True)
         self._closed = True
         if self._watcher is not None:
             self._watcher.cancel()
@@ -398,6 +518,11 @@ _ENCODINGS = {content_type: name for name, content_type in codec.CONTENT_TYPES.i
 
 def _decoder(properties: Basic.Properties) -> Decoder:
     """How a message's body decodes: by its content type and encoding."""
-    encoding = _ENCODINGS.get(properties.content_type or "", "protobuf")
-    compression = properties.content_encoding or "none"
+    return _decoder_for(properties.content_type, properties.content_encoding)
+
+
+@functools.lru_cache(maxsize=64)  # made once per kind of body, not once per message
+def _decoder_for(content_type: str | None, content_encoding: str | None) -> Decoder:
+    encoding = _ENCODINGS.get(content_type or "", "protobuf")
+    compression = content_encoding or "none"
     return lambda body: codec.decode(codec.decompress(body, compression), encoding)

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from hopbench.config.topology import Edge
 from hopbench.errors import FirstError
 from hopbench.proto.hopbench_pb2 import Envelope
-from hopbench.transports.base import Handler, Transport
+from hopbench.transports.base import Handler, Settled, Transport
 from hopbench.transports.context import TransportContext
 
 
@@ -28,8 +28,8 @@ class SplitByLibrary(Transport):
     def _part(self, edge: Edge) -> Transport:
         return self.parts[self.library_of(edge)]
 
-    def serve(self, edge: Edge, handler: Handler) -> None:
-        self._part(edge).serve(edge, handler)
+    def serve(self, edge: Edge, handler: Handler, *, at_once: bool = False) -> None:
+        self._part(edge).serve(edge, handler, at_once=at_once)
 
     async def start(self) -> None:
         for part in self.parts.values():
@@ -40,6 +40,9 @@ class SplitByLibrary(Transport):
 
     async def publish(self, edge: Edge, env: Envelope) -> None:
         await self._part(edge).publish(edge, env)
+
+    async def send(self, edge: Edge, env: Envelope, settled: Settled) -> None:
+        await self._part(edge).send(edge, env, settled)
 
     async def stop_serving(self) -> None:
         for part in self.parts.values():
