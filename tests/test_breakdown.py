@@ -5,6 +5,7 @@ memory and over the real transports."""
 from __future__ import annotations
 
 import asyncio
+import random
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from hopbench.config.load import load_topology
 from hopbench.config.runspec import LoadSpec
 from hopbench.config.topology import Topology
 from hopbench.errors import ConfigError
-from hopbench.measure.breakdown import decompose
+from hopbench.measure.breakdown import _spine_parts, _Stamps, _tree_parts, decompose
 from hopbench.measure.merge import merge
 from hopbench.measure.recorder import Recorder
 from hopbench.proto.hopbench_pb2 import Envelope
@@ -31,6 +32,8 @@ def envelope(*hops: dict[str, int | str]) -> Envelope:
 
 
 CHAIN_CALLERS = {0: "loadgen", 1: "gateway"}
+STAMPS = ("arrived_ns", "received_ns", "forwarded_ns", "gathered_ns", "published_ns",
+          "returned_ns")  # fmt: skip
 
 
 def test_a_round_trip_splits_into_consecutive_parts() -> None:
@@ -120,6 +123,25 @@ def test_missing_stamps_fall_back_and_the_parts_still_add_up() -> None:
     assert [h.wait_ns for h in found.hops] == [0, 0]
     assert found.path_total_ns() == 250
     assert decompose(Envelope(), 5, 0, {}, frozenset()) is None
+
+
+def test_a_route_without_a_call_tree_gets_the_same_parts_by_the_short_way() -> None:
+    # decompose takes _spine_parts when every hop is on the route: it must agree with
+    # the general walk, stamp for stamp, missing stamps and either pattern included
+    draw = random.Random(14)
+    for _ in range(500):
+        hops: list[dict[str, int | str]] = []
+        for k in range(draw.randint(1, 4)):
+            hop: dict[str, int | str] = {"edge": k, "service": f"s{k}"}
+            hop.update({name: draw.choice([0, draw.randint(1, 10**9)]) for name in STAMPS})
+            hops.append(hop)
+        env = envelope(*hops)
+        env.sent_ns = draw.randint(1, 10**9)
+        request_reply = frozenset(k for k in range(4) if draw.random() < 0.5)
+        completion = draw.randint(1, 10**9)
+        read = [_Stamps.of(h) for h in env.hops]
+        tree = _tree_parts(env, read, len(read), completion, {}, request_reply)
+        assert _spine_parts(env.sent_ns, list(env.hops), completion, request_reply) == tree
 
 
 def test_recorders_merge_the_parts_exactly() -> None:

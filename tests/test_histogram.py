@@ -1,12 +1,14 @@
-"""The recorders' fast ``record`` against hdrh's own ``record_value``: same counts."""
+"""The recorders' fast ``record`` against hdrh's own ``record_value``: same counts;
+the fast ``mean`` against hdrh's ``get_mean_value``: the same mean."""
 
 from __future__ import annotations
 
 import random
 
+import pytest
 from hdrh.histogram import HdrHistogram
 
-from hopbench.measure.histogram import HIGHEST_US, new_histogram, record
+from hopbench.measure.histogram import HIGHEST_US, mean, new_histogram, record
 
 
 def _values() -> list[int]:
@@ -44,3 +46,20 @@ def test_encoded_round_trip_keeps_counts() -> None:
     decoded = HdrHistogram.decode(hist.encode())
     assert decoded.get_total_count() == hist.get_total_count()
     assert decoded.get_value_at_percentile(99) == hist.get_value_at_percentile(99)
+
+
+def test_mean_matches_hdrh_on_every_bucket_and_decoded_histograms() -> None:
+    everything = new_histogram()
+    for value in _values():
+        record(everything, value)
+    rng = random.Random(11)
+    latencies = new_histogram()  # the usual shape: a body near 1 ms and a long tail
+    for _ in range(5_000):
+        record(latencies, int(rng.lognormvariate(7, 1)))
+    one = new_histogram()
+    record(one, 1)
+    decoded = new_histogram()
+    decoded.decode_and_add(latencies.encode())
+    for hist in (everything, latencies, one, decoded):
+        assert mean(hist) == pytest.approx(hist.get_mean_value(), rel=1e-12)
+    assert mean(new_histogram()) == 0.0

@@ -111,10 +111,52 @@ def decompose(
     edges; 0 for a round trip back to the load generator, whose spine is its entry
     hop). callers: edge index -> the service that sends on it. request_reply: the
     indices of the request-reply edges."""
-    hops = [_Stamps.of(h) for h in env.hops]
+    hops = env.hops[:]  # a list of the hops: one read of the repeated field, the cheapest
     if not hops:
         return None
+    sent_ns = env.sent_ns
     spine = min(max(route_length, 1), len(hops))
+    if spine == len(hops):  # the usual case, and the cheap one
+        parts = _spine_parts(sent_ns, hops, completion_ns, request_reply)
+    else:
+        stamps = [_Stamps.of(h) for h in hops]
+        parts = _tree_parts(env, stamps, spine, completion_ns, callers, request_reply)
+    return Breakdown(send_lag_ns=sent_ns - env.intended_ns, hops=tuple(parts))
+
+
+def _spine_parts(
+    sent_ns: int, hops: Sequence[Hop], completion_ns: int, request_reply: frozenset[int]
+) -> list[HopParts]:
+    """Every hop on the route, none beyond it: each on the path, no call tree to
+    follow. The same parts as _tree_parts (tests/test_breakdown.py holds that), read
+    straight from the hops: only the stamps these parts use, each once."""
+    parts = []
+    last = len(hops) - 1
+    for i, hop in enumerate(hops):
+        received, forwarded = hop.received_ns, hop.forwarded_ns
+        arrived = hop.arrived_ns or received
+        rest: int | None
+        if i == last:
+            rest = completion_ns - forwarded
+        elif hops[i + 1].edge in request_reply:  # the next hop is called: at forwarded
+            rest = None
+        else:  # published to: at its publish, else when gathered, else forwarded
+            rest = (hop.published_ns or hop.gathered_ns or forwarded) - forwarded
+        parts.append(HopParts(hop.service, arrived - sent_ns, received - arrived,
+                              forwarded - received, rest, True))  # fmt: skip
+        sent_ns = forwarded + (rest or 0)  # when the next hop was sent (unused after the last)
+    return parts
+
+
+def _tree_parts(
+    env: Envelope,
+    hops: Sequence[_Stamps],
+    spine: int,
+    completion_ns: int,
+    callers: Mapping[int, str],
+    request_reply: frozenset[int],
+) -> list[HopParts]:
+    """The route's hops, then the call tree below its last one, critical path followed."""
     last = spine - 1
     parent, children = _call_tree(hops, spine, callers)
     # when each call-tree hop's caller had its reply (else: when the caller gathered)
@@ -140,7 +182,7 @@ def decompose(
             rest = (completion_ns if i == last else returned[i]) - resumed
         parts.append(HopParts(s.service, s.arrived - sent, s.received - s.arrived,
                               s.forwarded - s.received, rest, on_path[i]))  # fmt: skip
-    return Breakdown(send_lag_ns=env.sent_ns - env.intended_ns, hops=tuple(parts))
+    return parts
 
 
 def _sent(caller: _Stamps, by_call: bool) -> int:

@@ -6,10 +6,15 @@ finds the count's index with integer arithmetic instead of hdrh's ``record_value
 which does the same sums through five method calls and ``len(bin(value))``: about a
 third of the cost, with exactly the same counts (tests/test_histogram.py holds that
 for every bucket boundary and the range's ends).
+
+``mean`` is hdrh's ``get_mean_value`` over the counts array at once: hdrh walks every
+one of the 23,552 buckets in Python, about 45 ms per histogram, and a run's result
+summarizes a dozen of them.
 """
 
 from __future__ import annotations
 
+import numpy as np
 from hdrh.histogram import HdrHistogram
 
 LOWEST_US = 1
@@ -51,3 +56,21 @@ def record(histogram: HdrHistogram, value_us: int) -> bool:
     if value > histogram.max_value:
         histogram.max_value = value
     return True
+
+
+def mean(histogram: HdrHistogram) -> float:
+    """The mean of the recorded values, as hdrh's ``get_mean_value`` computes it: each
+    bucket's count times the middle of its range, over the total count."""
+    total = histogram.total_count
+    if not total:
+        return 0.0
+    counts = np.ctypeslib.as_array(histogram.counts)[: histogram.counts_len]
+    index = np.flatnonzero(counts)
+    bucket = (index >> _HALF_MAGNITUDE) - 1
+    sub_bucket = (index & (_HALF_COUNT - 1)) + _HALF_COUNT
+    first = bucket < 0  # the first bucket also holds the lower half of sub-buckets
+    sub_bucket[first] -= _HALF_COUNT
+    bucket[first] = 0
+    lowest = sub_bucket << bucket  # unit magnitude 0: new_histogram checks it
+    middle = lowest + ((1 << bucket) >> 1)
+    return float(np.dot(counts[index].astype(np.float64), middle.astype(np.float64)) / total)

@@ -13,7 +13,8 @@ from typing import Any
 from hdrh.histogram import HdrHistogram
 
 from hopbench.config.topology import Route, Topology
-from hopbench.measure.histogram import new_histogram
+from hopbench.measure.histogram import mean, new_histogram
+from hopbench.measure.lateness import Lateness
 from hopbench.measure.recorder import HopRecord, SeqBitmap
 
 
@@ -30,6 +31,8 @@ class SendSummary:
     in_flight_waits: int  # sends that waited because max_in_flight was reached
     unsent: int  # due, but never sent: the worker fell too far behind its schedule
     send_lag: str  # actual - intended send, µs, measured window only: an encoded HdrHistogram
+    # the sends over 1 ms late, and where the time they were behind went
+    lateness: Lateness = field(default_factory=Lateness)
 
     @property
     def delivered(self) -> int:
@@ -55,7 +58,7 @@ def summarize(hist: HdrHistogram) -> dict[str, Any]:
         "p99": hist.get_value_at_percentile(99),
         "p999": hist.get_value_at_percentile(99.9),
         "max": hist.get_max_value(),
-        "mean": round(hist.get_mean_value(), 1),
+        "mean": round(mean(hist), 1),
     }
 
 

@@ -73,18 +73,19 @@ class HopRecord:
 
     def add(self, hop: HopParts) -> None:
         transit, wait, work, rest = self.parts
-        record(transit, hop.transit_ns // 1000)
-        record(wait, hop.wait_ns // 1000)
-        record(work, hop.work_ns // 1000)
-        if hop.rest_ns is not None:
-            record(rest, hop.rest_ns // 1000)
-        if hop.on_path:
+        _, transit_ns, wait_ns, work_ns, rest_ns, on_path = hop
+        record(transit, transit_ns // 1000)
+        record(wait, wait_ns // 1000)
+        record(work, work_ns // 1000)
+        if rest_ns is not None:
+            record(rest, rest_ns // 1000)
+        if on_path:
             self.on_path += 1
             path = self.path_ns
-            path[0] += hop.transit_ns
-            path[1] += hop.wait_ns
-            path[2] += hop.work_ns
-            path[3] += hop.rest_ns or 0
+            path[0] += transit_ns
+            path[1] += wait_ns
+            path[2] += work_ns
+            path[3] += rest_ns or 0
 
     def merge_json(self, data: dict[str, Any]) -> None:
         """Add another recorder's record of this service (exact: histograms and sums)."""
@@ -178,24 +179,25 @@ class Recorder:
         self.series.origin_ns = origin_ns
 
     def complete(self, route: tuple[int, ...], env: Envelope, now_ns: int) -> None:
+        # each envelope field is read once: a protobuf read costs more than a local's
         rec = self.routes.get(route)
         if rec is None:
             rec = self.routes[route] = RouteRecord()
-        seen = rec.seen.get(env.worker)
+        worker, seq = env.worker, env.seq
+        seen = rec.seen.get(worker)
         if seen is None:
-            seen = rec.seen[env.worker] = SeqBitmap()
-        if not seen.add(env.seq):
+            seen = rec.seen[worker] = SeqBitmap()
+        if not seen.add(seq):
             rec.duplicated += 1
             return
-        newest = rec.newest_seq.get(env.worker, -1)
-        if env.seq < newest:
+        if seq < rec.newest_seq.get(worker, -1):
             rec.out_of_order += 1
         else:
-            rec.newest_seq[env.worker] = env.seq
+            rec.newest_seq[worker] = seq
         # every completion counts toward throughput in its second, warm-up or not:
         # in a steady state what finishes in a window is what the system delivers
-        self.series.count("completed", now_ns)
         if env.warmup:
+            self.series.completed(now_ns, None)
             rec.warmup_completed += 1
             return
         rec.completed += 1
@@ -209,7 +211,7 @@ class Recorder:
         if not ok:
             rec.out_of_range += 1
         rec.record_hops(route, env, now_ns, self.callers, self.request_reply)
-        self.series.latency(now_ns, latency_us)
+        self.series.completed(now_ns, latency_us)
 
     def completed_count(self) -> int:
         return sum(r.completed + r.warmup_completed for r in self.routes.values())

@@ -52,8 +52,14 @@ class SecondSeries:
         if value > bucket.get(k, -1):
             bucket[k] = value
 
-    def latency(self, now_ns: int, latency_us: int) -> None:
-        k = self.second(now_ns)
+    def completed(self, now_ns: int, latency_us: int | None) -> None:
+        """One completion in its second, and its latency (None: not measured, warm-up)."""
+        k = (now_ns - self.origin_ns) // 1_000_000_000
+        self.counts["completed"][k] += 1
+        if latency_us is not None:
+            self._record_latency(k, latency_us)
+
+    def _record_latency(self, k: int, latency_us: int) -> None:
         hist = self._live.get(k)
         if hist is None:
             hist = self._spare.pop() if self._spare else new_histogram()
