@@ -24,6 +24,11 @@ from tests.inprocess import Brokers, KafkaBroker
 from tests.namespaces import Network
 
 CONTAINERS = containers.wanted()
+# A shell's background job starts with SIGINT ignored, and every process it starts
+# inherits that: the tests that stop a run with SIGINT, as Ctrl-C does, need it
+# delivered as a terminal would (a handler here is reset to the default in children).
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 ROOT = Path(__file__).resolve().parent.parent
 TOPOLOGIES = ROOT / "topologies"
 

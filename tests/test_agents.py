@@ -20,8 +20,9 @@ import pytest
 from hopbench.brokers.procs import free_port
 from hopbench.config.deployment import Placement, addresses
 from hopbench.errors import ConfigError
+from tests.cli import hopbench
 from tests.conftest import TOPOLOGIES
-from tests.test_cli_run import hopbench, runs
+from tests.test_cli_run import runs
 
 
 class Agents:
@@ -82,7 +83,7 @@ def test_agents_with_skewed_clocks_serve_one_run_after_another(
                     "--rate", "200", "--duration", "3", "--warmup", "1", "--out", str(out),
                     "--rabbitmq-url", rabbitmq_url,
                     "--agents", f"gateway/0={gateway},worker/0={worker}",
-                    "--worker-agents", f"loadgen/0={loadgen}")  # fmt: skip
+                    "--worker-agents", f"loadgen/0={loadgen}", report=True)  # fmt: skip
     assert done.returncode == 0, done.stderr
     results = runs(out)
     assert [r["mode"] for r in results] == ["grpc", "kafka", "rabbitmq"]

@@ -16,15 +16,10 @@ from typing import Any
 
 import pytest
 
+from tests.cli import hopbench
 from tests.conftest import TOPOLOGIES, reap
 
 pytestmark = pytest.mark.integration
-
-
-def hopbench(*argv: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hopbench", *argv], capture_output=True, text=True, timeout=timeout
-    )
 
 
 def leftovers(out: Path) -> list[str]:

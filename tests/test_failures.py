@@ -20,15 +20,10 @@ from hopbench.errors import ConfigError
 from hopbench.measure.usage import Usage
 from hopbench.results.build import Costs, cpu_ms_per_1000, process_result
 from hopbench.results.schema import Results
+from tests.cli import hopbench
 from tests.conftest import TOPOLOGIES, reap
 
 SCHEMA = "hopbench.results/3"
-
-
-def hopbench(*argv: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hopbench", *argv], capture_output=True, text=True, timeout=timeout
-    )
 
 
 def runs_of(out: Path) -> list[dict[str, Any]]:

@@ -19,16 +19,11 @@ import pytest
 from hopbench.config.faults import Fault, check_faults
 from hopbench.errors import ConfigError
 from hopbench.run.netproxy import LinkProxy
+from tests.cli import hopbench
 from tests.conftest import TOPOLOGIES, reap
 from tests.rabbitnode import rabbit_node
 
 CHAIN = str(TOPOLOGIES / "chain.yaml")
-
-
-def hopbench(*argv: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hopbench", *argv], capture_output=True, text=True, timeout=timeout
-    )
 
 
 def only_run(out: Path) -> dict[str, Any]:
@@ -103,7 +98,8 @@ def test_the_fault_flag_is_checked_with_the_fix() -> None:
 def test_kill_one_of_two_replicas_the_survivor_serves_every_loss_counted(tmp_path: Path) -> None:
     done = hopbench("run", CHAIN, "--set", "services.worker.replicas=2", "--rate", "100",
                     "--duration", "4", "--warmup", "1", "--grace", "1",
-                    "--fault", "kill:worker/0@2s", "--out", str(tmp_path))  # fmt: skip
+                    "--fault", "kill:worker/0@2s", "--out", str(tmp_path),
+                    report=True)  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     run = only_run(tmp_path)
@@ -160,6 +156,7 @@ def test_the_embedded_kafka_broker_killed_is_named_and_the_run_ends(tmp_path: Pa
     started = time.monotonic()
     done = hopbench("run", CHAIN, "--mode", "kafka", "--pattern", "fire-and-forget",
                     "--rate", "100", "--duration", "4", "--warmup", "1", "--grace", "1",
+                    "--setting", "request_timeout_s=3",
                     "--fault", "kill:kafka@2s", "--out", str(tmp_path))  # fmt: skip
     took = time.monotonic() - started
     assert done.returncode == 0, done.stderr
@@ -172,7 +169,7 @@ def test_the_embedded_kafka_broker_killed_is_named_and_the_run_ends(tmp_path: Pa
     assert run["completed"] + failed_sends(run) + run["lost"] == 400
     assert run["expected"] == run["completed"] + run["lost"]
     assert not any(p["t_s"] > event["t_s"] + 1 and p["completed"] for p in run["timeline"])
-    # on time: 1 + 4 s of load, a send's 10 s timeout, 2 x 1 s of grace, start and stop
+    # on time: 1 + 4 s of load, a send's 3 s timeout, 2 x 1 s of grace, start and stop
     assert took < 90, took
 
 

@@ -41,9 +41,10 @@ from hopbench.protocol.messages import (
     decode_event,
     encode,
 )
+from tests.cli import hopbench
 from tests.conftest import TOPOLOGIES
 from tests.namespaces import Network, wait_healthy
-from tests.test_cli_run import hopbench, runs
+from tests.test_cli_run import runs
 
 LINE_LIMIT = 4 * 1024 * 1024  # the agent's default
 

@@ -17,9 +17,10 @@ import pytest
 import yaml
 
 from hopbench.brokers.tansu import tansu_binary
+from tests.cli import hopbench
 from tests.conftest import TOPOLOGIES
 from tests.namespaces import Network
-from tests.test_cli_run import hopbench, runs
+from tests.test_cli_run import runs
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli import hopbench
 from tests.conftest import TOPOLOGIES
 from tests.namespaces import Network, wait_healthy
-from tests.test_cli_run import hopbench, runs
+from tests.test_cli_run import runs
 
 pytestmark = pytest.mark.integration
 

@@ -86,7 +86,7 @@ def test_kafka_lag_is_log_end_minus_committed_on_tansu(kafka: KafkaBroker) -> No
 
 def hopbench(out: Path, *argv: str) -> dict[str, Any]:
     done = subprocess.run(
-        [sys.executable, "-m", "hopbench", "run", *argv, "--out", str(out)],
+        [sys.executable, "-m", "hopbench", "run", *argv, "--out", str(out), "--no-report"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     # past its knee a run may lose messages within the grace period: it is then failed,

@@ -93,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
             faults=faults,
             slo_p99_ms=args.slo_p99_ms,
             summarize_repeats=args.repeat > 1,
+            write_report=not args.no_report,
         )
     )
     with OutLock(args.out):

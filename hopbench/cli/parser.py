@@ -4,6 +4,7 @@ hopbench.config.flags; what each command does is in hopbench.cli.commands."""
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 from pathlib import Path
 
 from hopbench.config.deployment import BROKERS_WAIT_S, GRPC_PORT, HTTP_PORT
@@ -185,12 +186,20 @@ def fault_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("hopbench")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hopbench",
         description="Measure what each style of service-to-service communication costs.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    parser.add_argument("--version", action="version", version=f"hopbench {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     validate = sub.add_parser("validate", help="check a topology file and show what it runs")
@@ -266,6 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
     fault_args(run)
     deployment_args(run)
     run.add_argument("--out", type=Path, default=Path("results"), help="output folder")
+    run.add_argument(
+        "--no-report",
+        action="store_true",
+        help="write results.json and the summary only, not report.html (its charts take "
+        "seconds of CPU); `hopbench report OUT` writes it later",
+    )
 
     comp = sub.add_parser("compare", help="run every cell of a comparison suite")
     comp.add_argument("suite", type=Path, help="a suite YAML file")
