@@ -7,15 +7,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from hopbench.config.runspec import RunSpec
+from hopbench.config.settings import client_library
 from hopbench.config.topology import Topology
 from hopbench.measure.breakdown import PARTS
+from hopbench.measure.histogram import mean as histogram_mean
 from hopbench.measure.histogram import new_histogram
+from hopbench.measure.lateness import Lateness
 from hopbench.measure.merge import RouteTotals, SendSummary, histogram_from, merge, summarize
 from hopbench.measure.series import merge_series
 from hopbench.measure.usage import Usage
 from hopbench.results.caches import cache_results
+from hopbench.results.sampled import LateSends
 from hopbench.results.schema import (
-    ACHIEVED_RATE_FLOOR,
     SEND_LAG_P99_LIMIT_US,
     Breakdown,
     EdgeResult,
@@ -28,6 +31,7 @@ from hopbench.results.schema import (
     RunResult,
     TimePoint,
     Warmup,
+    short_of,
 )
 from hopbench.results.status import count_notes, judge
 from hopbench.results.wire import wire_result
@@ -112,8 +116,10 @@ def build_result(
     for route in routes:
         latency.add(route.latency)
         service_time.add(route.service_time)
+    lateness = Lateness()
     for w in workers:
         send_lag.add(histogram_from(w.send_lag))
+        lateness.add(w.lateness)
 
     measure_start = min((w.measure_start_ns for w in workers), default=0)
     last_sent = max((w.last_sent_ns for w in workers), default=0)
@@ -131,7 +137,9 @@ def build_result(
         unsent > 0
         or (
             in_flight_waits == 0
-            and (lag["p99"] > SEND_LAG_P99_LIMIT_US or achieved < ACHIEVED_RATE_FLOOR * load.rate)
+            and (
+                lag["p99"] > SEND_LAG_P99_LIMIT_US or short_of(achieved, load.rate, load.duration_s)
+            )
         )
     )
     notes = list(notes)
@@ -171,6 +179,7 @@ def build_result(
                 mode=e.mode,
                 pattern=e.pattern,
                 settings=dict(e.settings),
+                client=client_library(e.mode, spec.for_edge(e)),
                 wire=wire_result(spec.for_edge(e), [p.wire.get(e.name, {}) for p in processes]),
             )
             for e in topology.edges
@@ -208,6 +217,7 @@ def build_result(
         latency_us=Percentiles(**summarize(latency)),
         service_time_us=Percentiles(**summarize(service_time)),
         send_lag_us=Percentiles(**lag),
+        late_sends=None if load.closed else _late_sends(lateness),
         generator_limited=generator_limited,
         caches=cache_results(topology, caches or {}),
         routes=[
@@ -263,6 +273,15 @@ def _hop_order(topology: Topology, route: RouteTotals) -> list[str]:
     return names + [n for n in route.hops if n not in names]
 
 
+def _late_sends(found: Lateness) -> LateSends:
+    return LateSends(
+        sends=found.sends,
+        behind_us=round(found.behind_ns / 1000, 1),
+        waited_us=round(found.waited_ns / 1000, 1) if found.run_delay_read else None,
+        gc_us=round(found.gc_ns / 1000, 1),
+    )
+
+
 def _hop(name: str, route: RouteTotals) -> HopResult:
     transit, wait, work, rest = (Percentiles(**summarize(h)) for h in route.hops[name].parts)
     return HopResult(service=name, transit_us=transit, wait_us=wait, work_us=work, rest_us=rest)
@@ -285,7 +304,7 @@ def _breakdown(route: RouteTotals, names: list[str]) -> Breakdown | None:
             )
         )
     send_lag = route.send_lag_ns / count / 1000
-    mean = route.latency.get_mean_value()
+    mean = histogram_mean(route.latency)
     explained = send_lag + sum(sum(hop.path_ns) for hop in route.hops.values()) / count / 1000
     return Breakdown(
         completions=count,

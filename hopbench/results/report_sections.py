@@ -12,12 +12,12 @@ from hopbench.results.cells import dimensions, variant_label
 from hopbench.results.charts import breakdown_chart
 from hopbench.results.numbers import ms, number
 from hopbench.results.schema import (
-    ACHIEVED_RATE_FLOOR,
     Percentiles,
     ProcessResult,
     Results,
     RouteResult,
     RunResult,
+    short_of,
 )
 from hopbench.results.selfcheck import flag
 from hopbench.results.summary import FIND_MAX, METRICS, SummaryRow
@@ -103,7 +103,7 @@ def _throughput_differs(ranked: list[SummaryRow]) -> bool:
         run = row.runs[0]
         done = row.median("done/s")
         if run.load.get("concurrency") is not None or (
-            done is not None and done < ACHIEVED_RATE_FLOOR * run.target_rate
+            done is not None and short_of(done, run.target_rate, run.duration_s)
         ):
             return True
     return False
@@ -183,7 +183,7 @@ def runs_table(runs: list[RunResult]) -> str:
     rows = [[r.cell or variant_label(r), ("probe " if r.probe else "") + r.status, r.run_id,
              f"{r.sent:,}", f"{r.completed:,}", f"{r.lost:,}", f"{r.duplicated:,}",
              f"{r.errors:,}", ms(r.latency_us.p50), ms(r.latency_us.p99), ms(r.latency_us.max),
-             {"!": "yes", "~": "host saturated"}.get(flag(r), "")] for r in runs]  # fmt: skip
+             {"!": "yes", "~": "no, host busy"}.get(flag(r), "")] for r in runs]  # fmt: skip
     classes = [
         [("failed" if r.failed and j == 1 else "") for j in range(len(header))] for r in runs
     ]
@@ -285,6 +285,7 @@ def _edge(run: RunResult, index: int) -> str:
     settings = ", ".join(f"{k} = {v}" for k, v in edge.settings.items())
     wire = f"; per message {wire_text(edge)}" if edge.wire is not None else ""
     text = f"{edge.name}: {edge.mode}, {edge.pattern}"
+    text += f", {edge.client} client" if edge.client else ""
     return text + (f" ({settings})" if settings else "") + wire
 
 

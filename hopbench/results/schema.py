@@ -15,12 +15,20 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from hopbench.config.outdir import atomic_write_text
 from hopbench.config.runspec import LoadSpec
 from hopbench.errors import ConfigError
-from hopbench.results.sampled import Bottleneck, GeneratorLimit, Samples
+from hopbench.results.sampled import Bottleneck, GeneratorLimit, LateSends, Samples
 
 SCHEMA = "hopbench.results/3"
 # Beyond these, the generator and not the system was the limit (docs/measurement.md).
 SEND_LAG_P99_LIMIT_US = 1000
 ACHIEVED_RATE_FLOOR = 0.99
+
+
+def short_of(rate: float, target: float, window_s: float) -> bool:
+    """Whether a rate measured over window_s fell short of target: under
+    ACHIEVED_RATE_FLOOR of it by more than one message. A window holds a whole number
+    of messages: 3 s at 12.5/s holds 37 (12.33/s), and one missing message is 1 % of
+    only 100."""
+    return rate < ACHIEVED_RATE_FLOOR * target - 1 / window_s
 
 
 class Percentiles(BaseModel):
@@ -64,6 +72,9 @@ class EdgeResult(BaseModel):
     mode: str
     pattern: str
     settings: dict[str, Any] = {}  # this edge's own settings, on top of the run's
+    # the client library its callers ran (HTTP: http_client as resolved; RabbitMQ:
+    # rabbitmq_client); None for a mode without a choice
+    client: str | None = None
     wire: WireResult | None = None  # bytes per message; None: nothing was counted
 
 
@@ -248,6 +259,8 @@ class RunResult(BaseModel):
     latency_us: Percentiles
     service_time_us: Percentiles
     send_lag_us: Percentiles
+    # open loop: the sends over 1 ms late and where that time went; None: closed loop
+    late_sends: LateSends | None = None
     generator_limited: bool
     routes: list[RouteResult]
     processes: list[ProcessResult]

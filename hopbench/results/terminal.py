@@ -192,13 +192,13 @@ def _counts(runs: list[RunResult]) -> str:
     crowded = [r for r in measured if flag(r) == "~"]
     if limited:
         text += (
-            f"; the load generator, not the system, was the limit in {len(limited)} of them "
-            "(see their notes)"
+            f"; the load generator's sends fell behind by its own doing in {len(limited)} of "
+            "them (see their notes)"
         )
     if crowded:
         text += (
-            f"; the host's CPUs were saturated and the sends fell behind in {len(crowded)} "
-            "of them (see their notes)"
+            f"; the sends fell behind in {len(crowded)} of them while the load generator "
+            "waited for a CPU the services and brokers were using (see their notes)"
         )
     return "\n".join(_wrap(text))
 

@@ -34,6 +34,7 @@ class Options:
     faults: list[Fault] = field(default_factory=list)
     slo_p99_ms: float | None = None
     summarize_repeats: bool = False
+    write_report: bool = True  # report.html (charts: 2-4 s of CPU); `hopbench report` later
 
 
 class Session:
@@ -224,6 +225,8 @@ class Session:
 
         if self.output_error is not None:
             return []
+        if not self.options.write_report:
+            return [f"results: {self.path}"]
         report_path = self.options.out_dir / "report.html"
         try:
             write_report(self.results, report_path, title)

@@ -2,7 +2,8 @@
 
 ``find_max`` looks for the highest rate at which the system keeps up: the load
 generator sent at least 99 % of the target, completions inside the measured window
-kept pace (at least 99 % of the target), nothing was lost or failed, and p99 stayed
+kept pace (at least 99 % of the target; both less one message, as a window holds a whole
+number of them), nothing was lost or failed, and p99 stayed
 within the SLO when one is given. It doubles the rate until a probe fails, then
 bisects until the bracket is within ``precision``; every probe is kept as evidence.
 """
@@ -15,9 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hopbench.results.cells import cell_id, dimensions
-from hopbench.results.schema import RunResult
+from hopbench.results.schema import RunResult, short_of
 
-KEEP_UP = 0.99
 RunAt = Callable[[float], Awaitable[RunResult]]
 
 
@@ -26,9 +26,9 @@ def verdict(run: RunResult, slo_p99_us: float | None) -> str | None:
     if run.failed:
         return f"failed: {run.failure}"
     target = run.target_rate
-    if run.achieved_rate < KEEP_UP * target:
+    if short_of(run.achieved_rate, target, run.duration_s):
         return f"sent {run.achieved_rate:.0f}/s of {target:g}/s (the load generator fell behind)"
-    if run.completion_rate < KEEP_UP * target:
+    if short_of(run.completion_rate, target, run.duration_s):
         return f"completed {run.completion_rate:.0f}/s of {target:g}/s inside the window"
     if run.lost or run.errors:
         return f"{run.lost} lost, {run.errors} errors"
