@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: venv demo test test-slow test-compose lock arm64-check lint bench bench-quick wrk chromium proto clean
+.PHONY: venv demo test test-slow test-compose lock arm64-check arm64-build lint bench bench-quick wrk chromium compose-cli proto clean
 
 venv: $(STAMP)
 
@@ -27,15 +27,16 @@ lint: venv
 
 # the tests that measure or list processes run alone first (tests/conftest.py, SERIAL);
 # then the rest on two workers; both always run, and either failing fails the target
-test: lint chromium
+test: lint chromium compose-cli
 	@status=0; \
-	$(BIN)/python -m pytest -m "not slow and not compose and serial" || status=1; \
-	$(BIN)/python -m pytest -m "not slow and not compose and not serial" -n 2 || status=1; \
+	$(BIN)/python -m pytest -m "not slow and not compose and serial" --durations=15 || status=1; \
+	$(BIN)/python -m pytest -m "not slow and not compose and not serial" -n 2 --durations=15 || status=1; \
 	exit $$status
 
 # The committed docker-compose.yml under a real Docker engine: the one running, or
 # Debian's, installed and started in a network namespace of its own with local
-# stand-ins for the registry images (docs/deployment.md). As root; not yet in CI.
+# stand-ins for the registry images (docs/deployment.md). As root; CI runs it after
+# `make test`.
 test-compose: venv
 	HOPBENCH_TEST_COMPOSE=1 $(BIN)/python -m pytest -s -m compose tests/test_compose_engine.py
 
@@ -48,6 +49,13 @@ lock: venv
 # which pinned dependencies have no aarch64 wheel (the Dockerfile's build stage builds them)
 arm64-check: venv
 	$(BIN)/python -m tests.arm64_wheels requirements.lock
+
+# the image built for arm64 from the Dockerfile and run, under emulation: Debian's
+# qemu-user-static, registered with binfmt_misc while it runs, in a private engine
+# with arm64 stand-ins for the base images (docs/deployment.md). As root; not part of
+# `make test` or `make test-compose`; it removes what it started, even on failure.
+arm64-build: venv
+	HOPBENCH_TEST_ARM64=1 $(BIN)/python -m pytest -s -m arm64 tests/test_arm64_image.py
 
 test-slow: venv
 	$(BIN)/python -m pytest -m slow
@@ -78,6 +86,11 @@ wrk:
 chromium:
 	@command -v chromium >/dev/null || apt-get install -y -q chromium || \
 		echo "no chromium (apt-get failed): the report's browser test will skip"
+
+# `docker-compose config` checks the rendered compose files (tests/test_render.py)
+compose-cli:
+	@command -v docker-compose >/dev/null || apt-get install -y -q --no-install-recommends docker-compose || \
+		echo "no docker-compose (apt-get failed): the compose file checks will skip"
 
 proto: venv
 	$(BIN)/python -m hopbench.proto.generate
