@@ -422,6 +422,55 @@ def test_queues_are_deleted_over_a_new_connection_after_the_broker_went_away(
     assert left == []
 
 
+@pytest.mark.parametrize("stopped", [False, True])
+def test_a_stopped_command_does_not_wait_for_a_broker_that_went_away(
+    rabbitmq_url: str, stopped: bool, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    # `docker compose stop` stops the brokers with the orchestrator: its cleanup, run
+    # because its task was cancelled, tries once and gives up within 2 s. Any other
+    # cleanup waits for a broker that restarts (here 3 s, to keep the test short).
+    monkeypatch.setattr("hopbench.brokers.rabbitmq.RECONNECT_WAIT_S", 3.0)
+    plan = Provisioning(rabbitmq_queues={f"hb-gone{os.getpid()}": False})
+
+    async def scenario() -> float:
+        proxy = Proxy(RabbitMqBroker(rabbitmq_url).address[1])
+        await proxy.start()
+        broker = RabbitMqBroker(rabbitmq_url.replace(":5672", f":{proxy.port}"))
+        try:
+            await broker.connect()
+            await broker.provision(plan)
+            await proxy.close()  # the broker is gone: nothing listens any more
+            await asyncio.sleep(0.2)
+            start = time.monotonic()
+            if not stopped:
+                await broker.close()
+                return time.monotonic() - start
+
+            async def run() -> None:
+                try:
+                    await asyncio.sleep(30)  # a run, until Ctrl-C
+                finally:
+                    await broker.close()
+
+            task = asyncio.create_task(run())
+            await asyncio.sleep(0)
+            start = time.monotonic()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return time.monotonic() - start
+        finally:
+            await rabbit_delete(rabbitmq_url, plan)
+
+    took = asyncio.run(scenario())
+    assert "could not delete the run's queues" in caplog.text
+    if stopped:
+        assert took < 1.0  # one refused connection
+    else:
+        assert took >= 3.0  # it waited for the broker to come back
+
+
 def test_topics_deleted_on_a_restarted_kafka_end_without_an_error(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

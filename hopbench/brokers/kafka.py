@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from hopbench.brokers.procs import server_process
-from hopbench.brokers.wait import NotYet, refused, timed_out, wait_for_broker
+from hopbench.brokers.wait import NotYet, cleanup_limits, refused, timed_out, wait_for_broker
 from hopbench.errors import BrokerUnavailable
 from hopbench.transports.plan import Provisioning
 
@@ -102,8 +102,9 @@ class KafkaCluster:
         know it). A best effort, bounded in time: what could not be deleted is logged."""
         if not self._topics:
             return
+        cleanup_s, _ = cleanup_limits(CLEANUP_TIMEOUT_S, 0)
         try:
-            await asyncio.wait_for(self._delete_topics(), CLEANUP_TIMEOUT_S)
+            await asyncio.wait_for(self._delete_topics(), cleanup_s)
         except Exception as exc:  # cleanup must not mask the run's own error
             log.warning("could not delete the run's topics %s at %s (%s)",
                         self._topics, self.bootstrap, timed_out(exc))  # fmt: skip

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from hopbench.brokers.wait import NotYet, refused, timed_out, wait_for_broker
+from hopbench.brokers.wait import NotYet, cleanup_limits, refused, timed_out, wait_for_broker
 from hopbench.config.db import DbWork
 from hopbench.config.secrets import redact
 from hopbench.config.topology import Topology
@@ -183,9 +183,10 @@ class PostgresDb:
         """Drop the run's tables (over a new connection if the first is gone) and hang
         up. A best effort, bounded in time, that never masks the run's own error: a
         table that could not be dropped is named in the log."""
+        cleanup_s, reconnect_s = cleanup_limits(CLEANUP_TIMEOUT_S, RECONNECT_WAIT_S)
         try:
             if self.tables:
-                await asyncio.wait_for(self._drop_all(), CLEANUP_TIMEOUT_S)
+                await asyncio.wait_for(self._drop_all(reconnect_s), cleanup_s)
         except (*_NOT_YET, asyncpg.PostgresError, asyncpg.InterfaceError, BrokerUnavailable) as exc:
             log.warning(
                 "could not drop the run's tables %s at %s (%s); drop them with "
@@ -198,11 +199,11 @@ class PostgresDb:
                     await self._connection.close(timeout=2.0)
             self._connection = None
 
-    async def _drop_all(self) -> None:
+    async def _drop_all(self, reconnect_s: float) -> None:
         connection = self._connection
         if connection is None or connection.is_closed():
             connection = await wait_for_broker(
-                BROKER, redact(self.url), self._open, wait_s=RECONNECT_WAIT_S, say=log.info,
+                BROKER, redact(self.url), self._open, wait_s=reconnect_s, say=log.info,
                 fix="drop its tables by hand",
             )  # fmt: skip
             self._connection = connection

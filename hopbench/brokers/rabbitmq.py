@@ -20,7 +20,7 @@ import aiormq
 from aiormq.abc import AbstractChannel, AbstractConnection
 
 from hopbench.brokers.answers import rabbitmq_answer
-from hopbench.brokers.wait import NotYet, timed_out, wait_for_broker
+from hopbench.brokers.wait import NotYet, cleanup_limits, timed_out, wait_for_broker
 from hopbench.config.secrets import redact
 from hopbench.errors import BrokerUnavailable
 from hopbench.transports.plan import Provisioning
@@ -167,8 +167,9 @@ class RabbitMqBroker:
             with contextlib.suppress(Exception):
                 await self._sampling.close()
             self._sampling = None
+        cleanup_s, reconnect_s = cleanup_limits(CLEANUP_TIMEOUT_S, RECONNECT_WAIT_S)
         try:
-            await asyncio.wait_for(self._delete_all(), CLEANUP_TIMEOUT_S)
+            await asyncio.wait_for(self._delete_all(reconnect_s), cleanup_s)
         except (OSError, aiormq.exceptions.AMQPError, TimeoutError, BrokerUnavailable) as exc:
             log.warning(
                 "could not delete the run's queues %s and exchanges %s at %s (%s); the queues "
@@ -181,11 +182,11 @@ class RabbitMqBroker:
                 await self._connection.close()
             self._connection = None
 
-    async def _delete_all(self) -> None:
+    async def _delete_all(self, reconnect_s: float) -> None:
         connection = self._connection
         if connection is None or connection.is_closed:  # the broker restarted or hung up
             connection = self._connection = await wait_for_broker(
-                "RabbitMQ", redact(self.url), self._open, wait_s=RECONNECT_WAIT_S, say=log.info,
+                "RabbitMQ", redact(self.url), self._open, wait_s=reconnect_s, say=log.info,
                 fix="its queues expire on their own",
             )  # fmt: skip
         channel = await connection.channel()

@@ -20,7 +20,21 @@ from hopbench.errors import BrokerUnavailable
 DEFAULT_WAIT_S = 30.0  # a broker container's start, with room to spare
 ATTEMPT_TIMEOUT_S = 5.0  # one connection attempt to a broker that accepts but is silent
 RETRY_EVERY_S = 0.5
+STOPPING_CLEANUP_S = 2.0  # a stopped command's cleanup of one broker, at most
 T = TypeVar("T")
+
+
+def cleanup_limits(cleanup_s: float, reconnect_s: float) -> tuple[float, float]:
+    """How long a broker's cleanup may take, and how long it may wait for the broker to
+    come back. Called in the task whose cleanup it is: when that task is being cancelled,
+    the command was stopped (Ctrl-C, SIGTERM, `docker compose stop`) and must end
+    promptly: one attempt, within STOPPING_CLEANUP_S. Under compose the broker is being
+    stopped at the same moment; what was not deleted is logged (and RabbitMQ's queues
+    expire)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling() > 0:
+        return min(cleanup_s, STOPPING_CLEANUP_S), 0.0
+    return cleanup_s, reconnect_s
 
 
 class NotYet(Exception):
