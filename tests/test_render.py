@@ -115,9 +115,8 @@ def test_compose_file_parses_and_runs_every_replica(tmp_path: Path) -> None:
     # no probe runs in any container during a run: the orchestrator waits for them all
     assert not [name for name, service in services.items() if "healthcheck" in service]
     orchestrator = services["hopbench"]
-    assert {n: d["condition"] for n, d in orchestrator["depends_on"].items()} == {
-        name: "service_started" for name in ("kafka", "rabbitmq", "gateway-0", "worker-0")
-    }
+    # nothing waits for another to stop: `docker compose stop` stops them all at once
+    assert not [name for name, service in services.items() if "depends_on" in service]
     assert "--agents-wait 300 --brokers-wait 300" in orchestrator["command"]
     assert orchestrator["command"].endswith("--mode all")  # HOPBENCH_ARGS unset: the default
     assert services["gateway-0"]["image"] == orchestrator["image"]  # one image for all

@@ -6,8 +6,12 @@ No container has a health check. A probe is a process the engine starts in the
 container every interval, on the machine being measured, for as long as it runs (a
 broker's own tool starts a JVM or an Erlang VM: ~0.5 CPU-s each). The orchestrator
 waits instead, before anything is measured: for the brokers (--brokers-wait, it and
-every process it starts) and for the agents (--agents-wait). Every container stops on
-SIGINT (the image's STOPSIGNAL).
+every process it starts) and for the agents (--agents-wait). So nothing depends on
+anything (no ``depends_on``): ``docker compose stop`` stops every container at once
+and takes as long as the slowest clean stop (RabbitMQ's), not the orchestrator's and
+then the brokers'. Stopped, the orchestrator tries each broker's cleanup once
+(hopbench.brokers.wait.cleanup_limits), as the broker is stopping too. Every
+container stops on SIGINT (the image's STOPSIGNAL).
 
     docker compose up --build --exit-code-from hopbench
 
@@ -116,11 +120,13 @@ def render_compose(request: RenderRequest, out: Path, command: str) -> str:
             "image": broker.image,
             "environment": env,
         }
-    agents = []
     for name, svc in request.topology.services.items():
         for replica in range(svc.replicas):
-            agents.append(f"{name}-{replica}")
-            services[agents[-1]] = {**hopbench, "command": ["agent"], "environment": secret_env}
+            services[f"{name}-{replica}"] = {
+                **hopbench,
+                "command": ["agent"],
+                "environment": secret_env,
+            }
     fixed = shlex.join(request.orchestrator_args("{service}-{replica}:7070"))
     defaults = shlex.join(request.run_args).replace("$", "$$")
     services["hopbench"] = {
@@ -131,9 +137,6 @@ def render_compose(request: RenderRequest, out: Path, command: str) -> str:
             f"{_relative(request.topology_file, base)}:{TOPOLOGY_PATH}:ro",
             f"./results:{RESULTS_PATH}",
         ],
-        "depends_on": {
-            name: {"condition": "service_started"} for name in [*(b.name for b in brokers), *agents]
-        },
     }
     header = (
         f"# Rendered by `{command}`; a test fails when it differs.\n"
