@@ -311,8 +311,13 @@ class Engine:
 
     def start(self) -> None:
         self.env["DOCKER_BUILDKIT"] = "0"  # the classic builder: every engine has it
-        probe = subprocess.run(["docker", "info"], capture_output=True, env=self.env, timeout=60)
-        if shutil.which("docker") and probe.returncode == 0:
+        answers = (
+            shutil.which("docker") is not None
+            and not subprocess.run(
+                ["docker", "info"], capture_output=True, env=self.env, timeout=60
+            ).returncode
+        )
+        if answers:
             log("using the Docker engine that is running")
             self.compose = compose_cli(self.env)
             return
