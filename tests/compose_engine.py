@@ -149,7 +149,7 @@ def compose_cli(env: dict[str, str]) -> list[str]:
     """Docker Compose v2, as users run it: `docker compose` where the machine has it;
     elsewhere Debian's build of it, from trixie (one static Go binary that needs only
     libc6 >= 2.34), fetched by its pinned checksum into the cache and run standalone.
-    Bookworm's own docker-compose is 1.29, in Python: 0.8 s of CPU to start on a
+    Bookworm's own docker-compose is 1.29, in Python: 0.8 s to start on a
     2-core machine, more than a third of `docker compose stop`'s time."""
     found = subprocess.run(["docker", "compose", "version"], capture_output=True, env=env)
     if found.returncode == 0:
