@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiormq
@@ -393,6 +393,24 @@ def test_a_broker_that_never_comes_fails_on_time_naming_it(
 # --- cleanup after the broker went away and came back ---
 
 
+@contextlib.asynccontextmanager
+async def through_proxy(
+    rabbitmq_url: str, plan: Provisioning
+) -> AsyncIterator[tuple[Proxy, RabbitMqBroker]]:
+    """A broker object that reaches RabbitMQ through a Proxy, with the plan provisioned;
+    at the end, whatever happened, the proxy is closed and the plan deleted on RabbitMQ."""
+    proxy = Proxy(RabbitMqBroker(rabbitmq_url).address[1])
+    await proxy.start()
+    broker = RabbitMqBroker(rabbitmq_url.replace(":5672", f":{proxy.port}"))
+    try:
+        await broker.connect()
+        await broker.provision(plan)
+        yield proxy, broker
+    finally:
+        await proxy.close()
+        await rabbit_delete(rabbitmq_url, plan)
+
+
 def test_queues_are_deleted_over_a_new_connection_after_the_broker_went_away(
     rabbitmq_url: str,
 ) -> None:
@@ -402,20 +420,12 @@ def test_queues_are_deleted_over_a_new_connection_after_the_broker_went_away(
     )
 
     async def scenario() -> tuple[list[str], list[str]]:
-        proxy = Proxy(RabbitMqBroker(rabbitmq_url).address[1])
-        await proxy.start()
-        broker = RabbitMqBroker(rabbitmq_url.replace(":5672", f":{proxy.port}"))
-        try:
-            await broker.connect()
-            await broker.provision(plan)
+        async with through_proxy(rabbitmq_url, plan) as (proxy, broker):
             there = await rabbit_objects(rabbitmq_url, plan)
             proxy.cut()  # the connection is gone, as after a broker restart
             await asyncio.sleep(0.2)
             await broker.close()
             return there, await rabbit_objects(rabbitmq_url, plan)
-        finally:
-            await proxy.close()
-            await rabbit_delete(rabbitmq_url, plan)
 
     there, left = asyncio.run(scenario())
     assert sorted(there) == sorted([*plan.rabbitmq_queues, *plan.rabbitmq_exchanges])
@@ -434,12 +444,7 @@ def test_a_stopped_command_does_not_wait_for_a_broker_that_went_away(
     plan = Provisioning(rabbitmq_queues={f"hb-gone{os.getpid()}": False})
 
     async def scenario() -> float:
-        proxy = Proxy(RabbitMqBroker(rabbitmq_url).address[1])
-        await proxy.start()
-        broker = RabbitMqBroker(rabbitmq_url.replace(":5672", f":{proxy.port}"))
-        try:
-            await broker.connect()
-            await broker.provision(plan)
+        async with through_proxy(rabbitmq_url, plan) as (proxy, broker):
             await proxy.close()  # the broker is gone: nothing listens any more
             await asyncio.sleep(0.2)
             start = time.monotonic()
@@ -460,8 +465,6 @@ def test_a_stopped_command_does_not_wait_for_a_broker_that_went_away(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             return time.monotonic() - start
-        finally:
-            await rabbit_delete(rabbitmq_url, plan)
 
     took = asyncio.run(scenario())
     assert "could not delete the run's queues" in caplog.text
