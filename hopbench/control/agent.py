@@ -60,6 +60,9 @@ from hopbench.transports.context import TransportContext
 
 log = logging.getLogger("hopbench.control.agent")
 AUTH_WITHIN_S = 10.0
+# after a refusal, what the peer had already sent is read: for this long, this much at most
+LINGER_S = 1.0
+LINGER_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,22 @@ class Limits:
                 f"of {self.max_duration_s:g} s; start it with a higher --max-duration"
             )
         return None
+
+
+async def _last_word(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """End our side after the message written last, then read and drop what the peer
+    had already sent (LINGER_S, LINGER_BYTES at most: a peer that floods is not read
+    on): closing a socket with unread input makes the kernel reset the connection, and
+    the peer may lose the message unread."""
+    with contextlib.suppress(OSError, RuntimeError):
+        await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+    with contextlib.suppress(OSError, TimeoutError, ValueError):
+        async with asyncio.timeout(LINGER_S):
+            left = LINGER_BYTES
+            while left > 0 and (data := await reader.read(min(left, 65536))):
+                left -= len(data)
 
 
 class _RunChannel(ChildChannel):
@@ -135,6 +154,7 @@ class Agent:
             if self._connections > self.limits.max_connections:
                 log.warning("%s turned away: %d connections already", peer, self._connections - 1)
                 writer.write(encode(Error(message="too many connections to this agent")))
+                await _last_word(reader, writer)
             else:
                 await self._converse(reader, writer, peer)
         finally:
@@ -163,6 +183,7 @@ class Agent:
             if refusal is not None:
                 log.warning("%s refused: %s", peer, refusal)
                 writer.write(encode(Error(message=f"refused: {refusal}")))
+                await _last_word(reader, writer)
                 return
         hangup = asyncio.Event()  # a run stops when the orchestrator hangs up, or we end
         ending = asyncio.ensure_future(self.done.wait())
